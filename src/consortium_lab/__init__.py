@@ -1,0 +1,1 @@
+"""consortium_lab."""
