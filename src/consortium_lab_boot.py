@@ -11,6 +11,7 @@ one ``sys.meta_path`` entry and imports nothing heavy. See ``docs/upstream-defec
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import logging
@@ -35,10 +36,9 @@ def prepare_upstream_dir() -> None:
         path = click.get_app_dir("io.datasette.llm")
     else:
         path = upstream_log_dir()
-    try:
+    # A read-only home: upstream then fails on its own terms; nothing better to do here.
+    with contextlib.suppress(OSError):
         os.makedirs(path, exist_ok=True)
-    except OSError:
-        pass  # read-only home: upstream will fail on its own terms; nothing better to do here
 
 
 class _RootLoggerGuard(importlib.abc.Loader):
@@ -46,6 +46,11 @@ class _RootLoggerGuard(importlib.abc.Loader):
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self._loader = loader
+
+    def __getattr__(self, name: str) -> object:
+        # Everything else (get_resource_reader for importlib.resources, is_package,
+        # get_filename…) is the wrapped loader's.
+        return getattr(self._loader, name)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self._loader.create_module(spec)

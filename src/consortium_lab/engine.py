@@ -1,0 +1,609 @@
+"""The async orchestrator: fan-out to members, arbiter synthesis, iteration — as one event stream.
+
+:class:`Consortium` is the entry point. ``consortium.stream(prompt)`` returns a :class:`Run`, an
+async iterator of :mod:`~consortium_lab.events`; ``await consortium.run(prompt)`` folds it into a
+:class:`~consortium_lab.result.RunResult`. Sinks (the run log, the CLI printer, the widget)
+receive the same events; the engine itself never touches SQLite, widgets or HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import prompts
+from .config import ConsortiumConfig, check_models, parse_models
+from .events import (
+    ArbiterDelta,
+    Event,
+    IterationFinished,
+    IterationStarted,
+    MemberDelta,
+    MemberDone,
+    MemberFailed,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    Stage,
+    SynthesisReady,
+)
+from .gateway import CallFailed, CallOutcome, CallRequest, Gateway
+from .parsing import (
+    ArbiterParse,
+    parse_arbiter_response,
+    parse_confidence_text,
+    parse_member_response,
+    parse_ranking,
+)
+from .result import RunResult
+
+Sink = Callable[[Event], None]
+MemberKey = tuple[str, int]
+
+
+@dataclass
+class _Call:
+    """A call in flight: which member, which stage, and the request."""
+
+    key: MemberKey
+    stage: Stage
+    request: CallRequest
+
+
+class Consortium:
+    """Several models answering one prompt, an arbiter synthesizing, iterating to a threshold.
+
+    Build it from a :class:`ConsortiumConfig` or from keyword arguments::
+
+        Consortium(models=["gpt-4o-mini:2", "claude-3.5-haiku"], arbiter="gpt-4o",
+                   confidence_threshold=0.8, max_iterations=3)
+
+    Args:
+        config: a config (or a dict of one); keyword settings override its fields.
+        gateway: the :class:`Gateway` every model call goes through (a default one if None).
+        store: the run log: a :class:`~consortium_lab.store.RunStore`, a path, ``None`` for the
+            default per-user file, or ``False`` to keep no log.
+        check_models: verify that every model exists and is usable before running.
+        sinks: extra callables that receive every event.
+        **settings: any :class:`ConsortiumConfig` field; ``models`` may be ``model:count`` strings.
+    """
+
+    def __init__(
+        self,
+        config: ConsortiumConfig | Mapping[str, Any] | None = None,
+        *,
+        gateway: Gateway | None = None,
+        store: Any = None,
+        check_models: bool = True,
+        sinks: Sequence[Sink] = (),
+        **settings: Any,
+    ) -> None:
+        base = (
+            config.to_dict()
+            if isinstance(config, ConsortiumConfig)
+            else dict(config) if config is not None else {}
+        )
+        if "models" in settings and not isinstance(settings["models"], Mapping):
+            settings["models"] = parse_models(settings["models"])
+        self.config = ConsortiumConfig.model_validate({**base, **settings})
+        if check_models:
+            _check(self.config)
+        self.gateway = gateway or Gateway()
+        self._store_arg = store
+        self._store: Any = None
+        self.sinks = list(sinks)
+
+    # -- public API -----------------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        """The run log this consortium writes to (None when logging is off)."""
+        if self._store is None and self._store_arg is not False:
+            from .store import RunStore
+
+            arg = self._store_arg
+            self._store = arg if isinstance(arg, RunStore) else RunStore(
+                Path(arg) if arg is not None else None
+            )
+        return self._store
+
+    def stream(self, prompt: str, *, conversation: Conversation | None = None) -> Run:
+        """Start a run; iterate the returned :class:`Run` for its events."""
+        return Run(self, prompt, conversation)
+
+    async def run(self, prompt: str, *, conversation: Conversation | None = None) -> RunResult:
+        """Run to the end and return the result."""
+        run = self.stream(prompt, conversation=conversation)
+        async with run:
+            async for _ in run:
+                pass
+        return run.result
+
+    def run_sync(self, prompt: str, *, conversation: Conversation | None = None) -> RunResult:
+        """Blocking :meth:`run` for scripts. Inside a running event loop (Jupyter) use
+        ``await consortium.run(...)`` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(prompt, conversation=conversation))
+        raise RuntimeError(
+            "run_sync() cannot run inside an event loop that is already running (as in Jupyter):"
+            " use `await consortium.run(prompt)` instead."
+        )
+
+    def conversation(self) -> Conversation:
+        """A new multi-turn conversation in which each member keeps its own history."""
+        return Conversation(self)
+
+    # -- orchestration --------------------------------------------------------------------
+    async def _events(
+        self, run_id: str, prompt: str, conversation: Conversation | None, registry: set[asyncio.Task[Any]]
+    ) -> AsyncIterator[Event]:
+        cfg = self.config
+        histories: dict[MemberKey, list[tuple[str, str]]] = {
+            key: list(conversation.histories.get(key, [])) if conversation else []
+            for key in cfg.members()
+        }
+        yield RunStarted(
+            run_id=run_id,
+            prompt=prompt,
+            config=cfg.to_dict(),
+            conversation_id=conversation.id if conversation else None,
+            turn=(conversation.turn_count + 1) if conversation else 1,
+        )
+        previous: list[tuple[int, str]] = []
+        last: ArbiterParse | None = None
+        final_answers: dict[MemberKey, str] = {}
+        iteration = 0
+        for iteration in range(1, cfg.max_iterations + 1):
+            yield IterationStarted(run_id=run_id, iteration=iteration)
+            member_prompt = (
+                prompts.wrap_user_prompt(prompt)
+                if last is None
+                else prompts.iteration_prompt(
+                    prompt, last.synthesis, last.refinement_areas, cfg.system_prompt
+                )
+            )
+            calls = [
+                _Call(
+                    key=(model, instance),
+                    stage="answer",
+                    request=CallRequest(
+                        model=model,
+                        instance=instance,
+                        prompt=member_prompt,
+                        system=prompts.member_system_prompt(
+                            cfg.system_prompt, cfg.system_prompt_for(model, instance)
+                        ),
+                        history=tuple(histories[(model, instance)]),
+                        options=cfg.options_for(model, instance),
+                        limits=cfg.limits,
+                    ),
+                )
+                for model, instance in cfg.members()
+            ]
+            answers: dict[MemberKey, MemberDone] = {}
+            errors: dict[str, str] = {}
+            async for event in self._fan_out(run_id, iteration, calls, registry):
+                if isinstance(event, MemberDone):
+                    answers[(event.model, event.instance)] = event
+                    histories[(event.model, event.instance)].append((member_prompt, event.text))
+                elif isinstance(event, MemberFailed):
+                    errors[f"{event.model}#{event.instance}"] = event.error
+                yield event
+            if not answers:
+                yield RunFailed(
+                    run_id=run_id,
+                    reason=f"every member failed in iteration {iteration}: "
+                    + "; ".join(f"{k}: {v}" for k, v in errors.items()),
+                    errors=errors,
+                )
+                return
+            # Config order, not finishing order: response ids must not depend on who was fastest.
+            answers = {key: answers[key] for key in cfg.members() if key in answers}
+            for key, done in answers.items():
+                final_answers[key] = done.text
+            candidates = [
+                prompts.Candidate(id=i, model=d.model, answer=d.answer, confidence=d.confidence)
+                for i, d in enumerate(answers.values(), start=1)
+            ]
+            if cfg.mode == "compare":
+                yield IterationFinished(run_id=run_id, iteration=iteration)
+                break
+            peer_ranking: list[int] = []
+            if cfg.mode == "council":
+                reviews: list[list[int]] = []
+                review_prompt = prompts.rank_prompt(prompt, candidates, anonymize=True)
+                review_calls = [
+                    _Call(
+                        key=key,
+                        stage="peer_review",
+                        request=CallRequest(
+                            model=key[0], instance=key[1], prompt=review_prompt,
+                            options=cfg.options_for(*key), limits=cfg.limits, stage="peer_review",
+                        ),
+                    )
+                    for key in answers
+                ]
+                async for event in self._fan_out(run_id, iteration, review_calls, registry):
+                    if isinstance(event, MemberDone):
+                        reviews.append(parse_ranking(event.text))
+                    yield event
+                peer_ranking = aggregate_ranking(reviews, [c.id for c in candidates])
+            judge: ArbiterParse | None = None
+            async for item in self._judge(run_id, iteration, prompt, candidates, previous, peer_ranking, registry):
+                if isinstance(item, ArbiterParse):
+                    judge = item
+                else:
+                    yield item
+                    if isinstance(item, RunFailed):
+                        return
+            assert judge is not None
+            last = judge
+            previous.append((iteration, judge.synthesis))
+            done = (
+                not judge.needs_iteration
+                and judge.confidence is not None
+                and judge.confidence >= cfg.confidence_threshold
+                and iteration >= cfg.minimum_iterations
+            )
+            will_continue = not done and iteration < cfg.max_iterations
+            yield IterationFinished(
+                run_id=run_id, iteration=iteration, confidence=judge.confidence,
+                will_continue=will_continue,
+            )
+            if not will_continue:
+                break
+        if conversation is not None:
+            conversation._record_turn(prompts.wrap_user_prompt(prompt), final_answers)
+        yield RunFinished(
+            run_id=run_id, iterations=iteration, confidence=last.confidence if last else None
+        )
+
+    async def _judge(
+        self,
+        run_id: str,
+        iteration: int,
+        prompt: str,
+        candidates: list[prompts.Candidate],
+        previous: list[tuple[int, str]],
+        peer_ranking: list[int],
+        registry: set[asyncio.Task[Any]],
+    ) -> AsyncIterator[Event | ArbiterParse]:
+        """The arbiter's (or chairman's) turn; yields its events, then its parsed decision."""
+        cfg = self.config
+        rank = cfg.judging_method == "rank" and cfg.mode == "consortium"
+        stage: Stage = "chair" if cfg.mode == "council" else "arbiter"
+        text = (
+            prompts.rank_prompt(prompt, candidates)
+            if rank
+            else prompts.arbiter_prompt(
+                prompt, candidates, previous, cfg.system_prompt, peer_ranking=peer_ranking
+            )
+        )
+        request = CallRequest(
+            model=cfg.arbiter_model, prompt=text, options=dict(cfg.arbiter_options),
+            limits=cfg.limits, stage=stage,
+        )
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        def on_delta(chunk: str, channel: str) -> None:
+            if channel == "text":
+                queue.put_nowait(
+                    ArbiterDelta(
+                        run_id=run_id, model=request.model, iteration=iteration, text=chunk,
+                        stage=stage,
+                    )
+                )
+
+        task = asyncio.create_task(self.gateway.call(request, on_delta))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        registry.add(task)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            outcome = task.result()
+        except CallFailed as exc:
+            yield RunFailed(
+                run_id=run_id,
+                reason=f"the arbiter {request.model} failed in iteration {iteration}: {exc.message}",
+                errors={f"{request.model} (arbiter)": exc.message},
+            )
+            return
+        finally:
+            registry.discard(task)
+            await _cancel_all([task])
+        if rank:
+            parsed = _rank_decision(outcome.text, candidates)
+        else:
+            parsed = parse_arbiter_response(outcome.text)
+        yield SynthesisReady(
+            run_id=run_id,
+            iteration=iteration,
+            model=request.model,
+            synthesis=parsed.synthesis,
+            confidence=parsed.confidence,
+            analysis=parsed.analysis,
+            dissent=parsed.dissent,
+            needs_iteration=parsed.needs_iteration,
+            refinement_areas=parsed.refinement_areas,
+            ranking=parsed.ranking or peer_ranking,
+            parse_ok=parsed.parse_ok,
+            warnings=parsed.warnings,
+            raw=outcome.text,
+            latency_ms=outcome.latency_ms,
+            usage=outcome.usage,
+            served_by=outcome.served_by,
+            cached=outcome.cached,
+        )
+        yield parsed
+
+    async def _fan_out(
+        self, run_id: str, iteration: int, calls: list[_Call], registry: set[asyncio.Task[Any]]
+    ) -> AsyncIterator[Event]:
+        """Run calls concurrently; yield their deltas as they stream and a done/failed event
+        for each as it finishes."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        stream_deltas = self.config.stream_individual_responses
+
+        async def one(call: _Call) -> None:
+            model, instance = call.key
+
+            def on_delta(chunk: str, channel: str) -> None:
+                if stream_deltas:
+                    queue.put_nowait(
+                        MemberDelta(
+                            run_id=run_id, model=model, instance=instance, iteration=iteration,
+                            stage=call.stage, text=chunk, channel=channel,  # type: ignore[arg-type]
+                        )
+                    )
+
+            try:
+                outcome = await self.gateway.call(call.request, on_delta)
+                parsed = parse_member_response(outcome.text)
+                queue.put_nowait(
+                    MemberDone(
+                        run_id=run_id, model=model, instance=instance, iteration=iteration,
+                        stage=call.stage, text=outcome.text,
+                        answer=parsed.answer if call.stage == "answer" else outcome.text,
+                        thought_process=parsed.thought_process if call.stage == "answer" else "",
+                        reasoning=outcome.reasoning,
+                        confidence=parsed.confidence if call.stage == "answer" else None,
+                        latency_ms=outcome.latency_ms, first_token_ms=outcome.first_token_ms,
+                        usage=outcome.usage, served_by=outcome.served_by, cached=outcome.cached,
+                        attempts=outcome.attempts, response_id=outcome.response_id,
+                    )
+                )
+            except CallFailed as exc:
+                queue.put_nowait(
+                    MemberFailed(
+                        run_id=run_id, model=model, instance=instance, iteration=iteration,
+                        stage=call.stage, error=exc.message, error_type=exc.kind,
+                        partial_text=exc.partial_text, latency_ms=exc.latency_ms,
+                        served_by=exc.served_by, attempts=exc.attempts,
+                    )
+                )
+            finally:
+                queue.put_nowait(None)
+
+        tasks = [asyncio.create_task(one(call)) for call in calls]
+        registry.update(tasks)
+        try:
+            pending = len(tasks)
+            while pending:
+                event = await queue.get()
+                if event is None:
+                    pending -= 1
+                else:
+                    yield event
+        finally:
+            registry.difference_update(tasks)
+            await _cancel_all(tasks)
+
+
+def aggregate_ranking(reviews: Iterable[Sequence[int]], ids: Sequence[int]) -> list[int]:
+    """Council aggregate: ids ordered by mean position across reviews (llm-council's rule); an id
+    a reviewer left out counts as ranked last by that reviewer. Ties keep the original order."""
+    reviews = [r for r in reviews if r]
+    if not reviews:
+        return []
+    worst = len(ids) + 1
+    def mean_position(i: int) -> float:
+        return sum((r.index(i) + 1) if i in r else worst for r in reviews) / len(reviews)
+    return sorted(ids, key=mean_position)
+
+
+def _rank_decision(text: str, candidates: list[prompts.Candidate]) -> ArbiterParse:
+    """Rank judging: the synthesis is the top-ranked answer; the confidence is the arbiter's
+    stated one, else the top member's own."""
+    ranking = [i for i in parse_ranking(text) if any(c.id == i for c in candidates)]
+    parsed = parse_arbiter_response(text)
+    warnings = [w for w in parsed.warnings if "confidence" in w or "synthesis" not in w]
+    if not ranking:
+        return parsed.model_copy(
+            update={"parse_ok": False, "warnings": [*parsed.warnings, "no ranking found"]}
+        )
+    top = next(c for c in candidates if c.id == ranking[0])
+    stated, _ = parse_confidence_text(_tag(text, "confidence")) if "<confidence" in text.lower() else (None, [])
+    confidence = stated if stated is not None else top.confidence
+    return ArbiterParse(
+        synthesis=top.answer,
+        confidence=confidence,
+        analysis=f"Ranked best: response {top.id} ({top.model}). Ranking: {ranking}",
+        dissent="",
+        needs_iteration=parsed.needs_iteration,
+        refinement_areas=parsed.refinement_areas,
+        ranking=ranking,
+        parse_ok=True,
+        warnings=[w for w in warnings if "confidence" not in w],
+        raw=text,
+    )
+
+
+def _tag(text: str, name: str) -> str:
+    import re
+
+    m = re.search(rf"<{name}[^>]*>(.*?)</{name}>", text, re.I | re.S)
+    return m.group(1) if m else ""
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait until they have finished (so their connections are closed)."""
+    tasks = [t for t in tasks if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _check(config: ConsortiumConfig) -> None:
+    check_models(config)
+
+
+class Run:
+    """One run in progress: an async iterator of its events, with :meth:`cancel` and
+    :attr:`result`. Every event goes to the run log and the sinks before the consumer sees it.
+
+    Use it as ``async for event in run`` (optionally inside ``async with run:`` so leaving the
+    block early closes the model calls).
+    """
+
+    def __init__(self, consortium: Consortium, prompt: str, conversation: Conversation | None) -> None:
+        self.consortium = consortium
+        self.run_id = uuid.uuid4().hex
+        self.prompt = prompt
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._gen = consortium._events(self.run_id, prompt, conversation, self._tasks)
+        self._result: RunResult | None = None
+        self._cancelled = False
+        self._finished = False
+        store = consortium.store
+        self._sinks: list[Sink] = ([store.record] if store is not None else []) + consortium.sinks
+
+    @property
+    def result(self) -> RunResult:
+        """The result so far (complete once the iterator is exhausted)."""
+        if self._result is None:
+            raise RuntimeError("the run has not started yet: iterate it or await consortium.run()")
+        return self._result
+
+    def __aiter__(self) -> Run:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._finished:
+            raise StopAsyncIteration
+        if self._cancelled:
+            return await self._finish(RunFinished(
+                run_id=self.run_id, iterations=len(self._result.iterations) if self._result else 0,
+                status="cancelled",
+            ))
+        try:
+            event = await self._gen.__anext__()
+        except StopAsyncIteration:
+            self._finished = True
+            raise
+        except asyncio.CancelledError:
+            # The consumer's task was cancelled: close the calls, record the cancellation.
+            await self._close_calls()
+            if self._result is not None and self._result.status == "running":
+                self._emit(RunFinished(
+                    run_id=self.run_id, iterations=len(self._result.iterations), status="cancelled"
+                ))
+            self._finished = True
+            raise
+        if isinstance(event, (RunFinished, RunFailed)):
+            self._finished = True
+        self._emit(event)
+        return event
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._result = RunResult.from_events([event])
+        elif self._result is not None:
+            self._result.apply(event)
+        for sink in self._sinks:
+            sink(event)
+
+    async def _finish(self, event: Event) -> Event:
+        self._finished = True
+        self._emit(event)
+        return event
+
+    async def _close_calls(self) -> None:
+        await _cancel_all(list(self._tasks))
+        await self._gen.aclose()
+
+    async def cancel(self) -> None:
+        """Stop the run: close every in-flight model call; the next event is ``run_finished``
+        with status ``cancelled`` (what completed is kept)."""
+        if self._finished:
+            return
+        self._cancelled = True
+        await self._close_calls()
+
+    async def aclose(self) -> None:
+        """Close in-flight calls if the run was left before its end."""
+        if not self._finished:
+            await self.cancel()
+            if self._result is not None:
+                await self.__anext__()
+
+    async def __aenter__(self) -> Run:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Conversation:
+    """A multi-turn conversation: each member keeps its own history across follow-ups (one
+    member's answer is never fed to another as its history)."""
+
+    def __init__(self, consortium: Consortium, conversation_id: str | None = None) -> None:
+        self.consortium = consortium
+        self.id = conversation_id or uuid.uuid4().hex
+        self.histories: dict[MemberKey, list[tuple[str, str]]] = {}
+        self.turn_count = 0
+
+    def stream(self, prompt: str) -> Run:
+        """Ask a follow-up; iterate the returned run for its events."""
+        return self.consortium.stream(prompt, conversation=self)
+
+    async def ask(self, prompt: str) -> RunResult:
+        """Ask a follow-up and return its result."""
+        return await self.consortium.run(prompt, conversation=self)
+
+    def _record_turn(self, user_text: str, answers: Mapping[MemberKey, str]) -> None:
+        self.turn_count += 1
+        for key, text in answers.items():
+            self.histories.setdefault(key, []).append((user_text, text))
+
+    @classmethod
+    def from_log(
+        cls, conversation_id: str, consortium: Consortium | None = None, *, store: Any = None
+    ) -> Conversation:
+        """Rebuild a conversation (each member's own history) from the run log; its last
+        run's config is used when no consortium is given."""
+        from .store import RunStore
+
+        store = store if isinstance(store, RunStore) else RunStore(store)
+        runs = store.list_runs(conversation_id=conversation_id)
+        if not runs:
+            raise KeyError(f"no conversation {conversation_id!r} in the run log {store.path}")
+        if consortium is None:
+            import json
+
+            latest = runs[0]
+            config = latest["config"] if isinstance(latest["config"], dict) else json.loads(latest["config"])
+            consortium = Consortium(config, store=store)
+        conversation = cls(consortium, conversation_id)
+        for key, turns in store.conversation_history(conversation_id).items():
+            conversation.histories[key] = [
+                (prompts.wrap_user_prompt(user), answer) for user, answer in turns
+            ]
+        conversation.turn_count = len(runs)
+        return conversation

@@ -1,0 +1,149 @@
+"""Prompt templates and the builders that fill them.
+
+The templates are the XML files that ship inside the ``llm_consortium`` package, read with
+``importlib.resources`` so an upgrade of llm-consortium brings its new wording. Their
+placeholders (see ``docs/prompts.md``):
+
+=====================  ==================================================================
+template               placeholders
+=====================  ==================================================================
+system_prompt.xml      none: the member system prompt (thinking / answer / confidence)
+arbiter_prompt.xml     user_instructions, original_prompt, formatted_responses,
+                       formatted_history
+iteration_prompt.xml   user_instructions, original_prompt, previous_synthesis,
+                       refinement_areas
+rank_prompt.xml        original_prompt, formatted_responses
+=====================  ==================================================================
+
+Only the named placeholders are substituted, so braces in a template or in user text are never
+interpreted. Everything here is pure: no I/O beyond reading the packaged templates.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+TEMPLATE_PACKAGE = "llm_consortium"
+TEMPLATES = ("system_prompt.xml", "arbiter_prompt.xml", "iteration_prompt.xml", "rank_prompt.xml")
+
+
+@functools.cache
+def template(name: str) -> str:
+    """The text of one of llm-consortium's packaged templates."""
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown template {name!r}; expected one of {', '.join(TEMPLATES)}")
+    return (importlib.resources.files(TEMPLATE_PACKAGE) / name).read_text(encoding="utf-8")
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """Substitute ``{name}`` for each given name, and nothing else."""
+    if not values:
+        return text
+    pattern = re.compile(r"\{(" + "|".join(re.escape(k) for k in values) + r")\}")
+    return pattern.sub(lambda m: values[m.group(1)], text)
+
+
+def wrap_user_prompt(prompt: str) -> str:
+    """The user's prompt as members see it on the first iteration."""
+    return f"<prompt><instruction>{prompt}</instruction></prompt>"
+
+
+def member_system_prompt(user_instructions: str | None, member_extra: str | None) -> str:
+    """System prompt of a member: the consortium template, then the user's instructions and the
+    member's own system prompt (each only when set)."""
+    parts = [template("system_prompt.xml").strip()]
+    if user_instructions:
+        parts.append(f"<user_instructions>{user_instructions}</user_instructions>")
+    if member_extra:
+        parts.append(member_extra)
+    return "\n\n".join(parts)
+
+
+def iteration_prompt(
+    original_prompt: str,
+    previous_synthesis: str,
+    refinement_areas: Sequence[str],
+    user_instructions: str | None,
+) -> str:
+    """The member prompt from the second iteration on."""
+    areas = "\n        ".join(f"<area>{a}</area>" for a in refinement_areas) or "<area>none</area>"
+    return fill(
+        template("iteration_prompt.xml"),
+        {
+            "user_instructions": user_instructions or "",
+            "original_prompt": original_prompt,
+            "previous_synthesis": previous_synthesis,
+            "refinement_areas": areas,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One member answer as shown to the arbiter or to peer reviewers."""
+
+    id: int
+    model: str
+    answer: str
+    confidence: float | None
+
+
+def format_responses(candidates: Sequence[Candidate], *, anonymize: bool = False) -> str:
+    """Member answers as XML blocks; ``anonymize`` hides which model wrote each (council)."""
+    blocks = []
+    for c in candidates:
+        lines = [f'<model_response id="{c.id}">']
+        if not anonymize:
+            lines.append(f"<model>{c.model}</model>")
+        if c.confidence is not None:
+            lines.append(f"<confidence>{c.confidence:.2f}</confidence>")
+        lines.append(f"<answer>\n{c.answer}\n</answer>")
+        lines.append("</model_response>")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def format_history(syntheses: Sequence[tuple[int, str]], peer_ranking: Sequence[int] = ()) -> str:
+    """Earlier iterations' syntheses, and (council) the aggregate peer ranking, best first."""
+    lines = [f"Iteration {n} synthesis:\n{text}" for n, text in syntheses]
+    if peer_ranking:
+        order = ", ".join(str(i) for i in peer_ranking)
+        lines.append(f"Aggregate peer ranking of this iteration's responses, best first: {order}")
+    return "\n\n".join(lines)
+
+
+def arbiter_prompt(
+    original_prompt: str,
+    candidates: Sequence[Candidate],
+    history: Sequence[tuple[int, str]],
+    user_instructions: str | None,
+    *,
+    peer_ranking: Sequence[int] = (),
+) -> str:
+    """The arbiter's (or council chairman's) synthesis prompt."""
+    return fill(
+        template("arbiter_prompt.xml"),
+        {
+            "user_instructions": user_instructions or "",
+            "original_prompt": original_prompt,
+            "formatted_responses": format_responses(candidates),
+            "formatted_history": format_history(history, peer_ranking),
+        },
+    )
+
+
+def rank_prompt(
+    original_prompt: str, candidates: Sequence[Candidate], *, anonymize: bool = False
+) -> str:
+    """The ranking prompt: rank judging by the arbiter, or a council member's peer review."""
+    return fill(
+        template("rank_prompt.xml"),
+        {
+            "original_prompt": original_prompt,
+            "formatted_responses": format_responses(candidates, anonymize=anonymize),
+        },
+    )

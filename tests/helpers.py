@@ -1,0 +1,42 @@
+"""Scripted replies shared by engine tests (what well-behaved and misbehaving models write)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def member_reply(answer: str, confidence: float | None = 0.8, thinking: str = "Reasoning.") -> str:
+    """A reply in the member format of llm-consortium's system_prompt.xml."""
+    conf = "" if confidence is None else f"\n<confidence>{confidence}</confidence>"
+    return f"<thinking>{thinking}</thinking>\n<answer>{answer}</answer>{conf}"
+
+
+def arbiter_reply(
+    synthesis: str,
+    confidence: float = 0.9,
+    needs_iteration: bool = False,
+    areas: tuple[str, ...] = (),
+    ranking: tuple[int, ...] = (),
+) -> str:
+    """A reply in the arbiter template's <synthesis_output> format."""
+    area_xml = "".join(f"<area>{a}</area>" for a in areas)
+    rank_xml = "".join(f'<rank position="{i}">{r}</rank>' for i, r in enumerate(ranking, 1))
+    return (
+        "<thinking>Comparing the answers.</thinking>\n<synthesis_output>"
+        "<analysis>They agree.</analysis><dissent>None.</dissent>"
+        f"<synthesis>{synthesis}</synthesis><confidence>{confidence}</confidence>"
+        f"<refinement_areas>{area_xml}</refinement_areas>"
+        f"<needs_iteration>{str(needs_iteration).lower()}</needs_iteration>"
+        f"<ranking>{rank_xml}</ranking></synthesis_output>"
+    )
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user message of a chat-completions request body."""
+    for message in reversed(body["messages"]):
+        if message["role"] == "user":
+            content = message["content"]
+            if isinstance(content, list):
+                return "".join(p.get("text", "") for p in content)
+            return str(content)
+    return ""
