@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,43 @@ class Gateway:
 
     def __init__(self, *, log_to_llm: bool = True) -> None:
         self.log_to_llm = log_to_llm
+        # Async clients hold a connection pool bound to their event loop: one cache per loop.
+        self._clients: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._sync_clients: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def _share_client(self, model: Any) -> Any:
+        """Give an OpenAI-compatible ``llm`` model one shared client per (endpoint, key).
+
+        ``llm``'s OpenAI plugin builds a new client for every call, and each one loads the
+        system's CA bundle (about 40 ms of CPU here) and opens fresh connections: under load
+        that alone is the engine's largest cost. We keep the plugin and its request code, and
+        only hand it a client it has used before. Models of other plugins are left untouched.
+        """
+        build = getattr(model, "get_client", None)
+        if build is None or not hasattr(model, "api_base"):
+            return model
+
+        def get_client(key: str | None, *, async_: bool = False) -> Any:
+            secret = model.get_key(key) if getattr(model, "needs_key", None) else None
+            ident = (
+                type(model).__name__, model.api_base, secret, getattr(model, "api_type", None),
+                getattr(model, "api_version", None), getattr(model, "api_engine", None),
+                tuple(sorted((getattr(model, "headers", None) or {}).items())),
+            )
+            with self._lock:
+                cache = (
+                    self._clients.setdefault(asyncio.get_running_loop(), {})
+                    if async_ else self._sync_clients
+                )
+                if ident not in cache:
+                    cache[ident] = build(key, async_=async_)
+                return cache[ident]
+
+        model.get_client = get_client
+        return model
 
     async def call(self, req: CallRequest, on_delta: DeltaCallback | None = None) -> CallOutcome:
         """Run one call, streaming pieces to ``on_delta``; raise :class:`CallFailed` on failure.
@@ -230,11 +268,11 @@ class Gateway:
         except llm.UnknownModelError:
             async_model = None
         if async_model is not None:
-            response = async_model.prompt(
+            response = self._share_client(async_model).prompt(
                 req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
             )
             return _async_events(response), response
-        model = llm.get_model(req.model)
+        model = self._share_client(llm.get_model(req.model))
         response = model.prompt(
             req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
         )
