@@ -1,0 +1,125 @@
+"""Log model responses to ``llm``'s own log database, so ``llm logs`` lists them.
+
+``llm`` keeps its log in ``<llm user dir>/logs.db`` (``llm.user_dir()``, moved by
+``LLM_USER_PATH``) and stops logging while a ``logs-off`` file exists there (``llm logs off``).
+:func:`log_to_llm` follows both rules, exactly like the ``llm`` CLI.
+
+That database is in rollback-journal mode, not WAL, and we leave it so: each log is one
+``BEGIN IMMEDIATE`` transaction (schema migration included) on a fresh connection with a busy
+timeout, retried a bounded number of times on "database is locked", so several processes and
+threads can log at once without losing a row. A logging failure never breaks a run: it is
+logged as a warning and :func:`log_to_llm` returns None.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["llm_logging_on", "llm_logs_db_path", "log_to_llm"]
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 30.0
+LOCK_RETRIES = 8
+
+
+def llm_logs_db_path() -> Path:
+    """The path of llm's log database: ``llm.user_dir() / "logs.db"`` (what
+    ``llm.cli.logs_db_path()`` returns, without importing the CLI and its plugins)."""
+    import llm
+
+    return Path(llm.user_dir()) / "logs.db"
+
+
+def llm_logging_on() -> bool:
+    """False while ``llm logs off`` is in effect (a ``logs-off`` file in llm's user dir)."""
+    import llm
+
+    return not (Path(llm.user_dir()) / "logs-off").exists()
+
+
+def _responses(response: Any) -> list[Any]:
+    """The single responses to log: a Response/AsyncResponse itself, or a chain's parts."""
+    import llm
+    from llm.models import _BaseChainResponse
+
+    if isinstance(response, (llm.Response, llm.AsyncResponse)):
+        return [response]
+    if isinstance(response, _BaseChainResponse):
+        return list(response._responses)
+    raise TypeError(f"cannot log {type(response).__name__} to llm: not an llm response")
+
+
+def _is_locked(error: BaseException) -> bool:
+    message = str(error).lower()
+    return "locked" in message or "busy" in message
+
+
+def _log_once(path: Path, responses: list[Any], busy_timeout: float) -> None:
+    import sqlite_utils
+    from llm.migrations import migrate
+
+    conn = sqlite3.connect(path, timeout=busy_timeout)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        db = sqlite_utils.Database(conn)
+        # IMMEDIATE takes the write lock up front: two writers never both hold a read lock and
+        # then deadlock upgrading it, and migrating a fresh file is serialised too.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrate(db)
+            for response in responses:
+                response.log_to_db(db)  # its own transaction nests as a savepoint
+        except BaseException:
+            db.rollback()
+            raise
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def log_to_llm(
+    response: Any,
+    *,
+    path: str | Path | None = None,
+    busy_timeout: float = BUSY_TIMEOUT_S,
+    retries: int = LOCK_RETRIES,
+) -> str | None:
+    """Log a completed ``llm`` response (``Response``, ``AsyncResponse`` or a chain) to llm's
+    log database and return its id, or None when logging is off or failed.
+
+    ``path`` overrides the database (default :func:`llm_logs_db_path`; the ``logs-off`` switch
+    applies only to the default). An ``AsyncResponse`` must have been awaited, and a
+    ``Response`` must be complete: logging never runs a prompt. Never raises.
+    """
+    try:
+        if path is None:
+            if not llm_logging_on():
+                return None
+            db_path = llm_logs_db_path()
+        else:
+            db_path = Path(path)
+        responses = _responses(response)
+        for item in responses:
+            if not getattr(item, "_done", False):
+                raise ValueError(f"response {getattr(item, 'id', '?')} is not complete yet")
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(retries):
+            try:
+                _log_once(db_path, responses, busy_timeout)
+                break
+            except sqlite3.OperationalError as error:
+                if not _is_locked(error) or attempt == retries - 1:
+                    raise
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                logger.debug("llm log %s: %s; retrying in %.2fs", db_path, error, delay)
+                time.sleep(delay)
+        return str(responses[-1].id) if responses else None
+    except Exception as error:
+        logger.warning("could not log a response to llm's log database: %s", error, exc_info=True)
+        return None

@@ -1,0 +1,153 @@
+"""Your past runs: list, reopen, export, delete and analyse what the run log recorded.
+
+Every function takes an optional ``path`` to a run log file; the default is the per-user log
+(``CONSORTIUM_LAB_DB`` or ``<data folder>/runs.db``, see :mod:`consortium_lab.paths`)::
+
+    from consortium_lab import runs
+
+    latest = runs.list(limit=1)[0]
+    result = runs.get(latest["id"])          # a RunResult, rebuilt from the recorded events
+    print(runs.export(latest["id"], "markdown"))
+    frame = runs.to_pandas()                 # one row per member response
+
+Opening the log also marks runs whose process died as ``interrupted`` (see
+:mod:`consortium_lab.store`); such a run reopens with what it had completed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from .store import RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .result import RunResult
+
+__all__ = ["EXPORT_FORMATS", "delete", "export", "get", "list", "to_pandas"]
+
+ExportFormat = Literal["json", "markdown"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+
+_TIME_COLUMNS = ("run_started_at", "run_finished_at", "created_at")
+_FRAME_COLUMNS = (
+    "run_id",
+    "conversation_id",
+    "turn",
+    "prompt",
+    "mode",
+    "arbiter",
+    "run_status",
+    "run_started_at",
+    "run_finished_at",
+    "iteration_count",
+    "final_confidence",
+    "run_error",
+    "iteration",
+    "model",
+    "instance",
+    "stage",
+    "status",
+    "text",
+    "answer",
+    "thought_process",
+    "reasoning",
+    "confidence",
+    "latency_ms",
+    "first_token_ms",
+    "input_tokens",
+    "output_tokens",
+    "served_by",
+    "cached",
+    "attempts",
+    "error",
+    "error_type",
+    "response_id",
+    "created_at",
+)
+
+
+@contextmanager
+def _open(path: str | Path | None) -> Iterator[RunStore]:
+    store = RunStore(path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _unknown(run_id: str) -> KeyError:
+    return KeyError(f"no run with id {run_id!r} in the run log")
+
+
+def list(
+    limit: int | None = None, *, path: str | Path | None = None
+) -> builtins.list[dict[str, Any]]:
+    """The recorded runs, newest first, as dicts of the ``runs`` table (``config`` decoded):
+    ``id``, ``conversation_id``, ``turn``, ``prompt``, ``mode``, ``arbiter``, ``status``,
+    ``started_at``, ``finished_at``, ``iteration_count``, ``final_confidence``,
+    ``final_synthesis``, ``error``... At most ``limit`` runs when given."""
+    with _open(path) as store:
+        return store.list_runs(limit=limit)
+
+
+def get(run_id: str, *, path: str | Path | None = None) -> RunResult:
+    """Rebuild run ``run_id`` as a :class:`~consortium_lab.result.RunResult` by folding its
+    recorded events. Its ``status`` is the run log's (so an interrupted run reads
+    ``interrupted``). Raises ``KeyError`` for an unknown id."""
+    from .result import RunResult
+
+    with _open(path) as store:
+        row = store.get_run_row(run_id)
+        events = store.get_events(run_id)
+    if row is None or not events:
+        raise _unknown(run_id)
+    result = RunResult.from_events(events)
+    result.status = row["status"]
+    if row["status"] != "running":
+        result.finished_at = result.finished_at or row["finished_at"]
+    if row["status"] in ("interrupted", "cancelled", "failed") and not result.error:
+        result.error = row["error"]
+    return result
+
+
+def export(run_id: str, format: str = "json", *, path: str | Path | None = None) -> str:
+    """Run ``run_id`` as text: ``"json"`` (``RunResult.to_dict()``, indented) or
+    ``"markdown"`` (``RunResult.to_markdown()``). Raises ``KeyError`` for an unknown id and
+    ``ValueError`` for an unknown format."""
+    if format not in EXPORT_FORMATS:
+        allowed = ", ".join(repr(f) for f in EXPORT_FORMATS)
+        raise ValueError(f"unknown export format {format!r}: use one of {allowed}")
+    result = get(run_id, path=path)
+    if format == "json":
+        return json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str)
+    return result.to_markdown()
+
+
+def delete(run_id: str, *, path: str | Path | None = None) -> None:
+    """Remove run ``run_id`` and everything recorded for it (a conversation left without runs
+    goes too). Raises ``KeyError`` for an unknown id."""
+    with _open(path) as store:
+        if not store.delete_run(run_id):
+            raise _unknown(run_id)
+
+
+def to_pandas(*, path: str | Path | None = None) -> pd.DataFrame:
+    """Every member response of every run as a DataFrame, one row per response, with its run's
+    columns joined (``run_status``, ``run_started_at``, ``prompt``, ``mode``, ``arbiter``...).
+    Time columns are timezone-aware datetimes and ``cached`` is a bool."""
+    import pandas as pd
+
+    with _open(path) as store:
+        rows = store.member_frame_rows()
+    frame = pd.DataFrame(rows, columns=builtins.list(_FRAME_COLUMNS))
+    for column in _TIME_COLUMNS:
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    frame["cached"] = frame["cached"].astype(bool)
+    return frame

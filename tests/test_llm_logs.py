@@ -1,0 +1,173 @@
+"""consortium_lab.llm_logs: responses land in llm's own log database, visible to ``llm logs``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _store_writer import async_echo_model, echo_model
+from consortium_lab.llm_logs import llm_logging_on, llm_logs_db_path, log_to_llm
+
+WRITER = Path(__file__).with_name("_store_writer.py")
+
+
+@pytest.fixture(autouse=True)
+def llm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private llm user dir (and home) for each test; no third-party llm plugins."""
+    home = tmp_path / "home"
+    user = tmp_path / "llm"
+    for name, path in {
+        "HOME": home,
+        "XDG_CONFIG_HOME": home / ".config",
+        "XDG_DATA_HOME": home / ".local" / "share",
+        "LLM_USER_PATH": user,
+        "CONSORTIUM_LAB_HOME": tmp_path / "consortium-lab",
+    }.items():
+        path.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.setenv("LLM_LOAD_PLUGINS", "")
+    return user
+
+
+def llm_cli(*args: str) -> str:
+    """Run the real ``llm`` CLI against this test's LLM_USER_PATH."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "llm", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def logged_json() -> list[dict[str, Any]]:
+    return json.loads(llm_cli("logs", "--json", "-n", "0"))
+
+
+def turn_count(path: Path) -> int:
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        return int(conn.execute("SELECT count(*) FROM turns").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_logs_db_path_matches_llm_cli(llm_home: Path) -> None:
+    assert llm_logs_db_path() == llm_home / "logs.db"
+    code = "from llm.cli import logs_db_path; print(logs_db_path())"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == llm_logs_db_path()
+
+
+def test_sync_and_async_responses_show_in_llm_logs(llm_home: Path) -> None:
+    import llm
+
+    response = echo_model().prompt("hello from sync")
+    assert response.text() == "echo: hello from sync"
+    sync_id = log_to_llm(response)
+    assert sync_id == response.id
+
+    async_response = llm.AsyncResponse.fake(
+        async_echo_model(), "hello from async", system="be brief", response="echo: async"
+    )
+    async_id = log_to_llm(async_response)
+    assert async_id == async_response.id
+
+    rows = {row["id"]: row for row in logged_json()}
+    assert set(rows) == {sync_id, async_id}
+    assert rows[sync_id]["prompt"] == "hello from sync"
+    assert rows[sync_id]["response"] == "echo: hello from sync"
+    assert rows[sync_id]["model"] == "consortium-lab-test-echo"
+    assert rows[async_id]["response"] == "echo: async"
+    assert rows[async_id]["system"] == "be brief"
+    text = llm_cli("logs", "-n", "0")
+    assert "hello from sync" in text and "echo: async" in text
+
+    # llm's database stays in its own (rollback-journal) mode.
+    conn = sqlite3.connect(llm_home / "logs.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+    finally:
+        conn.close()
+
+
+async def test_awaited_async_response_is_logged() -> None:
+    response = async_echo_model().prompt("awaited")
+    assert await response.text() == "echo: awaited"
+    assert log_to_llm(response) == response.id
+    assert [row["id"] for row in logged_json()] == [response.id]
+
+
+def test_nothing_is_logged_while_logs_are_off(llm_home: Path) -> None:
+    llm_cli("logs", "off")
+    assert not llm_logging_on()
+    response = echo_model().prompt("secret")
+    response.text()
+    assert log_to_llm(response) is None
+    assert not (llm_home / "logs.db").exists() or turn_count(llm_home / "logs.db") == 0
+
+    llm_cli("logs", "on")
+    assert llm_logging_on()
+    assert log_to_llm(response) == response.id
+    assert [row["id"] for row in logged_json()] == [response.id]
+
+
+def test_explicit_path(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "logs.db"
+    response = echo_model().prompt("to a chosen file")
+    response.text()
+    assert log_to_llm(response, path=target) == response.id
+    assert turn_count(target) == 1
+
+
+def test_failures_warn_and_return_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="consortium_lab.llm_logs")
+    not_awaited = async_echo_model().prompt("never awaited")
+    assert log_to_llm(not_awaited) is None
+    assert log_to_llm("not a response") is None
+    response = echo_model().prompt("x")
+    response.text()
+    (tmp_path / "a-directory").mkdir()
+    assert log_to_llm(response, path=tmp_path / "a-directory") is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+
+
+def test_concurrent_processes_and_threads_lose_nothing(tmp_path: Path, llm_home: Path) -> None:
+    processes, threads, per_thread = 5, 3, 8
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), "llm-log", "--count", str(per_thread),
+             "--threads", str(threads), "--tag", f"p{n}", "--go-file", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for n in range(processes)
+    ]  # fmt: skip
+    go.touch()  # every process starts on the fresh (not yet migrated) database at once
+    ids: list[str] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "database is locked" not in err
+        ids += out.split()
+    total = processes * threads * per_thread
+    assert len(ids) == len(set(ids)) == total
+    assert turn_count(llm_home / "logs.db") == total
+    assert {row["id"] for row in logged_json()} == set(ids)
