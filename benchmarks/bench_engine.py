@@ -35,8 +35,11 @@ from loopback_server import ARBITER, MEMBERS  # noqa: E402
 def setup_home() -> Path:
     home = Path(tempfile.mkdtemp(prefix="consortium-bench-"))
     for name, sub in (
-        ("HOME", "home"), ("XDG_CONFIG_HOME", "home/.config"), ("XDG_DATA_HOME", "home/.local"),
-        ("LLM_USER_PATH", "llm"), ("CONSORTIUM_LAB_HOME", "lab"),
+        ("HOME", "home"),
+        ("XDG_CONFIG_HOME", "home/.config"),
+        ("XDG_DATA_HOME", "home/.local"),
+        ("LLM_USER_PATH", "llm"),
+        ("CONSORTIUM_LAB_HOME", "lab"),
     ):
         (home / sub).mkdir(parents=True, exist_ok=True)
         os.environ[name] = str(home / sub)
@@ -50,14 +53,18 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
 
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "benchmarks" / "loopback_server.py")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     base_url = proc.stdout.readline().strip()
     yaml_path = Path(os.environ["LLM_USER_PATH"]) / "extra-openai-models.yaml"
-    yaml_path.write_text(yaml.safe_dump(
-        [{"model_id": m, "model_name": m, "api_base": base_url} for m in [*MEMBERS, ARBITER[0]]]
-    ))
+    yaml_path.write_text(
+        yaml.safe_dump(
+            [{"model_id": m, "model_name": m, "api_base": base_url} for m in [*MEMBERS, ARBITER[0]]]
+        )
+    )
     return proc, base_url
 
 
@@ -77,7 +84,8 @@ async def baseline(repeats: int) -> dict[str, tuple[float, float]]:
     for model in [*MEMBERS, ARBITER[0]]:
         samples = [await direct_call(model, "Q") for _ in range(repeats)]
         out[model] = (
-            statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
+            statistics.median(s[0] for s in samples),
+            statistics.median(s[1] for s in samples),
         )
     return out
 
@@ -128,22 +136,34 @@ async def main(quick: bool) -> None:
     many_cpu, many_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     rss_many = rss_mb()
 
-    print(f"# consortium_lab engine benchmark ({len(MEMBERS)} members, 2 iterations, "
-          f"{repeats} repeats, medians)")
+    print(
+        f"# consortium_lab engine benchmark ({len(MEMBERS)} members, 2 iterations, "
+        f"{repeats} repeats, medians)"
+    )
     print(f"baseline first token (fastest member)   {fastest_first * 1000:8.1f} ms")
-    print(f"engine first visible member token       {first * 1000:8.1f} ms  "
-          f"(+{(first - fastest_first) * 1000:.1f} ms; target < 20 ms)")
+    print(
+        f"engine first visible member token       {first * 1000:8.1f} ms  "
+        f"(+{(first - fastest_first) * 1000:.1f} ms; target < 20 ms)"
+    )
     print(f"critical path (2 x slowest member + arbiter, direct calls) {critical * 1000:8.1f} ms")
-    print(f"engine total                            {total * 1000:8.1f} ms  "
-          f"({total / critical:.3f} x critical path; target <= 1.05)")
-    print(f"llm-consortium 0.8.0 orchestrate total  {up_total * 1000:8.1f} ms  "
-          f"({up_total / critical:.3f} x critical path; no streaming: first token = total)")
-    print(f"one run:  wall {one_wall * 1000:8.1f} ms, CPU {one_cpu * 1000:7.1f} ms, "
-          f"peak RSS {rss_one:.0f} MB")
-    print(f"{concurrent} concurrent runs: wall {many_wall * 1000:8.1f} ms "
-          f"({many_wall / one_wall:.3f} x one run; target <= 1.10), CPU {many_cpu * 1000:7.1f} ms "
-          f"({many_cpu / max(one_cpu, 1e-9) / concurrent:.2f} x per run), "
-          f"peak RSS {rss_many:.0f} MB")
+    print(
+        f"engine total                            {total * 1000:8.1f} ms  "
+        f"({total / critical:.3f} x critical path; target <= 1.05)"
+    )
+    print(
+        f"llm-consortium 0.8.0 orchestrate total  {up_total * 1000:8.1f} ms  "
+        f"({up_total / critical:.3f} x critical path; no streaming: first token = total)"
+    )
+    print(
+        f"one run:  wall {one_wall * 1000:8.1f} ms, CPU {one_cpu * 1000:7.1f} ms, "
+        f"peak RSS {rss_one:.0f} MB"
+    )
+    print(
+        f"{concurrent} concurrent runs: wall {many_wall * 1000:8.1f} ms "
+        f"({many_wall / one_wall:.3f} x one run; target <= 1.10), CPU {many_cpu * 1000:7.1f} ms "
+        f"({many_cpu / max(one_cpu, 1e-9) / concurrent:.2f} x per run), "
+        f"peak RSS {rss_many:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

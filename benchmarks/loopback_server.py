@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
-from helpers import arbiter_reply, last_user_text, member_reply  # noqa: E402
+from fake_openai import FakeOpenAIServer, ModelScript
+from helpers import arbiter_reply, last_user_text, member_reply
 
 MEMBERS = {"bench-a": 0.10, "bench-b": 0.15, "bench-c": 0.20, "bench-d": 0.25}
 ARBITER = ("bench-judge", 0.15)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
 
@@ -17,8 +18,12 @@ BIN = Path(sys.executable).parent
 
 def cli(env, *args, input=None, check=True):
     proc = subprocess.run(
-        [str(BIN / "consortium-lab"), *args], env=env, input=input, capture_output=True,
-        text=True, timeout=120,
+        [str(BIN / "consortium-lab"), *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if check:
         assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -73,7 +78,10 @@ def test_configs_commands_share_upstream_store(models, tmp_path):
     assert json.loads(cli(models, "configs", "show", "duo").stdout)["models"] == {"m1": 1, "m2": 1}
     # upstream's own CLI sees it
     upstream = subprocess.run(
-        [str(BIN / "llm"), "consortium", "list"], env=models, capture_output=True, text=True,
+        [str(BIN / "llm"), "consortium", "list"],
+        env=models,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert upstream.returncode == 0 and "duo" in upstream.stdout
@@ -101,18 +109,16 @@ def test_fresh_home_every_command_and_llm_cli_work(tmp_path):
     home = tmp_path / "fresh"
     home.mkdir()
     env = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("XDG_", "LLM_", "CONSORTIUM_LAB"))
+        k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "LLM_", "CONSORTIUM_LAB"))
     }
     env.update(HOME=str(home), CONSORTIUM_LAB_DEMO_DELAY="0")
     assert not (home / ".config").exists()
-    subprocess.run(
-        [sys.executable, "-c", "import consortium_lab"], env=env, check=True, timeout=60
-    )
+    subprocess.run([sys.executable, "-c", "import consortium_lab"], env=env, check=True, timeout=60)
     for args in (["--help"], ["models"], ["configs", "list"], ["runs", "list"], ["demo"]):
         cli(env, *args)
-    llm = subprocess.run([str(BIN / "llm"), "models"], env=env, capture_output=True, text=True,
-                         timeout=60)
+    llm = subprocess.run(
+        [str(BIN / "llm"), "models"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert llm.returncode == 0, llm.stderr
     assert "demo-analyst" in llm.stdout
     # nothing was written outside the fresh home
@@ -130,6 +136,7 @@ def test_root_logger_is_restored_after_plugins_load(tmp_path):
         "print('ok')\n"
     )
     env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

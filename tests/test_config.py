@@ -8,12 +8,12 @@ import warnings
 
 import pytest
 from click.testing import CliRunner
-from fake_openai import ModelScript
 from pydantic import ValidationError
 
 from consortium_lab import configs
 from consortium_lab.config import ConfigWarning, ConsortiumConfig, check_models, parse_model_spec
 from consortium_lab.paths import upstream_db_path
+from fake_openai import ModelScript
 
 
 def test_model_count_suffix_rules():

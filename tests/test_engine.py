@@ -6,12 +6,12 @@ import asyncio
 import json
 
 import pytest
-from fake_openai import Fault, ModelScript
-from helpers import arbiter_reply, last_user_text, member_reply
 
 from consortium_lab import Consortium, ConsortiumConfig
 from consortium_lab.catalog import UnknownModelError
 from consortium_lab.events import parse_event
+from fake_openai import Fault, ModelScript
+from helpers import arbiter_reply, last_user_text, member_reply
 
 
 def members(fake, n=2, **script):
@@ -89,10 +89,12 @@ async def test_members_get_templates_and_wrapped_prompt(fake_openai):
 
 async def test_iterates_until_threshold_with_iteration_prompt(fake_openai):
     ids = members(fake_openai, 2)
-    replies = iter([
-        arbiter_reply("Draft.", 0.5, needs_iteration=True, areas=("units",)),
-        arbiter_reply("Better.", 0.85),
-    ])
+    replies = iter(
+        [
+            arbiter_reply("Draft.", 0.5, needs_iteration=True, areas=("units",)),
+            arbiter_reply("Better.", 0.85),
+        ]
+    )
     fake_openai.add_model("judge", ModelScript(reply=lambda body: next(replies)))
     result = await Consortium(models=ids, arbiter="judge", max_iterations=3, store=False).run("Q")
     assert len(result.iterations) == 2
@@ -112,7 +114,9 @@ async def test_minimum_and_maximum_iterations(fake_openai):
         models=ids, arbiter="judge", minimum_iterations=2, max_iterations=3, store=False
     ).run("Q")
     assert len(result.iterations) == 2
-    fake_openai.add_model("judge2", ModelScript(reply=arbiter_reply("F", 0.1, needs_iteration=True)))
+    fake_openai.add_model(
+        "judge2", ModelScript(reply=arbiter_reply("F", 0.1, needs_iteration=True))
+    )
     result = await Consortium(models=ids, arbiter="judge2", max_iterations=3, store=False).run("Q")
     assert len(result.iterations) == 3
 
@@ -127,11 +131,11 @@ async def test_member_without_confidence_has_none(fake_openai):
 
 async def test_failing_member_does_not_end_run(fake_openai):
     fake_openai.add_model("ok", ModelScript(reply=member_reply("fine")))
-    fake_openai.add_model(
-        "bad", ModelScript(fail_always=Fault.context_length_exceeded())
-    )
+    fake_openai.add_model("bad", ModelScript(fail_always=Fault.context_length_exceeded()))
     fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("F", 0.9)))
-    events = await collect(Consortium(models=["ok", "bad"], arbiter="judge", store=False).stream("Q"))
+    events = await collect(
+        Consortium(models=["ok", "bad"], arbiter="judge", store=False).stream("Q")
+    )
     failed = [e for e in events if e.kind == "member_failed"]
     assert len(failed) == 1 and failed[0].model == "bad"
     assert failed[0].error_type == "context_window"
@@ -156,7 +160,9 @@ async def test_empty_answer_and_runaway_are_member_failures(fake_openai):
     fake_openai.add_model("ok", ModelScript(reply=member_reply("fine")))
     fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("F", 0.9)))
     consortium = Consortium(
-        models=["empty", "runaway", "ok"], arbiter="judge", store=False,
+        models=["empty", "runaway", "ok"],
+        arbiter="judge",
+        store=False,
         limits={"max_output_tokens": 200},
     )
     result = await consortium.run("Q")
@@ -243,7 +249,9 @@ async def test_council_mode_peer_review_then_chair(fake_openai):
     fake_openai.add_model("a", ModelScript(reply=reviewer))
     fake_openai.add_model("b", ModelScript(reply=reviewer))
     fake_openai.add_model("chair", ModelScript(reply=arbiter_reply("Chaired.", 0.9)))
-    result = await Consortium(models=["a", "b"], arbiter="chair", mode="council", store=False).run("Q")
+    result = await Consortium(models=["a", "b"], arbiter="chair", mode="council", store=False).run(
+        "Q"
+    )
     stages = [m.stage for m in result.iterations[0].members]
     assert stages.count("answer") == 2 and stages.count("peer_review") == 2
     chair_prompt = last_user_text(fake_openai.requests_for("chair")[0].json)
@@ -256,11 +264,16 @@ async def test_rank_judging_picks_top_answer(fake_openai):
     fake_openai.add_model("b", ModelScript(reply=member_reply("Beta.", 0.7)))
     fake_openai.add_model(
         "ranker",
-        ModelScript(reply='Reasoning: b is better.\n<ranking><rank position="1">2</rank>'
-                    '<rank position="2">1</rank></ranking>'),
+        ModelScript(
+            reply='Reasoning: b is better.\n<ranking><rank position="1">2</rank>'
+            '<rank position="2">1</rank></ranking>'
+        ),
     )
     result = await Consortium(
-        models=["a", "b"], arbiter="ranker", judging_method="rank", confidence_threshold=0.5,
+        models=["a", "b"],
+        arbiter="ranker",
+        judging_method="rank",
+        confidence_threshold=0.5,
         store=False,
     ).run("Q")
     assert "<rank_prompt>" in last_user_text(fake_openai.requests_for("ranker")[0].json)
@@ -291,13 +304,15 @@ async def test_per_member_options_and_system_prompts(fake_openai):
     fake_openai.add_model("m", ModelScript(reply=member_reply("x")))
     fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("F", 0.9)))
     await Consortium(
-        models=["m:2"], arbiter="judge", store=False,
+        models=["m:2"],
+        arbiter="judge",
+        store=False,
         member_options={"m": {"temperature": 0.2}, "m#2": {"temperature": 0.9}},
         member_system_prompts={"m#2": "You are terse."},
     ).run("Q")
     bodies = [r.json for r in fake_openai.requests_for("m")]
     assert sorted(b.get("temperature") for b in bodies) == [0.2, 0.9]
-    terse = [b for b in bodies if b.get("temperature") == 0.9][0]
+    terse = next(b for b in bodies if b.get("temperature") == 0.9)
     assert "You are terse." in terse["messages"][0]["content"]
 
 
@@ -340,7 +355,9 @@ async def test_multi_turn_keeps_each_members_own_history(fake_openai):
 def test_config_object_and_kwargs_agree(fake_openai):
     ids = members(fake_openai, 2)
     fake_openai.add_model("judge", ModelScript())
-    config = ConsortiumConfig(models={ids[0]: 1, ids[1]: 1}, arbiter="judge", confidence_threshold=90)
+    config = ConsortiumConfig(
+        models={ids[0]: 1, ids[1]: 1}, arbiter="judge", confidence_threshold=90
+    )
     a = Consortium(config, store=False)
     b = Consortium(models=ids, arbiter="judge", confidence_threshold=0.9, store=False)
     assert a.config.models == b.config.models

@@ -33,19 +33,39 @@ def main() -> None:
 
 def _config_options(func: Any) -> Any:
     options = [
-        click.option("-m", "--model", "models", multiple=True,
-                     help="Member model, repeatable; 'model:N' for N instances."),
+        click.option(
+            "-m",
+            "--model",
+            "models",
+            multiple=True,
+            help="Member model, repeatable; 'model:N' for N instances.",
+        ),
         click.option("--arbiter", help="Model that synthesizes (default: the first member)."),
-        click.option("--threshold", "confidence_threshold", type=float,
-                     help="Stop once confidence reaches this (0-1, or 1-100 read as percent)."),
+        click.option(
+            "--threshold",
+            "confidence_threshold",
+            type=float,
+            help="Stop once confidence reaches this (0-1, or 1-100 read as percent).",
+        ),
         click.option("--max-iterations", type=int, help="Never run more iterations than this."),
-        click.option("--min-iterations", "minimum_iterations", type=int,
-                     help="Always run at least this many iterations."),
-        click.option("--mode", type=click.Choice(["consortium", "council", "compare"]),
-                     help="consortium (arbiter synthesis), council (peer ranking + chairman) or"
-                     " compare (members only)."),
-        click.option("--judging", "judging_method", type=click.Choice(["default", "rank"]),
-                     help="Arbiter synthesizes (default) or ranks and picks the best answer."),
+        click.option(
+            "--min-iterations",
+            "minimum_iterations",
+            type=int,
+            help="Always run at least this many iterations.",
+        ),
+        click.option(
+            "--mode",
+            type=click.Choice(["consortium", "council", "compare"]),
+            help="consortium (arbiter synthesis), council (peer ranking + chairman) or"
+            " compare (members only).",
+        ),
+        click.option(
+            "--judging",
+            "judging_method",
+            type=click.Choice(["default", "rank"]),
+            help="Arbiter synthesizes (default) or ranks and picks the best answer.",
+        ),
         click.option("--system", "system_prompt", help="Instructions sent to every member."),
     ]
     for option in reversed(options):
@@ -93,7 +113,9 @@ def _run(consortium: Any, prompt: str, as_json: bool) -> None:
         click.echo("")
         click.echo(result.text)
         if result.synthesis is not None and not result.synthesis.parse_ok:
-            click.echo("\n⚠ The arbiter's output did not parse cleanly; shown as returned.", err=True)
+            click.echo(
+                "\n⚠ The arbiter's output did not parse cleanly; shown as returned.", err=True
+            )
         click.echo(f"\n(run {result.run_id})", err=True)
     if result.status == "failed":
         sys.exit(1)
@@ -103,9 +125,13 @@ def _run(consortium: Any, prompt: str, as_json: bool) -> None:
 @click.argument("prompt", required=False)
 @_config_options
 @click.option("-c", "--config", "config_name", help="Start from a saved config.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (the export format).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON (the export format)."
+)
 @click.option("--no-log", is_flag=True, help="Do not write the run to the run log.")
-def run(prompt: str | None, config_name: str | None, as_json: bool, no_log: bool, **kwargs: Any) -> None:
+def run(
+    prompt: str | None, config_name: str | None, as_json: bool, no_log: bool, **kwargs: Any
+) -> None:
     """Run PROMPT (or standard input) through a consortium, showing each member live."""
     if prompt is None:
         if sys.stdin.isatty():
@@ -166,7 +192,12 @@ def configs_list(as_json: bool) -> None:
 
     saved = configs.list()
     if as_json:
-        click.echo(json.dumps([{"name": s.name, "ok": s.ok, "error": s.error, "config": s.raw} for s in saved], indent=2))
+        click.echo(
+            json.dumps(
+                [{"name": s.name, "ok": s.ok, "error": s.error, "config": s.raw} for s in saved],
+                indent=2,
+            )
+        )
         return
     if not saved:
         click.echo("No saved consortiums.")
@@ -175,7 +206,10 @@ def configs_list(as_json: bool) -> None:
             click.echo(f"{s.name}  INVALID: {s.error}")
         else:
             members = ", ".join(f"{m}:{n}" if n > 1 else m for m, n in s.config.models.items())
-            click.echo(f"{s.name}  models: {members}  arbiter: {s.config.arbiter_model}  mode: {s.config.mode}")
+            click.echo(
+                f"{s.name}  models: {members}  arbiter: {s.config.arbiter_model}"
+                f"  mode: {s.config.mode}"
+            )
 
 
 @configs_group.command("show")
@@ -234,8 +268,12 @@ def configs_import(file: Any, replace: bool) -> None:
 
 # -- runs -------------------------------------------------------------------------------------
 @main.group("runs")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="CONSORTIUM_LAB_DB",
-              help="The run log file (default: your data folder's runs.db).")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CONSORTIUM_LAB_DB",
+    help="The run log file (default: your data folder's runs.db).",
+)
 @click.pass_context
 def runs_group(ctx: click.Context, db: Path | None) -> None:
     """Your run log."""
@@ -260,7 +298,10 @@ def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
         conf = r.get("final_confidence")
         conf_text = "-" if conf is None else f"{conf:.0%}"
         prompt = (r.get("prompt") or "").replace("\n", " ")[:60]
-        click.echo(f"{r['id']}  {r.get('started_at', '')[:19]}  {r.get('status'):<11} {conf_text:>5}  {prompt}")
+        click.echo(
+            f"{r['id']}  {r.get('started_at', '')[:19]}  {r.get('status'):<11}"
+            f" {conf_text:>5}  {prompt}"
+        )
 
 
 @runs_group.command("show")
@@ -278,8 +319,14 @@ def runs_show(db: Path | None, run_id: str) -> None:
 
 @runs_group.command("export")
 @click.argument("run_id")
-@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
-              show_default=True, help="Export format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="Export format.",
+)
 @click.pass_obj
 def runs_export(db: Path | None, run_id: str, fmt: str) -> None:
     """Print a run as JSON (the export format) or Markdown."""

@@ -18,6 +18,7 @@ from .config import ConsortiumConfig, parse_models
 from .engine import Consortium
 from .result import RunResult
 
+
 class CompatOrchestrator:
     """What ``create_consortium`` returns: upstream's interface on our engine."""
 
@@ -56,7 +57,10 @@ def to_upstream_dict(
 ) -> dict[str, Any]:
     """Upstream's ``orchestrate`` result shape, plus our seed export keys."""
     seed = result.to_dict()
-    synthesis = {**seed["synthesis"], "ranking": result.synthesis.ranking if result.synthesis else []}
+    synthesis = {
+        **seed["synthesis"],
+        "ranking": result.synthesis.ranking if result.synthesis else [],
+    }
     iterations = [
         {
             "iteration": it.number,
@@ -113,7 +117,9 @@ def create_consortium(
     accepted so existing calls keep working, and ignored.
     """
     del manual_context, strategy_params, embedding_backend, embedding_model
-    engine_args = {k: settings.pop(k) for k in ("gateway", "store", "check_models", "sinks") if k in settings}
+    engine_args = {
+        k: settings.pop(k) for k in ("gateway", "store", "check_models", "sinks") if k in settings
+    }
     config = ConsortiumConfig(
         models=parse_models(models) if not isinstance(models, dict) else models,
         arbiter=arbiter,
@@ -121,7 +127,7 @@ def create_consortium(
         max_iterations=max_iterations,
         minimum_iterations=minimum_iterations,
         system_prompt=system_prompt,
-        judging_method=judging_method,  # type: ignore[arg-type]
+        judging_method=judging_method,
         strategy=strategy,
         **settings,
     )

@@ -145,7 +145,7 @@ class ConsortiumConfig(BaseModel):
         description="Extra system prompt per member, keyed by model id or 'model#instance'.",
     )
     arbiter_options: dict[str, Any] = Field(default_factory=dict, description="llm options.")
-    limits: Limits = Field(default_factory=Limits, description="Per-call limits.")
+    limits: Limits = Field(default_factory=lambda: Limits(), description="Per-call limits.")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -157,7 +157,9 @@ class ConsortiumConfig(BaseModel):
             raise ValueError(f"models: at least one model is required (got {value!r})")
         for name, count in models.items():
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                raise ValueError(f"models: count for {name!r} must be an integer >= 1 (got {count!r})")
+                raise ValueError(
+                    f"models: count for {name!r} must be an integer >= 1 (got {count!r})"
+                )
         return models
 
     @field_validator("confidence_threshold", mode="before")

@@ -73,7 +73,9 @@ def _row(row: dict[str, Any]) -> SavedConfig:
     try:
         raw: dict[str, Any] | str = json.loads(raw_text)
     except (TypeError, json.JSONDecodeError) as exc:
-        return SavedConfig(row["name"], row.get("created_at"), raw_text, None, f"invalid JSON: {exc}")
+        return SavedConfig(
+            row["name"], row.get("created_at"), raw_text, None, f"invalid JSON: {exc}"
+        )
     try:
         if not isinstance(raw, dict):
             raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
@@ -83,14 +85,16 @@ def _row(row: dict[str, Any]) -> SavedConfig:
     return SavedConfig(row["name"], row.get("created_at"), raw, config)
 
 
-def save(name: str, config: ConsortiumConfig | dict[str, Any], *, path: str | Path | None = None) -> SavedConfig:
+def save(
+    name: str, config: ConsortiumConfig | dict[str, Any], *, path: str | Path | None = None
+) -> SavedConfig:
     """Save (or replace) a config under ``name``."""
     check_name(name)
     if not isinstance(config, ConsortiumConfig):
         config = ConsortiumConfig.from_dict(config)
     db = _db(path)
     with db.conn:
-        db[TABLE].insert(
+        db.table(TABLE).insert(
             {
                 "name": name,
                 "config": json.dumps(config.to_dict()),
@@ -102,7 +106,7 @@ def save(name: str, config: ConsortiumConfig | dict[str, Any], *, path: str | Pa
     return get_saved(name, path=path)
 
 
-def list(*, path: str | Path | None = None) -> builtins.list[SavedConfig]:  # noqa: A001
+def list(*, path: str | Path | None = None) -> builtins.list[SavedConfig]:
     """Every saved config, sorted by name; invalid rows are included with ``ok=False``."""
     db = _db(path)
     return [_row(r) for r in db.query(f"SELECT * FROM {TABLE} ORDER BY name")]
@@ -149,12 +153,12 @@ def export(names: builtins.list[str] | None = None, *, path: str | Path | None =
         chosen = [s for s in list(path=path) if s.ok]
     else:
         chosen = [get_saved(n, path=path) for n in names]
-    return json.dumps(
-        {"configs": {s.name: s.raw for s in chosen}}, indent=2, ensure_ascii=False
-    )
+    return json.dumps({"configs": {s.name: s.raw for s in chosen}}, indent=2, ensure_ascii=False)
 
 
-def import_json(text: str, *, replace: bool = False, path: str | Path | None = None) -> builtins.list[str]:
+def import_json(
+    text: str, *, replace: bool = False, path: str | Path | None = None
+) -> builtins.list[str]:
     """Save every config in an :func:`export` document (or a single ``{"name", "config"}``).
 
     Everything is validated before anything is written; existing names are an error unless
@@ -169,7 +173,9 @@ def import_json(text: str, *, replace: bool = False, path: str | Path | None = N
     elif isinstance(data, dict) and "name" in data and "config" in data:
         items = {data["name"]: data["config"]}
     else:
-        raise ValueError('import: expected {"configs": {name: config}} or {"name": ..., "config": ...}')
+        raise ValueError(
+            'import: expected {"configs": {name: config}} or {"name": ..., "config": ...}'
+        )
     parsed = {}
     for name, raw in items.items():
         check_name(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from .events import (
     Stage,
     SynthesisReady,
 )
-from .gateway import CallFailed, CallOutcome, CallRequest, Gateway
+from .gateway import CallFailed, CallRequest, Gateway
 from .parsing import (
     ArbiterParse,
     parse_arbiter_response,
@@ -85,7 +85,9 @@ class Consortium:
         base = (
             config.to_dict()
             if isinstance(config, ConsortiumConfig)
-            else dict(config) if config is not None else {}
+            else dict(config)
+            if config is not None
+            else {}
         )
         if "models" in settings and not isinstance(settings["models"], Mapping):
             settings["models"] = parse_models(settings["models"])
@@ -105,8 +107,10 @@ class Consortium:
             from .store import RunStore
 
             arg = self._store_arg
-            self._store = arg if isinstance(arg, RunStore) else RunStore(
-                Path(arg) if arg is not None else None
+            self._store = (
+                arg
+                if isinstance(arg, RunStore)
+                else RunStore(Path(arg) if arg is not None else None)
             )
         return self._store
 
@@ -140,8 +144,12 @@ class Consortium:
 
     # -- orchestration --------------------------------------------------------------------
     async def _events(
-        self, run_id: str, prompt: str, conversation: Conversation | None, registry: set[asyncio.Task[Any]]
-    ) -> AsyncIterator[Event]:
+        self,
+        run_id: str,
+        prompt: str,
+        conversation: Conversation | None,
+        registry: set[asyncio.Task[Any]],
+    ) -> AsyncGenerator[Event, None]:
         cfg = self.config
         histories: dict[MemberKey, list[tuple[str, str]]] = {
             key: list(conversation.histories.get(key, [])) if conversation else []
@@ -222,8 +230,12 @@ class Consortium:
                         key=key,
                         stage="peer_review",
                         request=CallRequest(
-                            model=key[0], instance=key[1], prompt=review_prompt,
-                            options=cfg.options_for(*key), limits=cfg.limits, stage="peer_review",
+                            model=key[0],
+                            instance=key[1],
+                            prompt=review_prompt,
+                            options=cfg.options_for(*key),
+                            limits=cfg.limits,
+                            stage="peer_review",
                         ),
                     )
                     for key in answers
@@ -234,7 +246,9 @@ class Consortium:
                     yield event
                 peer_ranking = aggregate_ranking(reviews, [c.id for c in candidates])
             judge: ArbiterParse | None = None
-            async for item in self._judge(run_id, iteration, prompt, candidates, previous, peer_ranking, registry):
+            async for item in self._judge(
+                run_id, iteration, prompt, candidates, previous, peer_ranking, registry
+            ):
                 if isinstance(item, ArbiterParse):
                     judge = item
                 else:
@@ -244,15 +258,17 @@ class Consortium:
             assert judge is not None
             last = judge
             previous.append((iteration, judge.synthesis))
-            done = (
+            converged = (
                 not judge.needs_iteration
                 and judge.confidence is not None
                 and judge.confidence >= cfg.confidence_threshold
                 and iteration >= cfg.minimum_iterations
             )
-            will_continue = not done and iteration < cfg.max_iterations
+            will_continue = not converged and iteration < cfg.max_iterations
             yield IterationFinished(
-                run_id=run_id, iteration=iteration, confidence=judge.confidence,
+                run_id=run_id,
+                iteration=iteration,
+                confidence=judge.confidence,
                 will_continue=will_continue,
             )
             if not will_continue:
@@ -285,8 +301,11 @@ class Consortium:
             )
         )
         request = CallRequest(
-            model=cfg.arbiter_model, prompt=text, options=dict(cfg.arbiter_options),
-            limits=cfg.limits, stage=stage,
+            model=cfg.arbiter_model,
+            prompt=text,
+            options=dict(cfg.arbiter_options),
+            limits=cfg.limits,
+            stage=stage,
         )
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
@@ -294,7 +313,10 @@ class Consortium:
             if channel == "text":
                 queue.put_nowait(
                     ArbiterDelta(
-                        run_id=run_id, model=request.model, iteration=iteration, text=chunk,
+                        run_id=run_id,
+                        model=request.model,
+                        iteration=iteration,
+                        text=chunk,
                         stage=stage,
                     )
                 )
@@ -309,7 +331,8 @@ class Consortium:
         except CallFailed as exc:
             yield RunFailed(
                 run_id=run_id,
-                reason=f"the arbiter {request.model} failed in iteration {iteration}: {exc.message}",
+                reason=f"the arbiter {request.model} failed in iteration {iteration}: "
+                f"{exc.message}",
                 errors={f"{request.model} (arbiter)": exc.message},
             )
             return
@@ -356,8 +379,13 @@ class Consortium:
                 if stream_deltas:
                     queue.put_nowait(
                         MemberDelta(
-                            run_id=run_id, model=model, instance=instance, iteration=iteration,
-                            stage=call.stage, text=chunk, channel=channel,  # type: ignore[arg-type]
+                            run_id=run_id,
+                            model=model,
+                            instance=instance,
+                            iteration=iteration,
+                            stage=call.stage,
+                            text=chunk,
+                            channel=channel,
                         )
                     )
 
@@ -366,24 +394,39 @@ class Consortium:
                 parsed = parse_member_response(outcome.text)
                 queue.put_nowait(
                     MemberDone(
-                        run_id=run_id, model=model, instance=instance, iteration=iteration,
-                        stage=call.stage, text=outcome.text,
+                        run_id=run_id,
+                        model=model,
+                        instance=instance,
+                        iteration=iteration,
+                        stage=call.stage,
+                        text=outcome.text,
                         answer=parsed.answer if call.stage == "answer" else outcome.text,
                         thought_process=parsed.thought_process if call.stage == "answer" else "",
                         reasoning=outcome.reasoning,
                         confidence=parsed.confidence if call.stage == "answer" else None,
-                        latency_ms=outcome.latency_ms, first_token_ms=outcome.first_token_ms,
-                        usage=outcome.usage, served_by=outcome.served_by, cached=outcome.cached,
-                        attempts=outcome.attempts, response_id=outcome.response_id,
+                        latency_ms=outcome.latency_ms,
+                        first_token_ms=outcome.first_token_ms,
+                        usage=outcome.usage,
+                        served_by=outcome.served_by,
+                        cached=outcome.cached,
+                        attempts=outcome.attempts,
+                        response_id=outcome.response_id,
                     )
                 )
             except CallFailed as exc:
                 queue.put_nowait(
                     MemberFailed(
-                        run_id=run_id, model=model, instance=instance, iteration=iteration,
-                        stage=call.stage, error=exc.message, error_type=exc.kind,
-                        partial_text=exc.partial_text, latency_ms=exc.latency_ms,
-                        served_by=exc.served_by, attempts=exc.attempts,
+                        run_id=run_id,
+                        model=model,
+                        instance=instance,
+                        iteration=iteration,
+                        stage=call.stage,
+                        error=exc.message,
+                        error_type=exc.kind,
+                        partial_text=exc.partial_text,
+                        latency_ms=exc.latency_ms,
+                        served_by=exc.served_by,
+                        attempts=exc.attempts,
                     )
                 )
             finally:
@@ -411,8 +454,10 @@ def aggregate_ranking(reviews: Iterable[Sequence[int]], ids: Sequence[int]) -> l
     if not reviews:
         return []
     worst = len(ids) + 1
+
     def mean_position(i: int) -> float:
         return sum((r.index(i) + 1) if i in r else worst for r in reviews) / len(reviews)
+
     return sorted(ids, key=mean_position)
 
 
@@ -427,7 +472,11 @@ def _rank_decision(text: str, candidates: list[prompts.Candidate]) -> ArbiterPar
             update={"parse_ok": False, "warnings": [*parsed.warnings, "no ranking found"]}
         )
     top = next(c for c in candidates if c.id == ranking[0])
-    stated, _ = parse_confidence_text(_tag(text, "confidence")) if "<confidence" in text.lower() else (None, [])
+    stated, _ = (
+        parse_confidence_text(_tag(text, "confidence"))
+        if "<confidence" in text.lower()
+        else (None, [])
+    )
     confidence = stated if stated is not None else top.confidence
     return ArbiterParse(
         synthesis=top.answer,
@@ -471,7 +520,9 @@ class Run:
     block early closes the model calls).
     """
 
-    def __init__(self, consortium: Consortium, prompt: str, conversation: Conversation | None) -> None:
+    def __init__(
+        self, consortium: Consortium, prompt: str, conversation: Conversation | None
+    ) -> None:
         self.consortium = consortium
         self.run_id = uuid.uuid4().hex
         self.prompt = prompt
@@ -497,10 +548,13 @@ class Run:
         if self._finished:
             raise StopAsyncIteration
         if self._cancelled:
-            return await self._finish(RunFinished(
-                run_id=self.run_id, iterations=len(self._result.iterations) if self._result else 0,
-                status="cancelled",
-            ))
+            return await self._finish(
+                RunFinished(
+                    run_id=self.run_id,
+                    iterations=len(self._result.iterations) if self._result else 0,
+                    status="cancelled",
+                )
+            )
         try:
             event = await self._gen.__anext__()
         except StopAsyncIteration:
@@ -510,9 +564,13 @@ class Run:
             # The consumer's task was cancelled: close the calls, record the cancellation.
             await self._close_calls()
             if self._result is not None and self._result.status == "running":
-                self._emit(RunFinished(
-                    run_id=self.run_id, iterations=len(self._result.iterations), status="cancelled"
-                ))
+                self._emit(
+                    RunFinished(
+                        run_id=self.run_id,
+                        iterations=len(self._result.iterations),
+                        status="cancelled",
+                    )
+                )
             self._finished = True
             raise
         if isinstance(event, (RunFinished, RunFailed)):
@@ -598,7 +656,11 @@ class Conversation:
             import json
 
             latest = runs[0]
-            config = latest["config"] if isinstance(latest["config"], dict) else json.loads(latest["config"])
+            config = (
+                latest["config"]
+                if isinstance(latest["config"], dict)
+                else json.loads(latest["config"])
+            )
             consortium = Consortium(config, store=store)
         conversation = cls(consortium, conversation_id)
         for key, turns in store.conversation_history(conversation_id).items():

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ class CallRequest:
     system: str | None = None
     history: tuple[tuple[str, str], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=lambda: Limits())
     stage: Stage = "answer"
     instance: int = 1
 
@@ -151,14 +151,19 @@ class Gateway:
         def get_client(key: str | None, *, async_: bool = False) -> Any:
             secret = model.get_key(key) if getattr(model, "needs_key", None) else None
             ident = (
-                type(model).__name__, model.api_base, secret, getattr(model, "api_type", None),
-                getattr(model, "api_version", None), getattr(model, "api_engine", None),
+                type(model).__name__,
+                model.api_base,
+                secret,
+                getattr(model, "api_type", None),
+                getattr(model, "api_version", None),
+                getattr(model, "api_engine", None),
                 tuple(sorted((getattr(model, "headers", None) or {}).items())),
             )
             with self._lock:
                 cache = (
                     self._clients.setdefault(asyncio.get_running_loop(), {})
-                    if async_ else self._sync_clients
+                    if async_
+                    else self._sync_clients
                 )
                 if ident not in cache:
                     cache[ident] = build(key, async_=async_)
@@ -198,7 +203,9 @@ class Gateway:
                 except TimeoutError:
                     what = "first token" if first_token_ms is None else "the whole answer"
                     limit = (
-                        limits.first_token_timeout if first_token_ms is None else limits.total_timeout
+                        limits.first_token_timeout
+                        if first_token_ms is None
+                        else limits.total_timeout
                     )
                     raise CallFailed(
                         "timeout",
@@ -215,7 +222,10 @@ class Gateway:
                 chars += len(chunk)
                 if on_delta is not None:
                     on_delta(chunk, "reasoning" if kind == "reasoning" else "text")
-                if limits.max_output_tokens is not None and _estimate_tokens(chars) > limits.max_output_tokens:
+                if (
+                    limits.max_output_tokens is not None
+                    and _estimate_tokens(chars) > limits.max_output_tokens
+                ):
                     await _abort(stream)
                     raise CallFailed(
                         "cut_off",
@@ -243,7 +253,9 @@ class Gateway:
         full = "".join(text)
         if not full.strip():
             raise CallFailed(
-                "empty", f"{req.model}: returned an empty answer", latency_ms=latency_ms,
+                "empty",
+                f"{req.model}: returned an empty answer",
+                latency_ms=latency_ms,
                 served_by=req.model,
             )
         usage = Usage(
@@ -262,7 +274,7 @@ class Gateway:
         )
 
     # -- streaming a model -----------------------------------------------------------------
-    def _open(self, req: CallRequest) -> tuple[AsyncIterator[tuple[str, str]], Any]:
+    def _open(self, req: CallRequest) -> tuple[AsyncGenerator[tuple[str, str], None], Any]:
         try:
             async_model = llm.get_async_model(req.model)
         except llm.UnknownModelError:
@@ -302,7 +314,7 @@ async def _abort(stream: AsyncIterator[tuple[str, str]]) -> None:
             return
 
 
-async def _async_events(response: llm.AsyncResponse) -> AsyncIterator[tuple[str, str]]:
+async def _async_events(response: llm.AsyncResponse) -> AsyncGenerator[tuple[str, str], None]:
     events = response.astream_events()
     try:
         async for event in events:
@@ -312,7 +324,7 @@ async def _async_events(response: llm.AsyncResponse) -> AsyncIterator[tuple[str,
         await events.aclose()
 
 
-async def _thread_events(response: llm.Response) -> AsyncIterator[tuple[str, str]]:
+async def _thread_events(response: llm.Response) -> AsyncGenerator[tuple[str, str], None]:
     """Stream a sync-only model from a worker thread. On cancellation the thread is abandoned at
     its next chunk (a sync client cannot be interrupted mid-read)."""
     loop = asyncio.get_running_loop()
@@ -333,7 +345,9 @@ async def _thread_events(response: llm.Response) -> AsyncIterator[tuple[str, str
         except BaseException as exc:  # delivered to the awaiting side
             put(("error", exc))
 
-    thread = threading.Thread(target=worker, name=f"llm-sync-{response.model.model_id}", daemon=True)
+    thread = threading.Thread(
+        target=worker, name=f"llm-sync-{response.model.model_id}", daemon=True
+    )
     thread.start()
     try:
         while True:

@@ -1,10 +1,11 @@
 """Where consortium_lab keeps its files, and the environment variables that move them.
 
-| what | default | override |
-|---|---|---|
-| data folder | ``$XDG_DATA_HOME/consortium-lab`` (``~/.local/share/consortium-lab``) | ``CONSORTIUM_LAB_HOME`` |
-| run log | ``<data folder>/runs.db`` | ``CONSORTIUM_LAB_DB`` or an argument |
-| llm-consortium's database (saved configs) | ``click.get_app_dir("io.datasette.llm")/consortium_logs.db`` | none: upstream ignores ``LLM_USER_PATH`` |
+- data folder: ``$XDG_DATA_HOME/consortium-lab`` (``~/.local/share/consortium-lab``);
+  override with ``CONSORTIUM_LAB_HOME``.
+- run log: ``<data folder>/runs.db``; override with ``CONSORTIUM_LAB_DB`` or an argument.
+- llm-consortium's database (saved configs):
+  ``click.get_app_dir("io.datasette.llm")/consortium_logs.db``; no override, because upstream
+  ignores ``LLM_USER_PATH``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ def data_dir() -> Path:
     if env:
         path = Path(env)
     else:
-        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+            os.path.expanduser("~"), ".local", "share"
+        )
         path = Path(base) / "consortium-lab"
     path.mkdir(parents=True, exist_ok=True)
     return path

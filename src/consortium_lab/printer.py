@@ -68,7 +68,10 @@ class TerminalPrinter:
             extra = " (cached)" if event.cached else ""
             if event.served_by and event.served_by != event.model:
                 extra += f" served by {event.served_by}"
-            line.state, line.detail = "done", f"confidence {conf}, {event.latency_ms / 1000:.1f} s{extra}"
+            line.state, line.detail = (
+                "done",
+                f"confidence {conf}, {event.latency_ms / 1000:.1f} s{extra}",
+            )
             self._draw(force=True)
             if not self.live:
                 self._print(f"  {line.name}: {line.detail}")
@@ -85,7 +88,11 @@ class TerminalPrinter:
         elif isinstance(event, SynthesisReady):
             self._commit()
             conf = "unknown" if event.confidence is None else f"{event.confidence:.0%}"
-            warn = "" if event.parse_ok else f"  ⚠ arbiter output did not parse: {'; '.join(event.warnings)}"
+            warn = (
+                ""
+                if event.parse_ok
+                else f"  ⚠ arbiter output did not parse: {'; '.join(event.warnings)}"
+            )
             more = ", wants another iteration" if event.needs_iteration else ""
             self._print(f"  synthesis by {label(event.model)}: confidence {conf}{more}{warn}")
         elif isinstance(event, RunFailed):

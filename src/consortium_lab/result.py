@@ -138,9 +138,20 @@ class RunResult(BaseModel):
                     output_tokens=event.usage.output_tokens,
                     **event.model_dump(
                         include={
-                            "model", "instance", "iteration", "stage", "text", "answer",
-                            "thought_process", "reasoning", "confidence", "latency_ms",
-                            "first_token_ms", "served_by", "cached", "attempts",
+                            "model",
+                            "instance",
+                            "iteration",
+                            "stage",
+                            "text",
+                            "answer",
+                            "thought_process",
+                            "reasoning",
+                            "confidence",
+                            "latency_ms",
+                            "first_token_ms",
+                            "served_by",
+                            "cached",
+                            "attempts",
                         }
                     ),
                 )
@@ -152,8 +163,15 @@ class RunResult(BaseModel):
                     text=event.partial_text,
                     **event.model_dump(
                         include={
-                            "model", "instance", "iteration", "stage", "error", "error_type",
-                            "latency_ms", "served_by", "attempts",
+                            "model",
+                            "instance",
+                            "iteration",
+                            "stage",
+                            "error",
+                            "error_type",
+                            "latency_ms",
+                            "served_by",
+                            "attempts",
                         }
                     ),
                 )
@@ -162,7 +180,9 @@ class RunResult(BaseModel):
             self._iteration(event.iteration).synthesis = Synthesis(
                 input_tokens=event.usage.input_tokens,
                 output_tokens=event.usage.output_tokens,
-                **event.model_dump(exclude={"kind", "run_id", "at", "schema_version", "iteration", "usage"}),
+                **event.model_dump(
+                    exclude={"kind", "run_id", "at", "schema_version", "iteration", "usage"}
+                ),
             )
         elif isinstance(event, IterationFinished):
             pass
@@ -211,7 +231,9 @@ class RunResult(BaseModel):
         order = {model: i for i, model in enumerate(self.models_used)}
         for it in reversed(self.iterations):
             if it.answers:
-                return sorted(it.answers, key=lambda m: (order.get(m.model, len(order)), m.instance))
+                return sorted(
+                    it.answers, key=lambda m: (order.get(m.model, len(order)), m.instance)
+                )
         return []
 
     @property
@@ -296,21 +318,41 @@ class RunResult(BaseModel):
             conf = _pct(synthesis.confidence)
             lines += ["## Synthesis", "", f"**Confidence:** {conf}", "", synthesis.synthesis, ""]
             if not synthesis.parse_ok:
-                lines += [f"> ⚠ Arbiter output did not parse cleanly: {'; '.join(synthesis.warnings)}", ""]
+                lines += [
+                    f"> ⚠ Arbiter output did not parse cleanly: {'; '.join(synthesis.warnings)}",
+                    "",
+                ]
             for title, body in (("Analysis", synthesis.analysis), ("Dissent", synthesis.dissent)):
                 if body:
                     lines += [f"### {title}", "", body, ""]
             if synthesis.refinement_areas:
-                lines += ["### Refinement areas", ""] + [f"- {a}" for a in synthesis.refinement_areas] + [""]
+                lines += (
+                    ["### Refinement areas", ""]
+                    + [f"- {a}" for a in synthesis.refinement_areas]
+                    + [""]
+                )
         for it in self.iterations:
             lines += [f"## Iteration {it.number}", ""]
             for m in it.members:
-                head = f"### {m.model} #{m.instance}" + ("" if m.stage == "answer" else f" ({m.stage})")
+                head = f"### {m.model} #{m.instance}" + (
+                    "" if m.stage == "answer" else f" ({m.stage})"
+                )
                 if m.status == "failed":
                     lines += [head, "", f"**Failed** ({m.error_type}): {m.error}", ""]
                 else:
-                    served = f" — served by {m.served_by}" if m.served_by and m.served_by != m.model else ""
-                    lines += [head, "", f"*Confidence: {_pct(m.confidence)}{served}*", "", m.answer, ""]
+                    served = (
+                        f" — served by {m.served_by}"
+                        if m.served_by and m.served_by != m.model
+                        else ""
+                    )
+                    lines += [
+                        head,
+                        "",
+                        f"*Confidence: {_pct(m.confidence)}{served}*",
+                        "",
+                        m.answer,
+                        "",
+                    ]
         if self.error:
             lines += ["## Error", "", self.error, ""]
         return "\n".join(lines)
@@ -329,7 +371,8 @@ class RunResult(BaseModel):
         )
         body = html.escape(self.text).replace("\n", "<br>")
         warn = (
-            f"<p><b>⚠ Arbiter output did not parse cleanly:</b> {html.escape('; '.join(synthesis.warnings))}</p>"
+            "<p><b>⚠ Arbiter output did not parse cleanly:</b> "
+            f"{html.escape('; '.join(synthesis.warnings))}</p>"
             if synthesis is not None and not synthesis.parse_ok
             else ""
         )
