@@ -531,8 +531,8 @@ class Run:
         self._result: RunResult | None = None
         self._cancelled = False
         self._finished = False
-        store = consortium.store
-        self._sinks: list[Sink] = ([store.record] if store is not None else []) + consortium.sinks
+        self._store = consortium.store
+        self._sinks = consortium.sinks
 
     @property
     def result(self) -> RunResult:
@@ -548,7 +548,8 @@ class Run:
         if self._finished:
             raise StopAsyncIteration
         if self._cancelled:
-            return await self._finish(
+            self._finished = True
+            return await self._emit(
                 RunFinished(
                     run_id=self.run_id,
                     iterations=len(self._result.iterations) if self._result else 0,
@@ -564,7 +565,7 @@ class Run:
             # The consumer's task was cancelled: close the calls, record the cancellation.
             await self._close_calls()
             if self._result is not None and self._result.status == "running":
-                self._emit(
+                await self._emit(
                     RunFinished(
                         run_id=self.run_id,
                         iterations=len(self._result.iterations),
@@ -575,20 +576,19 @@ class Run:
             raise
         if isinstance(event, (RunFinished, RunFailed)):
             self._finished = True
-        self._emit(event)
-        return event
+        return await self._emit(event)
 
-    def _emit(self, event: Event) -> None:
+    async def _emit(self, event: Event) -> Event:
+        """Fold the event into the result, log it, and hand it to the sinks."""
         if isinstance(event, RunStarted):
             self._result = RunResult.from_events([event])
         elif self._result is not None:
             self._result.apply(event)
+        if self._store is not None and not isinstance(event, (MemberDelta, ArbiterDelta)):
+            # A write may wait for another process's lock: never on the event loop.
+            await asyncio.to_thread(self._store.record, event)
         for sink in self._sinks:
             sink(event)
-
-    async def _finish(self, event: Event) -> Event:
-        self._finished = True
-        self._emit(event)
         return event
 
     async def _close_calls(self) -> None:
