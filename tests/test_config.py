@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from consortium_lab import configs
 from consortium_lab.config import ConfigWarning, ConsortiumConfig, check_models, parse_model_spec
 from consortium_lab.paths import upstream_db_path
+
 from fake_openai import ModelScript
 
 

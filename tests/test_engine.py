@@ -10,6 +10,7 @@ import pytest
 from consortium_lab import Consortium, ConsortiumConfig
 from consortium_lab.catalog import UnknownModelError
 from consortium_lab.events import parse_event
+
 from fake_openai import Fault, ModelScript
 from helpers import arbiter_reply, last_user_text, member_reply
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from _store_writer import async_echo_model, echo_model
 from consortium_lab.llm_logs import llm_logging_on, llm_logs_db_path, log_to_llm
+
+from _store_writer import async_echo_model, echo_model
 
 WRITER = Path(__file__).with_name("_store_writer.py")
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from _store_writer import FAILING_MODEL, build_run_events, expected_counts, member_model
 from consortium_lab import runs
 from consortium_lab.events import (
     ArbiterDelta,
@@ -30,6 +29,8 @@ from consortium_lab.events import (
     parse_event,
 )
 from consortium_lab.store import RunStore, owner_is_alive, process_start_token
+
+from _store_writer import FAILING_MODEL, build_run_events, expected_counts, member_model
 
 WRITER = Path(__file__).with_name("_store_writer.py")
 LINUX = sys.platform.startswith("linux") and Path("/proc/self/stat").exists()

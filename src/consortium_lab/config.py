@@ -221,16 +221,23 @@ class ConsortiumConfig(BaseModel):
 
 
 def check_models(
-    config: ConsortiumConfig, models: list[catalog.ModelInfo] | None = None
+    config: ConsortiumConfig,
+    models: list[catalog.ModelInfo] | None = None,
+    *,
+    also_known: Iterable[str] = (),
 ) -> ConsortiumConfig:
     """Check every member and the arbiter against the models ``llm`` can use here.
 
-    Raises :class:`catalog.UnknownModelError` naming the field (``models`` or ``arbiter``), the
-    bad value and close matches. Returns the config unchanged so it can be chained.
+    ``also_known``: further valid names, such as the gateway's model groups. Raises
+    :class:`catalog.UnknownModelError` naming the field (``models`` or ``arbiter``), the bad
+    value and close matches. Returns the config unchanged so it can be chained.
     """
     models = catalog.list_models() if models is None else models
-    for name in config.models:
-        catalog.resolve(name, field_name="models", models=models)
+    extra = set(also_known)
+    names = [("models", name) for name in config.models]
     if config.mode != "compare":
-        catalog.resolve(config.arbiter_model, field_name="arbiter", models=models)
+        names.append(("arbiter", config.arbiter_model))
+    for field_name, name in names:
+        if name not in extra:
+            catalog.resolve(name, field_name=field_name, models=models)
     return config

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import prompts
-from .config import ConsortiumConfig, check_models, parse_models
+from .config import ConsortiumConfig, parse_models
+from .config import check_models as _check_models
 from .events import (
     ArbiterDelta,
     Event,
@@ -31,11 +32,10 @@ from .events import (
     Stage,
     SynthesisReady,
 )
-from .gateway import CallFailed, CallRequest, Gateway
+from .gateway import CacheMode, CallFailed, CallRequest, Gateway
 from .parsing import (
     ArbiterParse,
     parse_arbiter_response,
-    parse_confidence_text,
     parse_member_response,
     parse_ranking,
 )
@@ -43,6 +43,20 @@ from .result import RunResult
 
 Sink = Callable[[Event], None]
 MemberKey = tuple[str, int]
+
+
+@dataclass
+class _RunContext:
+    """What every call of one run shares: its id, its in-flight tasks (to cancel them), and
+    the cache mode and user its requests carry."""
+
+    run_id: str
+    cache: CacheMode = "use"
+    user: str | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def request(self, **fields: Any) -> CallRequest:
+        return CallRequest(cache=self.cache, user=self.user, **fields)
 
 
 @dataclass
@@ -92,9 +106,9 @@ class Consortium:
         if "models" in settings and not isinstance(settings["models"], Mapping):
             settings["models"] = parse_models(settings["models"])
         self.config = ConsortiumConfig.model_validate({**base, **settings})
-        if check_models:
-            _check(self.config)
         self.gateway = gateway or Gateway()
+        if check_models:
+            _check_models(self.config, also_known=self.gateway.group_names)
         self._store_arg = store
         self._store: Any = None
         self.sinks = list(sinks)
@@ -114,25 +128,48 @@ class Consortium:
             )
         return self._store
 
-    def stream(self, prompt: str, *, conversation: Conversation | None = None) -> Run:
-        """Start a run; iterate the returned :class:`Run` for its events."""
-        return Run(self, prompt, conversation)
+    def stream(
+        self,
+        prompt: str,
+        *,
+        conversation: Conversation | None = None,
+        cache: CacheMode = "use",
+        user: str | None = None,
+    ) -> Run:
+        """Start a run; iterate the returned :class:`Run` for its events.
 
-    async def run(self, prompt: str, *, conversation: Conversation | None = None) -> RunResult:
-        """Run to the end and return the result."""
-        run = self.stream(prompt, conversation=conversation)
+        ``cache``: ``"use"`` cached answers (the default), ``"bypass"`` the cache, or
+        ``"refresh"`` it (ask again and store the new answers). ``user``: the identity the
+        gateway applies quotas and cache separation to (default: the gateway's own).
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"prompt: expected a non-empty string (got {prompt!r})")
+        if cache not in ("use", "bypass", "refresh"):
+            raise ValueError(f"cache: expected 'use', 'bypass' or 'refresh' (got {cache!r})")
+        return Run(self, prompt, conversation, cache=cache, user=user)
+
+    async def run(
+        self,
+        prompt: str,
+        *,
+        conversation: Conversation | None = None,
+        cache: CacheMode = "use",
+        user: str | None = None,
+    ) -> RunResult:
+        """Run to the end and return the result (same arguments as :meth:`stream`)."""
+        run = self.stream(prompt, conversation=conversation, cache=cache, user=user)
         async with run:
             async for _ in run:
                 pass
         return run.result
 
-    def run_sync(self, prompt: str, *, conversation: Conversation | None = None) -> RunResult:
+    def run_sync(self, prompt: str, **kwargs: Any) -> RunResult:
         """Blocking :meth:`run` for scripts. Inside a running event loop (Jupyter) use
         ``await consortium.run(...)`` instead."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.run(prompt, conversation=conversation))
+            return asyncio.run(self.run(prompt, **kwargs))
         raise RuntimeError(
             "run_sync() cannot run inside an event loop that is already running (as in Jupyter):"
             " use `await consortium.run(prompt)` instead."
@@ -145,10 +182,9 @@ class Consortium:
     # -- orchestration --------------------------------------------------------------------
     async def _events(
         self,
-        run_id: str,
         prompt: str,
         conversation: Conversation | None,
-        registry: set[asyncio.Task[Any]],
+        ctx: _RunContext,
     ) -> AsyncGenerator[Event, None]:
         cfg = self.config
         histories: dict[MemberKey, list[tuple[str, str]]] = {
@@ -156,7 +192,7 @@ class Consortium:
             for key in cfg.members()
         }
         yield RunStarted(
-            run_id=run_id,
+            run_id=ctx.run_id,
             prompt=prompt,
             config=cfg.to_dict(),
             conversation_id=conversation.id if conversation else None,
@@ -167,7 +203,7 @@ class Consortium:
         final_answers: dict[MemberKey, str] = {}
         iteration = 0
         for iteration in range(1, cfg.max_iterations + 1):
-            yield IterationStarted(run_id=run_id, iteration=iteration)
+            yield IterationStarted(run_id=ctx.run_id, iteration=iteration)
             member_prompt = (
                 prompts.wrap_user_prompt(prompt)
                 if last is None
@@ -179,7 +215,7 @@ class Consortium:
                 _Call(
                     key=(model, instance),
                     stage="answer",
-                    request=CallRequest(
+                    request=ctx.request(
                         model=model,
                         instance=instance,
                         prompt=member_prompt,
@@ -195,7 +231,7 @@ class Consortium:
             ]
             answers: dict[MemberKey, MemberDone] = {}
             errors: dict[str, str] = {}
-            async for event in self._fan_out(run_id, iteration, calls, registry):
+            async for event in self._fan_out(ctx, iteration, calls):
                 if isinstance(event, MemberDone):
                     answers[(event.model, event.instance)] = event
                     histories[(event.model, event.instance)].append((member_prompt, event.text))
@@ -204,7 +240,7 @@ class Consortium:
                 yield event
             if not answers:
                 yield RunFailed(
-                    run_id=run_id,
+                    run_id=ctx.run_id,
                     reason=f"every member failed in iteration {iteration}: "
                     + "; ".join(f"{k}: {v}" for k, v in errors.items()),
                     errors=errors,
@@ -219,7 +255,7 @@ class Consortium:
                 for i, d in enumerate(answers.values(), start=1)
             ]
             if cfg.mode == "compare":
-                yield IterationFinished(run_id=run_id, iteration=iteration)
+                yield IterationFinished(run_id=ctx.run_id, iteration=iteration)
                 break
             peer_ranking: list[int] = []
             if cfg.mode == "council":
@@ -229,7 +265,7 @@ class Consortium:
                     _Call(
                         key=key,
                         stage="peer_review",
-                        request=CallRequest(
+                        request=ctx.request(
                             model=key[0],
                             instance=key[1],
                             prompt=review_prompt,
@@ -240,14 +276,14 @@ class Consortium:
                     )
                     for key in answers
                 ]
-                async for event in self._fan_out(run_id, iteration, review_calls, registry):
+                async for event in self._fan_out(ctx, iteration, review_calls):
                     if isinstance(event, MemberDone):
                         reviews.append(parse_ranking(event.text))
                     yield event
                 peer_ranking = aggregate_ranking(reviews, [c.id for c in candidates])
             judge: ArbiterParse | None = None
             async for item in self._judge(
-                run_id, iteration, prompt, candidates, previous, peer_ranking, registry
+                ctx, iteration, prompt, candidates, previous, peer_ranking
             ):
                 if isinstance(item, ArbiterParse):
                     judge = item
@@ -266,7 +302,7 @@ class Consortium:
             )
             will_continue = not converged and iteration < cfg.max_iterations
             yield IterationFinished(
-                run_id=run_id,
+                run_id=ctx.run_id,
                 iteration=iteration,
                 confidence=judge.confidence,
                 will_continue=will_continue,
@@ -276,18 +312,17 @@ class Consortium:
         if conversation is not None:
             conversation._record_turn(prompts.wrap_user_prompt(prompt), final_answers)
         yield RunFinished(
-            run_id=run_id, iterations=iteration, confidence=last.confidence if last else None
+            run_id=ctx.run_id, iterations=iteration, confidence=last.confidence if last else None
         )
 
     async def _judge(
         self,
-        run_id: str,
+        ctx: _RunContext,
         iteration: int,
         prompt: str,
         candidates: list[prompts.Candidate],
         previous: list[tuple[int, str]],
         peer_ranking: list[int],
-        registry: set[asyncio.Task[Any]],
     ) -> AsyncIterator[Event | ArbiterParse]:
         """The arbiter's (or chairman's) turn; yields its events, then its parsed decision."""
         cfg = self.config
@@ -300,7 +335,7 @@ class Consortium:
                 prompt, candidates, previous, cfg.system_prompt, peer_ranking=peer_ranking
             )
         )
-        request = CallRequest(
+        request = ctx.request(
             model=cfg.arbiter_model,
             prompt=text,
             options=dict(cfg.arbiter_options),
@@ -310,41 +345,42 @@ class Consortium:
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         def on_delta(chunk: str, channel: str) -> None:
-            if channel == "text":
+            if channel != "reasoning":
                 queue.put_nowait(
                     ArbiterDelta(
-                        run_id=run_id,
+                        run_id=ctx.run_id,
                         model=request.model,
                         iteration=iteration,
                         text=chunk,
                         stage=stage,
+                        restart=channel == "restart",
                     )
                 )
 
         task = asyncio.create_task(self.gateway.call(request, on_delta))
         task.add_done_callback(lambda _: queue.put_nowait(None))
-        registry.add(task)
+        ctx.tasks.add(task)
         try:
             while (event := await queue.get()) is not None:
                 yield event
             outcome = task.result()
         except CallFailed as exc:
             yield RunFailed(
-                run_id=run_id,
+                run_id=ctx.run_id,
                 reason=f"the arbiter {request.model} failed in iteration {iteration}: "
                 f"{exc.message}",
                 errors={f"{request.model} (arbiter)": exc.message},
             )
             return
         finally:
-            registry.discard(task)
+            ctx.tasks.discard(task)
             await _cancel_all([task])
         if rank:
             parsed = _rank_decision(outcome.text, candidates)
         else:
             parsed = parse_arbiter_response(outcome.text)
         yield SynthesisReady(
-            run_id=run_id,
+            run_id=ctx.run_id,
             iteration=iteration,
             model=request.model,
             synthesis=parsed.synthesis,
@@ -361,11 +397,13 @@ class Consortium:
             usage=outcome.usage,
             served_by=outcome.served_by,
             cached=outcome.cached,
+            attempts=outcome.attempts,
+            cost=outcome.cost,
         )
         yield parsed
 
     async def _fan_out(
-        self, run_id: str, iteration: int, calls: list[_Call], registry: set[asyncio.Task[Any]]
+        self, ctx: _RunContext, iteration: int, calls: list[_Call]
     ) -> AsyncIterator[Event]:
         """Run calls concurrently; yield their deltas as they stream and a done/failed event
         for each as it finishes."""
@@ -379,13 +417,14 @@ class Consortium:
                 if stream_deltas:
                     queue.put_nowait(
                         MemberDelta(
-                            run_id=run_id,
+                            run_id=ctx.run_id,
                             model=model,
                             instance=instance,
                             iteration=iteration,
                             stage=call.stage,
                             text=chunk,
-                            channel=channel,
+                            channel="reasoning" if channel == "reasoning" else "text",
+                            restart=channel == "restart",
                         )
                     )
 
@@ -394,7 +433,7 @@ class Consortium:
                 parsed = parse_member_response(outcome.text)
                 queue.put_nowait(
                     MemberDone(
-                        run_id=run_id,
+                        run_id=ctx.run_id,
                         model=model,
                         instance=instance,
                         iteration=iteration,
@@ -411,12 +450,13 @@ class Consortium:
                         cached=outcome.cached,
                         attempts=outcome.attempts,
                         response_id=outcome.response_id,
+                        cost=outcome.cost,
                     )
                 )
             except CallFailed as exc:
                 queue.put_nowait(
                     MemberFailed(
-                        run_id=run_id,
+                        run_id=ctx.run_id,
                         model=model,
                         instance=instance,
                         iteration=iteration,
@@ -433,7 +473,7 @@ class Consortium:
                 queue.put_nowait(None)
 
         tasks = [asyncio.create_task(one(call)) for call in calls]
-        registry.update(tasks)
+        ctx.tasks.update(tasks)
         try:
             pending = len(tasks)
             while pending:
@@ -443,7 +483,7 @@ class Consortium:
                 else:
                     yield event
         finally:
-            registry.difference_update(tasks)
+            ctx.tasks.difference_update(tasks)
             await _cancel_all(tasks)
 
 
@@ -464,39 +504,27 @@ def aggregate_ranking(reviews: Iterable[Sequence[int]], ids: Sequence[int]) -> l
 def _rank_decision(text: str, candidates: list[prompts.Candidate]) -> ArbiterParse:
     """Rank judging: the synthesis is the top-ranked answer; the confidence is the arbiter's
     stated one, else the top member's own."""
-    ranking = [i for i in parse_ranking(text) if any(c.id == i for c in candidates)]
+    ids = {c.id for c in candidates}
+    ranking = [i for i in parse_ranking(text) if i in ids]
     parsed = parse_arbiter_response(text)
-    warnings = [w for w in parsed.warnings if "confidence" in w or "synthesis" not in w]
     if not ranking:
         return parsed.model_copy(
-            update={"parse_ok": False, "warnings": [*parsed.warnings, "no ranking found"]}
+            update={
+                "parse_ok": False,
+                "warnings": [*parsed.warnings, "no ranking of the given responses found"],
+            }
         )
     top = next(c for c in candidates if c.id == ranking[0])
-    stated, _ = (
-        parse_confidence_text(_tag(text, "confidence"))
-        if "<confidence" in text.lower()
-        else (None, [])
-    )
-    confidence = stated if stated is not None else top.confidence
     return ArbiterParse(
         synthesis=top.answer,
-        confidence=confidence,
+        confidence=parsed.confidence if parsed.confidence is not None else top.confidence,
         analysis=f"Ranked best: response {top.id} ({top.model}). Ranking: {ranking}",
-        dissent="",
         needs_iteration=parsed.needs_iteration,
         refinement_areas=parsed.refinement_areas,
         ranking=ranking,
         parse_ok=True,
-        warnings=[w for w in warnings if "confidence" not in w],
         raw=text,
     )
-
-
-def _tag(text: str, name: str) -> str:
-    import re
-
-    m = re.search(rf"<{name}[^>]*>(.*?)</{name}>", text, re.I | re.S)
-    return m.group(1) if m else ""
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -508,10 +536,6 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _check(config: ConsortiumConfig) -> None:
-    check_models(config)
-
-
 class Run:
     """One run in progress: an async iterator of its events, with :meth:`cancel` and
     :attr:`result`. Every event goes to the run log and the sinks before the consumer sees it.
@@ -521,13 +545,20 @@ class Run:
     """
 
     def __init__(
-        self, consortium: Consortium, prompt: str, conversation: Conversation | None
+        self,
+        consortium: Consortium,
+        prompt: str,
+        conversation: Conversation | None,
+        *,
+        cache: CacheMode = "use",
+        user: str | None = None,
     ) -> None:
         self.consortium = consortium
         self.run_id = uuid.uuid4().hex
         self.prompt = prompt
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._gen = consortium._events(self.run_id, prompt, conversation, self._tasks)
+        self._ctx = _RunContext(run_id=self.run_id, cache=cache, user=user)
+        self._tasks = self._ctx.tasks
+        self._gen = consortium._events(prompt, conversation, self._ctx)
         self._result: RunResult | None = None
         self._cancelled = False
         self._finished = False

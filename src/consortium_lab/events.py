@@ -69,6 +69,11 @@ class MemberDelta(_MemberEvent):
     kind: Literal["member_delta"] = "member_delta"
     text: str
     channel: Literal["text", "reasoning"] = "text"
+    restart: bool = Field(
+        False,
+        description="The answer starts over (a retry or fallback after a dropped stream): "
+        "discard the text streamed so far for this member call.",
+    )
 
 
 class MemberDone(_MemberEvent):
@@ -87,6 +92,7 @@ class MemberDone(_MemberEvent):
     cached: bool = False
     attempts: int = 1
     response_id: str | None = Field(None, description="The id of the response in llm's log.")
+    cost: float | None = Field(None, description="Cost from the gateway's price table.")
 
 
 class MemberFailed(_MemberEvent):
@@ -95,7 +101,8 @@ class MemberFailed(_MemberEvent):
     kind: Literal["member_failed"] = "member_failed"
     error: str
     error_type: str = Field(
-        description="One of: error, timeout, empty, context_window, cut_off, cancelled."
+        description="rate_limit, server_error, timeout, connection, malformed, auth, "
+        "bad_request, context_window, empty, cut_off, quota, cooldown or error."
     )
     partial_text: str = ""
     latency_ms: float | None = None
@@ -109,6 +116,7 @@ class ArbiterDelta(_Event):
     iteration: int
     text: str
     stage: Stage = "arbiter"
+    restart: bool = Field(False, description="The synthesis starts over (see MemberDelta).")
 
 
 class SynthesisReady(_Event):
@@ -131,6 +139,8 @@ class SynthesisReady(_Event):
     usage: Usage = Field(default_factory=Usage)
     served_by: str | None = None
     cached: bool = False
+    attempts: int = 1
+    cost: float | None = None
 
 
 class IterationFinished(_Event):

@@ -1,41 +1,56 @@
 """The gateway: the one place where a model is called.
 
-Every call of the engine — member answers, peer reviews, the arbiter — goes through
-:meth:`Gateway.call`. It streams through ``llm``'s async API (a sync-only model runs in a worker
-thread and still streams), enforces the per-call :class:`~consortium_lab.config.Limits`
-(time to first token, total time, output tokens), turns every failure into a
-:class:`CallFailed` that keeps the model's own message, and logs finished responses to ``llm``'s
-own log database.
+Every call of the engine (member answers, peer reviews, the arbiter) goes through
+:meth:`Gateway.call`, which runs, in order: per-user quota check → cache lookup → for the model
+and then each of its fallbacks: cool-down check → group routing → concurrency limit → the
+streaming call with its limits (time to first token, total time, output tokens), retried with
+exponential backoff and jitter on transient failures (429 honouring ``Retry-After``, 5xx,
+timeouts before the first token, dropped or malformed streams) → cache store → usage, cost,
+metrics and ``llm``'s own log.
 
-This issue's gateway is the call path only; caching, retries, fallbacks, quotas and metrics are
-layered on this same method (see ``docs/architecture.md``).
+A remote gateway (``Gateway(remote=True)``) is what a kernel uses when the real gateway runs as
+a service: no cache, retries, fallbacks or quotas of its own, so nothing is done twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import json
 import logging
 import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import llm
+from pydantic import BaseModel
 
+from .cache import CachedAnswer, ResponseCache, cache_key, open_cache
 from .config import Limits
 from .events import Stage, Usage
+from .paths import data_dir
+from .routing import Router, Strategy
 
 logger = logging.getLogger(__name__)
 
 DeltaCallback = Callable[[str, str], None]
-"""Called with ``(text, channel)`` for each streamed piece; channel is 'text' or 'reasoning'."""
+"""Called with ``(text, channel)`` for each streamed piece; channel is 'text' or 'reasoning',
+or 'restart' (with empty text) when a retry or fallback starts the answer over."""
+
+CacheMode = Literal["use", "bypass", "refresh"]
+_DEFAULT = object()
 
 _CONTEXT_WINDOW = re.compile(
     r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long", re.I
 )
+RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connection", "malformed"})
+"""Failure kinds worth another attempt; the others (bad key, bad request, context window,
+empty or runaway answers) cannot succeed by asking again."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,8 @@ class CallRequest:
     limits: Limits = field(default_factory=lambda: Limits())
     stage: Stage = "answer"
     instance: int = 1
+    cache: CacheMode = "use"
+    user: str | None = None
 
 
 @dataclass
@@ -65,11 +82,16 @@ class CallOutcome:
     cached: bool = False
     attempts: int = 1
     response_id: str | None = None
+    cost: float | None = None
 
 
 class CallFailed(Exception):
-    """A call that produced no usable answer. ``kind`` is one of: error, timeout, empty,
-    context_window, cut_off."""
+    """A call that produced no usable answer.
+
+    ``kind`` is one of: ``rate_limit``, ``server_error``, ``timeout``, ``connection``,
+    ``malformed``, ``auth``, ``bad_request``, ``context_window``, ``empty``, ``cut_off``,
+    ``quota``, ``cooldown``, ``error``. ``retry_after`` is the wait the provider asked for.
+    """
 
     def __init__(
         self,
@@ -80,6 +102,8 @@ class CallFailed(Exception):
         latency_ms: float | None = None,
         served_by: str | None = None,
         attempts: int = 1,
+        retry_after: float | None = None,
+        streamed: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -88,17 +112,69 @@ class CallFailed(Exception):
         self.latency_ms = latency_ms
         self.served_by = served_by
         self.attempts = attempts
+        self.retry_after = retry_after
+        self.streamed = streamed
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE_KINDS
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The wait a provider asked for (``Retry-After`` seconds or HTTP date, ``retry-after-ms``)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
 
 
 def classify(exc: BaseException) -> str:
-    """The failure kind of an exception raised by a model."""
-    if isinstance(exc, TimeoutError) or type(exc).__name__ in {"APITimeoutError", "ReadTimeout"}:
+    """The failure kind of an exception raised by a model or its client."""
+    name = type(exc).__name__
+    status = _status(exc)
+    if _CONTEXT_WINDOW.search(str(exc)):
+        return "context_window"
+    if isinstance(exc, TimeoutError) or name in {
+        "APITimeoutError",
+        "ReadTimeout",
+        "TimeoutException",
+    }:
         return "timeout"
-    return "context_window" if _CONTEXT_WINDOW.search(str(exc)) else "error"
+    if status == 429 or name == "RateLimitError":
+        return "rate_limit"
+    if status in (401, 403) or name in {"AuthenticationError", "PermissionDeniedError"}:
+        return "auth"
+    if status is not None and (status >= 500 or status in (408, 409)):
+        return "server_error"
+    if status is not None and 400 <= status < 500:
+        return "bad_request"
+    if isinstance(exc, json.JSONDecodeError):
+        return "malformed"
+    if isinstance(exc, ConnectionError) or name in {"APIConnectionError", "RemoteProtocolError"}:
+        return "connection"
+    return "error"
 
 
 def error_message(exc: BaseException) -> str:
-    """The model's own message, prefixed with the exception type when that adds information."""
+    """The model's own message (the exception type when it has none)."""
     text = str(exc).strip()
     return text or type(exc).__name__
 
@@ -119,16 +195,97 @@ def _estimate_tokens(chars: int) -> int:
     return chars // 4
 
 
+class ModelSettings(BaseModel):
+    """Per-model gateway settings (``Gateway(model_settings={"gpt-4o": {...}})``)."""
+
+    cache: bool = True
+    ttl: float | None = None
+    concurrency: int | None = None
+
+
 class Gateway:
-    """Calls models for the engine.
+    """Calls models for the engine: cache, retries, fallbacks, limits, quotas, metrics.
 
     Args:
-        log_to_llm: also log every finished response to ``llm``'s own log database (so
-            ``llm logs`` lists it), unless ``llm logs off`` is in force.
+        cache: a folder for diskcache, a ``redis://`` URL, or ``None`` for no cache. The
+            default is ``<data folder>/cache``.
+        ttl: seconds a cached answer lives (``None``: until evicted).
+        retries: further attempts after a transient failure (0 turns retrying off).
+        backoff: first wait between attempts, in seconds; doubles each time, with jitter.
+        max_backoff: the longest wait between attempts (a longer ``Retry-After`` is honoured
+            up to this).
+        fallbacks: ``{model: [fallback, ...]}`` tried in order when a model fails for good.
+        timeout: a cap on any call's total time, on top of the run's own limits.
+        cooldown: seconds a model rests after ``cooldown_after`` failed calls in a row.
+        groups: ``{logical_model: [llm_model, ...]}``: one model served by several deployments.
+        routing: ``least-busy`` or ``lowest-latency`` choice among a group's deployments.
+        model_settings: per-model :class:`ModelSettings` (never cache, own TTL, concurrency).
+        quotas: a :class:`~consortium_lab.quotas.QuotaManager` applied per ``CallRequest.user``.
+        prices: a :class:`~consortium_lab.pricing.PriceTable` for cost per call.
+        remote: this gateway fronts a gateway service: no cache, retries, fallbacks or quotas.
+        user: the identity quotas and the cache are keyed by when a request names none.
+        shared_cache: share cached answers across users (off by default: a shared cache tells
+            one user what another asked).
+        log_to_llm: also log every finished response to ``llm``'s own log database.
     """
 
-    def __init__(self, *, log_to_llm: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        cache: Any = _DEFAULT,
+        ttl: float | None = 7 * 24 * 3600,
+        retries: int = 2,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
+        timeout: float | None = None,
+        cooldown: float = 30.0,
+        cooldown_after: int = 3,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        routing: Strategy = "least-busy",
+        model_settings: Mapping[str, ModelSettings | Mapping[str, Any]] | None = None,
+        quotas: Any = None,
+        prices: Any = None,
+        metrics: Any = None,
+        remote: bool = False,
+        user: str = "local",
+        shared_cache: bool = False,
+        log_to_llm: bool = True,
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0 (got {retries})")
+        if remote:
+            cache, retries, fallbacks, quotas = None, 0, None, None
+        if cache is _DEFAULT:
+            cache = data_dir() / "cache"
+        self.cache: ResponseCache | None = (
+            cache if cache is None or not isinstance(cache, (str, Path)) else open_cache(cache)
+        )
+        self.ttl = ttl
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.fallbacks = {k: list(v) for k, v in (fallbacks or {}).items()}
+        self.timeout = timeout
+        self.router = Router(
+            groups, strategy=routing, cooldown=cooldown, cooldown_after=cooldown_after
+        )
+        self.model_settings = {
+            k: v if isinstance(v, ModelSettings) else ModelSettings.model_validate(v)
+            for k, v in (model_settings or {}).items()
+        }
+        self.quotas = quotas
+        self.prices = prices
+        if metrics is None:
+            from .metrics import Metrics
+
+            metrics = Metrics()
+        self.metrics = metrics
+        self.remote = remote
+        self.user = user
+        self.shared_cache = shared_cache
         self.log_to_llm = log_to_llm
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
         # Async clients hold a connection pool bound to their event loop: one cache per loop.
         self._clients: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = (
             weakref.WeakKeyDictionary()
@@ -136,13 +293,345 @@ class Gateway:
         self._sync_clients: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 
+    @property
+    def group_names(self) -> list[str]:
+        """Logical model names this gateway serves through groups."""
+        return list(self.router.groups)
+
+    def _settings(self, model: str) -> ModelSettings:
+        return self.model_settings.get(model) or ModelSettings()
+
+    # -- the call path ----------------------------------------------------------------------
+    async def call(self, req: CallRequest, on_delta: DeltaCallback | None = None) -> CallOutcome:
+        """Run one call, streaming pieces to ``on_delta``; raise :class:`CallFailed` on failure.
+
+        Cancelling the awaiting task closes the model's stream (its HTTP connection).
+        """
+        user = req.user or self.user
+        limits = self._limits(req)
+        if self.quotas is not None:
+            from .quotas import QuotaExceeded
+
+            try:
+                # SQLite or Redis behind the quota may wait for a lock: not on the event loop.
+                cap = await asyncio.to_thread(self.quotas.check, user, limits.max_output_tokens)
+            except QuotaExceeded as exc:
+                self.metrics.quota_rejection(exc.window)
+                raise CallFailed("quota", str(exc), retry_after=exc.retry_after) from exc
+            if cap is not None:
+                limits = limits.model_copy(update={"max_output_tokens": cap})
+        key = None
+        if self.cache is not None and self._settings(req.model).cache and req.cache != "bypass":
+            key = cache_key(
+                model=req.model,
+                instance=req.instance,
+                stage=req.stage,
+                prompt=req.prompt,
+                system=req.system,
+                history=req.history,
+                options=req.options,
+                user=None if self.shared_cache else user,
+            )
+            if req.cache == "use":
+                hit = await asyncio.to_thread(self.cache.get, key)
+                if hit is not None:
+                    self.metrics.cache_hit(req.model)
+                    if on_delta is not None:
+                        on_delta(hit.text, "text")
+                    return CallOutcome(
+                        text=hit.text,
+                        reasoning=hit.reasoning,
+                        usage=Usage(input_tokens=hit.input_tokens, output_tokens=hit.output_tokens),
+                        latency_ms=0.0,
+                        first_token_ms=0.0,
+                        served_by=hit.served_by,
+                        cached=True,
+                        response_id=hit.response_id,
+                        cost=0.0,
+                    )
+            self.metrics.cache_miss(req.model)
+        outcome = await self._with_fallbacks(req, limits, on_delta)
+        if self.quotas is not None:
+            await asyncio.to_thread(
+                self.quotas.charge, user, outcome.usage.input_tokens, outcome.usage.output_tokens
+            )
+        if key is not None and self.cache is not None:
+            ttl = self._settings(req.model).ttl or self.ttl
+            entry = CachedAnswer(
+                text=outcome.text,
+                reasoning=outcome.reasoning,
+                input_tokens=outcome.usage.input_tokens,
+                output_tokens=outcome.usage.output_tokens,
+                served_by=outcome.served_by,
+                response_id=outcome.response_id,
+            )
+            await asyncio.to_thread(self.cache.set, key, entry, ttl)
+        return outcome
+
+    def _limits(self, req: CallRequest) -> Limits:
+        limits = req.limits
+        if self.timeout is not None and (
+            limits.total_timeout is None or limits.total_timeout > self.timeout
+        ):
+            limits = limits.model_copy(update={"total_timeout": self.timeout})
+        return limits
+
+    async def _with_fallbacks(
+        self, req: CallRequest, limits: Limits, on_delta: DeltaCallback | None
+    ) -> CallOutcome:
+        """The model, then each fallback; within each, a group's deployments in route order."""
+        failures: list[CallFailed] = []
+        attempts = 0
+        streamed = False
+        chain = [req.model, *self.fallbacks.get(req.model, [])]
+        for position, logical in enumerate(chain):
+            if position > 0:
+                self.metrics.fallback(req.model, logical)
+            for deployment in self.router.deployments(logical):
+                resting = self.router.resting_for(deployment)
+                if resting > 0:
+                    failures.append(
+                        CallFailed(
+                            "cooldown",
+                            f"{deployment}: resting for {resting:.0f} s after repeated failures",
+                            served_by=deployment,
+                        )
+                    )
+                    continue
+                if streamed and on_delta is not None:
+                    on_delta("", "restart")
+                try:
+                    outcome = await self._with_retries(deployment, req, limits, on_delta)
+                except CallFailed as exc:
+                    attempts += exc.attempts
+                    streamed = streamed or exc.streamed
+                    failures.append(exc)
+                    if exc.kind == "cut_off":
+                        # A runaway answer is reported, not retried elsewhere at full cost.
+                        raise self._final(failures, attempts) from None
+                    continue
+                outcome.attempts += attempts
+                return outcome
+        raise self._final(failures, attempts)
+
+    @staticmethod
+    def _final(failures: list[CallFailed], attempts: int) -> CallFailed:
+        last = failures[-1]
+        if len(failures) > 1:
+            message = "; ".join(f"{f.served_by}: {f.message}" for f in failures)
+        else:
+            message = last.message
+        return CallFailed(
+            last.kind,
+            message,
+            partial_text=last.partial_text,
+            latency_ms=last.latency_ms,
+            served_by=last.served_by,
+            attempts=max(attempts, 1),
+            retry_after=last.retry_after,
+        )
+
+    async def _with_retries(
+        self, model: str, req: CallRequest, limits: Limits, on_delta: DeltaCallback | None
+    ) -> CallOutcome:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        streamed = False
+
+        def restartable(chunk: str, channel: str) -> None:
+            nonlocal streamed
+            streamed = True
+            if on_delta is not None:
+                on_delta(chunk, channel)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, CallFailed) and e.retryable),
+            reraise=True,
+        )
+        self.router.started(model)
+        ok = False
+        latency: float | None = None
+        attempt_number = 0
+        try:
+            async for attempt in retrying:
+                attempt_number = attempt.retry_state.attempt_number
+                with attempt:
+                    if attempt_number > 1:
+                        self.metrics.retry(model)
+                        if streamed and on_delta is not None:
+                            on_delta("", "restart")
+                    outcome = await self._limited(model, req, limits, restartable)
+                    outcome.attempts = attempt_number
+                    ok, latency = True, outcome.latency_ms
+                    return outcome
+        except CallFailed as exc:
+            exc.attempts = attempt_number
+            exc.streamed = streamed
+            self.metrics.failure(model, exc.kind)
+            duration = exc.latency_ms / 1000 if exc.latency_ms is not None else None
+            self.metrics.request(model, "error", duration)
+            raise
+        finally:
+            self.router.finished(model, ok=ok, latency_ms=latency)
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    def _wait(self, state: Any) -> float:
+        """Exponential backoff with full jitter, or the provider's ``Retry-After`` if longer."""
+        import random
+
+        exc = state.outcome.exception() if state.outcome else None
+        base = min(self.max_backoff, self.backoff * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(0, base)
+        asked = getattr(exc, "retry_after", None)
+        if asked is not None:
+            wait = max(wait, min(asked, self.max_backoff))
+        return wait
+
+    async def _limited(
+        self, model: str, req: CallRequest, limits: Limits, on_delta: DeltaCallback
+    ) -> CallOutcome:
+        concurrency = self._settings(model).concurrency
+        if concurrency is None:
+            return await self._stream_once(model, req, limits, on_delta)
+        semaphore = self._semaphores.setdefault(model, asyncio.Semaphore(concurrency))
+        async with semaphore:
+            return await self._stream_once(model, req, limits, on_delta)
+
+    async def _stream_once(
+        self, model: str, req: CallRequest, limits: Limits, on_delta: DeltaCallback
+    ) -> CallOutcome:
+        """One streaming attempt against one model, within its limits."""
+        start = time.monotonic()
+        text: list[str] = []
+        reasoning: list[str] = []
+        first_token_ms: float | None = None
+        chars = 0
+
+        def failed(kind: str, message: str, **extra: Any) -> CallFailed:
+            return CallFailed(
+                kind,
+                message,
+                partial_text="".join(text),
+                latency_ms=(time.monotonic() - start) * 1000,
+                served_by=model,
+                **extra,
+            )
+
+        try:
+            stream, response = self._open(model, req)
+        except Exception as exc:
+            raise failed(classify(exc), error_message(exc)) from exc
+        try:
+            while True:
+                elapsed = time.monotonic() - start
+                waits = []
+                if limits.total_timeout is not None:
+                    waits.append(limits.total_timeout - elapsed)
+                if first_token_ms is None and limits.first_token_timeout is not None:
+                    waits.append(limits.first_token_timeout - elapsed)
+                timeout = max(min(waits), 0.0) if waits else None
+                try:
+                    # asyncio.timeout keeps the read in this task: the HTTP stream's cancel
+                    # scopes must be entered and left by the same task.
+                    async with asyncio.timeout(timeout):
+                        kind, chunk = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if first_token_ms is None:
+                        raise failed(
+                            "timeout",
+                            f"{model}: no first token within {limits.first_token_timeout:g} s",
+                        ) from None
+                    # Past the first token a retry would repeat a long wait: not retryable.
+                    raise failed(
+                        "cut_off", f"{model}: answer not finished within {limits.total_timeout:g} s"
+                    ) from None
+                if not chunk:
+                    continue
+                if first_token_ms is None:
+                    first_token_ms = (time.monotonic() - start) * 1000
+                (reasoning if kind == "reasoning" else text).append(chunk)
+                chars += len(chunk)
+                on_delta(chunk, "reasoning" if kind == "reasoning" else "text")
+                if (
+                    limits.max_output_tokens is not None
+                    and _estimate_tokens(chars) > limits.max_output_tokens
+                ):
+                    await _abort(stream)
+                    raise failed(
+                        "cut_off",
+                        f"{model}: output passed the limit of {limits.max_output_tokens} tokens"
+                        " and was cut off",
+                    )
+        except CallFailed:
+            raise
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise failed(
+                classify(exc), error_message(exc), retry_after=retry_after_seconds(exc)
+            ) from exc
+        finally:
+            await stream.aclose()
+        latency_ms = (time.monotonic() - start) * 1000
+        full = "".join(text)
+        if not full.strip():
+            raise failed("empty", f"{model}: returned an empty answer")
+        usage = Usage(
+            input_tokens=getattr(response, "input_tokens", None),
+            output_tokens=getattr(response, "output_tokens", None),
+        )
+        cost = (
+            self.prices.cost(model, usage.input_tokens, usage.output_tokens)
+            if self.prices is not None
+            else None
+        )
+        self.metrics.request(model, "ok", latency_ms / 1000, (first_token_ms or 0) / 1000)
+        self.metrics.tokens(model, usage.input_tokens or 0, usage.output_tokens or 0)
+        if cost is not None:
+            self.metrics.cost(model, cost, self.prices.currency)
+        response_id = await self._log(response) if self.log_to_llm else None
+        return CallOutcome(
+            text=full,
+            reasoning="".join(reasoning),
+            usage=usage,
+            latency_ms=latency_ms,
+            first_token_ms=first_token_ms,
+            served_by=model,
+            response_id=response_id,
+            cost=cost,
+        )
+
+    # -- reaching a model ---------------------------------------------------------------------
+    def _open(
+        self, model_id: str, req: CallRequest
+    ) -> tuple[AsyncGenerator[tuple[str, str], None], Any]:
+        try:
+            async_model = llm.get_async_model(model_id)
+        except llm.UnknownModelError:
+            async_model = None
+        if async_model is not None:
+            response = self._share_client(async_model).prompt(
+                req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
+            )
+            return _async_events(response), response
+        model = self._share_client(llm.get_model(model_id))
+        response = model.prompt(
+            req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
+        )
+        return _thread_events(response), response
+
     def _share_client(self, model: Any) -> Any:
         """Give an OpenAI-compatible ``llm`` model one shared client per (endpoint, key).
 
-        ``llm``'s OpenAI plugin builds a new client for every call, and each one loads the
-        system's CA bundle (about 40 ms of CPU here) and opens fresh connections: under load
-        that alone is the engine's largest cost. We keep the plugin and its request code, and
-        only hand it a client it has used before. Models of other plugins are left untouched.
+        ``llm``'s OpenAI plugin builds a new client for every call; each loads the system's CA
+        bundle (about 40 ms of CPU here) and opens fresh connections, and it also retries by
+        itself (twice, invisibly). We keep the plugin and its request code and only hand it a
+        client built once, with its own retries off, so every retry is the gateway's: counted
+        once and visible in the metrics. Models of other plugins are left untouched.
         """
         build = getattr(model, "get_client", None)
         if build is None or not hasattr(model, "api_base"):
@@ -166,134 +655,23 @@ class Gateway:
                     else self._sync_clients
                 )
                 if ident not in cache:
-                    cache[ident] = build(key, async_=async_)
+                    client = build(key, async_=async_)
+                    with_options = getattr(client, "with_options", None)
+                    cache[ident] = with_options(max_retries=0) if with_options else client
                 return cache[ident]
 
         model.get_client = get_client
         return model
 
-    async def call(self, req: CallRequest, on_delta: DeltaCallback | None = None) -> CallOutcome:
-        """Run one call, streaming pieces to ``on_delta``; raise :class:`CallFailed` on failure.
-
-        Cancelling the awaiting task closes the model's stream (its HTTP connection).
-        """
-        start = time.monotonic()
-        text: list[str] = []
-        reasoning: list[str] = []
-        first_token_ms: float | None = None
-        chars = 0
-        limits = req.limits
-        stream, response = self._open(req)
-        try:
-            while True:
-                elapsed = time.monotonic() - start
-                waits = []
-                if limits.total_timeout is not None:
-                    waits.append(limits.total_timeout - elapsed)
-                if first_token_ms is None and limits.first_token_timeout is not None:
-                    waits.append(limits.first_token_timeout - elapsed)
-                timeout = max(min(waits), 0.0) if waits else None
-                try:
-                    # asyncio.timeout keeps the read in this task: the HTTP stream's cancel
-                    # scopes must be entered and left by the same task.
-                    async with asyncio.timeout(timeout):
-                        kind, chunk = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    what = "first token" if first_token_ms is None else "the whole answer"
-                    limit = (
-                        limits.first_token_timeout
-                        if first_token_ms is None
-                        else limits.total_timeout
-                    )
-                    raise CallFailed(
-                        "timeout",
-                        f"{req.model}: no {what} within {limit:g} s",
-                        partial_text="".join(text),
-                        latency_ms=(time.monotonic() - start) * 1000,
-                        served_by=req.model,
-                    ) from None
-                if not chunk:
-                    continue
-                if first_token_ms is None:
-                    first_token_ms = (time.monotonic() - start) * 1000
-                (reasoning if kind == "reasoning" else text).append(chunk)
-                chars += len(chunk)
-                if on_delta is not None:
-                    on_delta(chunk, "reasoning" if kind == "reasoning" else "text")
-                if (
-                    limits.max_output_tokens is not None
-                    and _estimate_tokens(chars) > limits.max_output_tokens
-                ):
-                    await _abort(stream)
-                    raise CallFailed(
-                        "cut_off",
-                        f"{req.model}: output passed the limit of {limits.max_output_tokens} tokens"
-                        " and was cut off",
-                        partial_text="".join(text),
-                        latency_ms=(time.monotonic() - start) * 1000,
-                        served_by=req.model,
-                    )
-        except CallFailed:
-            raise
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise CallFailed(
-                classify(exc),
-                error_message(exc),
-                partial_text="".join(text),
-                latency_ms=(time.monotonic() - start) * 1000,
-                served_by=req.model,
-            ) from exc
-        finally:
-            await stream.aclose()
-        latency_ms = (time.monotonic() - start) * 1000
-        full = "".join(text)
-        if not full.strip():
-            raise CallFailed(
-                "empty",
-                f"{req.model}: returned an empty answer",
-                latency_ms=latency_ms,
-                served_by=req.model,
-            )
-        usage = Usage(
-            input_tokens=getattr(response, "input_tokens", None),
-            output_tokens=getattr(response, "output_tokens", None),
-        )
-        response_id = await self._log(response) if self.log_to_llm else None
-        return CallOutcome(
-            text=full,
-            reasoning="".join(reasoning),
-            usage=usage,
-            latency_ms=latency_ms,
-            first_token_ms=first_token_ms,
-            served_by=getattr(getattr(response, "model", None), "model_id", req.model),
-            response_id=response_id,
-        )
-
-    # -- streaming a model -----------------------------------------------------------------
-    def _open(self, req: CallRequest) -> tuple[AsyncGenerator[tuple[str, str], None], Any]:
-        try:
-            async_model = llm.get_async_model(req.model)
-        except llm.UnknownModelError:
-            async_model = None
-        if async_model is not None:
-            response = self._share_client(async_model).prompt(
-                req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
-            )
-            return _async_events(response), response
-        model = self._share_client(llm.get_model(req.model))
-        response = model.prompt(
-            req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
-        )
-        return _thread_events(response), response
-
     async def _log(self, response: Any) -> str | None:
         from .llm_logs import log_to_llm
 
         return await asyncio.to_thread(log_to_llm, response)
+
+    def close(self) -> None:
+        """Close the cache backend."""
+        if self.cache is not None:
+            self.cache.close()
 
 
 async def _abort(stream: AsyncIterator[tuple[str, str]]) -> None:

@@ -1,0 +1,717 @@
+"""Per-user rate limits and token quotas, kept in a ``limits`` storage.
+
+A :class:`QuotaPolicy` says how much one user may do: requests per minute and per day, tokens
+(input + output) per minute and per day, and the largest output a single call may ask for. A
+:class:`QuotaManager` holds the policies and the counters, and the gateway asks it twice per
+call::
+
+    cap = quotas.check(user, requested_output_tokens)   # before: raises QuotaExceeded
+    ...                                                  # the call, with output cap ``cap``
+    quotas.charge(user, usage.input_tokens, usage.output_tokens)   # after: the real tokens
+
+Windows
+    Every window is a *fixed* window aligned to the clock (UTC): a minute window runs from
+    ``hh:mm:00`` to the next minute, a day window from ``00:00:00 UTC`` to the next midnight. So
+    a day quota resets at midnight UTC for everyone, and :class:`QuotaExceeded` can say exactly
+    when. Requests and tokens are counted for every user, limited or not, so :meth:`usage`
+    always reports, and raising or lowering a limit with :meth:`QuotaManager.set_policy` keeps
+    what was already used.
+
+What is checked when
+    A request is counted by :meth:`QuotaManager.check` only when it is admitted (a refused
+    request costs nothing). Tokens are known only after the call, so :meth:`check` refuses a
+    call when a token window is already used up, or when the call's output cap is larger than
+    what is left in it; :meth:`charge` then adds the tokens the provider reported. Calls that are
+    in flight at the same time all see the same tokens left, so together they can pass a token
+    limit by at most their output caps (a soft limit); the request limits are exact, also
+    across processes.
+
+Storage
+    Counters live in a ``limits`` storage given as a URI: ``memory://`` (this process only),
+    ``redis://host:port`` (``pip install redis``; passed to ``limits`` unchanged) or any other
+    scheme ``limits`` knows, and ``sqlite:///path/to/file.db``, which ``limits`` does not have:
+    :func:`sqlite_storage_class` adds it (see there), so a single gateway service keeps its
+    quotas across restarts without running Redis.
+
+    The counters use the storage's atomic ``incr``/``get`` directly, not one of the library's
+    ``RateLimiter`` strategies: a strategy's key contains the limit's amount (so changing a
+    user's limit would start their count again from zero), its fixed windows start at each
+    key's first hit (so a day quota would not reset at a predictable time), and its
+    ``hit`` counts refused hits too.
+
+``limits`` is in the ``[gateway]`` extra, so it is imported only when a :class:`QuotaManager`
+is made; ``import consortium_lab`` never needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+if TYPE_CHECKING:
+    from limits.storage import Storage
+
+__all__ = [
+    "QuotaExceeded",
+    "QuotaManager",
+    "QuotaPolicy",
+    "WindowUsage",
+    "sqlite_path",
+    "sqlite_storage_class",
+]
+
+_INSTALL_HINT = "quotas need the 'limits' package: pip install 'consortium-lab[gateway]'"
+
+
+class QuotaPolicy(BaseModel):
+    """How much one user may do. Every field is optional; ``None`` means no limit.
+
+    Values must be positive integers; a bad value raises pydantic's ``ValidationError`` whose
+    message names the field. Policies are immutable: change one with
+    ``policy.model_copy(update={...})`` and :meth:`QuotaManager.set_policy`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int | None = Field(None, description="Calls per clock minute.")
+    requests_per_day: int | None = Field(None, description="Calls per UTC day.")
+    tokens_per_minute: int | None = Field(
+        None, description="Input + output tokens per clock minute."
+    )
+    tokens_per_day: int | None = Field(None, description="Input + output tokens per UTC day.")
+    max_output_tokens_per_call: int | None = Field(
+        None, description="Output cap of any single call (lowers a larger cap the call asks for)."
+    )
+
+    @field_validator(
+        "requests_per_minute",
+        "requests_per_day",
+        "tokens_per_minute",
+        "tokens_per_day",
+        "max_output_tokens_per_call",
+        mode="before",
+    )
+    @classmethod
+    def _positive(cls, value: Any, info: ValidationInfo) -> int | None:
+        if value is None:
+            return None
+        number: Any = value
+        if isinstance(value, str) and value.strip().isdigit():
+            number = int(value.strip())
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise ValueError(
+                f"{info.field_name} must be a positive integer or None (got {value!r})"
+            )
+        return number
+
+    @property
+    def unlimited(self) -> bool:
+        """True when no field sets a limit."""
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+
+class WindowUsage(TypedDict):
+    """One window of :meth:`QuotaManager.usage`."""
+
+    used: int
+    limit: int | None
+    remaining: int | None
+    resets_at: datetime
+
+
+WindowName = Literal[
+    "requests_per_minute", "requests_per_day", "tokens_per_minute", "tokens_per_day"
+]
+
+
+@dataclass(frozen=True)
+class _Window:
+    field: WindowName
+    kind: Literal["requests", "tokens"]
+    seconds: int
+    label: str
+
+    def bounds(self, now: float) -> tuple[int, float]:
+        """``(index, end)`` of the window that contains ``now``."""
+        index = math.floor(now / self.seconds)
+        return index, float((index + 1) * self.seconds)
+
+    def key(self, user: str, index: int) -> str:
+        return f"consortium_lab/quota/{self.field}/{index}/{user}"
+
+
+_WINDOWS = (
+    _Window("requests_per_minute", "requests", 60, "requests per minute"),
+    _Window("requests_per_day", "requests", 86_400, "requests per day"),
+    _Window("tokens_per_minute", "tokens", 60, "tokens per minute"),
+    _Window("tokens_per_day", "tokens", 86_400, "tokens per day"),
+)
+_REQUEST_WINDOWS = tuple(w for w in _WINDOWS if w.kind == "requests")
+_TOKEN_WINDOWS = tuple(w for w in _WINDOWS if w.kind == "tokens")
+
+
+def _in(seconds: float) -> str:
+    """A short duration: ``3h 12m``, ``4m 5s``, ``12s``, ``2d 1h``."""
+    total = max(0, math.ceil(seconds))
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+class QuotaExceeded(Exception):
+    """A call was refused because it would pass one of the user's limits.
+
+    Attributes:
+        user: the user.
+        limit: the limit's human name, e.g. ``"tokens per day"``.
+        window: the :class:`QuotaPolicy` field of that limit, e.g. ``"tokens_per_day"`` (a
+            stable label for metrics).
+        allowed: the limit's number.
+        resets_at: when the window starts again (aware, UTC).
+        retry_after: seconds until then (for an HTTP ``Retry-After``).
+        used: how much of the window was used when the call was refused.
+        requested: the output cap that did not fit in what was left, if that was the reason.
+    """
+
+    def __init__(
+        self,
+        user: str,
+        limit: str,
+        allowed: int,
+        resets_at: datetime,
+        retry_after: float,
+        *,
+        window: str = "",
+        used: int | None = None,
+        requested: int | None = None,
+    ) -> None:
+        self.user = user
+        self.limit = limit
+        self.allowed = allowed
+        self.resets_at = resets_at
+        self.retry_after = retry_after
+        self.window = window or limit.replace(" ", "_")
+        self.used = used
+        self.requested = requested
+        message = (
+            f"quota exceeded for user {user!r}: {allowed} {limit}; "
+            f"resets at {resets_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC (in {_in(retry_after)})"
+        )
+        if requested is not None and used is not None:
+            left = max(0, allowed - used)
+            message += (
+                f"; {left} left, fewer than this call's output cap of {requested}"
+                f" (lower the cap to at most {left} or wait)"
+                if left
+                else f"; none left for this call's output cap of {requested}"
+            )
+        self.message = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_exceeded,
+            (
+                self.user,
+                self.limit,
+                self.allowed,
+                self.resets_at,
+                self.retry_after,
+                self.window,
+                self.used,
+                self.requested,
+            ),
+        )
+
+
+def _rebuild_exceeded(
+    user: str,
+    limit: str,
+    allowed: int,
+    resets_at: datetime,
+    retry_after: float,
+    window: str,
+    used: int | None,
+    requested: int | None,
+) -> QuotaExceeded:
+    return QuotaExceeded(
+        user, limit, allowed, resets_at, retry_after, window=window, used=used, requested=requested
+    )
+
+
+def _count(value: Any, name: str, *, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer (got {value!r})")
+    return value
+
+
+class QuotaManager:
+    """Policies and counters for every user of one gateway. Thread-safe.
+
+    Args:
+        default: the policy of users without their own; ``None`` means unlimited.
+        per_user: policies of particular users.
+        storage: a ``limits`` storage URI (``memory://``, ``redis://host:port``…) or
+            ``sqlite:///file.db`` (relative path) / ``sqlite:////abs/file.db`` (see
+            :func:`sqlite_storage_class`), or a ready ``limits`` ``Storage``.
+        clock: the time in seconds since the epoch (for tests; the storage's own expiry of old
+            counters keeps using the real time).
+
+    Raises:
+        ImportError: ``limits`` is not installed.
+        limits.errors.ConfigurationError: the storage URI is not one ``limits`` can use.
+    """
+
+    def __init__(
+        self,
+        default: QuotaPolicy | None = None,
+        per_user: Mapping[str, QuotaPolicy] | None = None,
+        storage: str | Storage = "memory://",
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._default = default or QuotaPolicy()
+        self._per_user: dict[str, QuotaPolicy] = dict(per_user or {})
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.storage: Storage = _make_storage(storage)
+
+    # -- policies ---------------------------------------------------------------------------
+    @property
+    def default(self) -> QuotaPolicy:
+        """The policy of users without their own."""
+        return self._default
+
+    def set_default(self, policy: QuotaPolicy | None) -> None:
+        """Replace the default policy (``None``: unlimited); takes effect at the next call."""
+        with self._lock:
+            self._default = policy or QuotaPolicy()
+
+    def policy_for(self, user: str) -> QuotaPolicy:
+        """The policy that applies to ``user`` now."""
+        with self._lock:
+            return self._per_user.get(user, self._default)
+
+    def set_policy(self, user: str, policy: QuotaPolicy | None) -> None:
+        """Give ``user`` their own policy (``None``: back to the default).
+
+        Takes effect at the user's next call; what they used so far still counts.
+        """
+        with self._lock:
+            if policy is None:
+                self._per_user.pop(user, None)
+            else:
+                self._per_user[user] = policy
+
+    # -- counting ---------------------------------------------------------------------------
+    def check(self, user: str, requested_output_tokens: int | None = None) -> int | None:
+        """Admit one call of ``user`` or raise :class:`QuotaExceeded`; counts the request.
+
+        Refused when a request now would pass the requests per minute or per day, when a
+        token window is used up, or when the call's output cap (``requested_output_tokens``,
+        lowered to the policy's ``max_output_tokens_per_call``) is larger than the tokens
+        left in a window. A refused call is not counted.
+
+        Returns:
+            The output cap the call must run with: the smaller of ``requested_output_tokens``
+            and the policy's ``max_output_tokens_per_call``; ``None`` when neither is set.
+        """
+        requested = _count(requested_output_tokens, "requested_output_tokens", allow_none=True)
+        if requested is not None and requested < 1:
+            raise ValueError(f"requested_output_tokens must be at least 1 (got {requested})")
+        with self._lock:
+            policy = self.policy_for(user)
+            caps = [c for c in (requested, policy.max_output_tokens_per_call) if c is not None]
+            cap = min(caps) if caps else None
+            now = self._clock()
+            for window in _TOKEN_WINDOWS:
+                allowed = getattr(policy, window.field)
+                if allowed is None:
+                    continue
+                index, end = window.bounds(now)
+                used = self.storage.get(window.key(user, index))
+                left = allowed - used
+                if left <= 0:
+                    raise self._exceeded(user, window, allowed, now, used=used)
+                if cap is not None and cap > left:
+                    raise self._exceeded(user, window, allowed, now, used=used, requested=cap)
+            counted: list[str] = []
+            try:
+                for window in _REQUEST_WINDOWS:
+                    index, end = window.bounds(now)
+                    key = window.key(user, index)
+                    count = self.storage.incr(key, _expiry(end, now), amount=1)
+                    counted.append(key)
+                    allowed = getattr(policy, window.field)
+                    if allowed is not None and count > allowed:
+                        raise self._exceeded(user, window, allowed, now, used=count - 1)
+            except BaseException:
+                for key in counted:
+                    self._uncount(key, 1)
+                raise
+            return cap
+
+    def charge(self, user: str, input_tokens: int | None, output_tokens: int | None) -> None:
+        """Add the tokens a finished call really used (``None``: not reported, counts 0)."""
+        tokens_in = _count(input_tokens, "input_tokens", allow_none=True) or 0
+        tokens_out = _count(output_tokens, "output_tokens", allow_none=True) or 0
+        if tokens_in < 0 or tokens_out < 0:
+            raise ValueError(
+                f"token counts must not be negative (got input={tokens_in}, output={tokens_out})"
+            )
+        total = tokens_in + tokens_out
+        if not total:
+            return
+        with self._lock:
+            now = self._clock()
+            for window in _TOKEN_WINDOWS:
+                index, end = window.bounds(now)
+                self.storage.incr(window.key(user, index), _expiry(end, now), amount=total)
+
+    def usage(self, user: str) -> dict[str, WindowUsage]:
+        """What ``user`` has used in each current window, keyed by the policy field name."""
+        with self._lock:
+            policy = self.policy_for(user)
+            now = self._clock()
+            result: dict[str, WindowUsage] = {}
+            for window in _WINDOWS:
+                index, end = window.bounds(now)
+                used = self.storage.get(window.key(user, index))
+                allowed = getattr(policy, window.field)
+                result[window.field] = WindowUsage(
+                    used=used,
+                    limit=allowed,
+                    remaining=None if allowed is None else max(0, allowed - used),
+                    resets_at=datetime.fromtimestamp(end, UTC),
+                )
+            return result
+
+    def reset(self, user: str) -> None:
+        """Forget what ``user`` used in the current windows (an operator's override)."""
+        with self._lock:
+            now = self._clock()
+            for window in _WINDOWS:
+                self.storage.clear(window.key(user, window.bounds(now)[0]))
+
+    def close(self) -> None:
+        """Release the storage's resources where it has any (the SQLite connection)."""
+        close = getattr(self.storage, "close", None)
+        if callable(close):
+            close()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _uncount(self, key: str, amount: int) -> None:
+        decr = getattr(self.storage, "decr", None)
+        if callable(decr):
+            decr(key, amount)
+        else:  # Redis and others: INCRBY with a negative amount
+            self.storage.incr(key, 1, amount=-amount)
+
+    def _exceeded(
+        self,
+        user: str,
+        window: _Window,
+        allowed: int,
+        now: float,
+        *,
+        used: int,
+        requested: int | None = None,
+    ) -> QuotaExceeded:
+        _, end = window.bounds(now)
+        return QuotaExceeded(
+            user,
+            window.label,
+            allowed,
+            datetime.fromtimestamp(end, UTC),
+            max(0.0, end - now),
+            window=window.field,
+            used=used,
+            requested=requested,
+        )
+
+
+def _expiry(end: float, now: float) -> int:
+    """Seconds a counter must live: to the end of its window (at least 1)."""
+    return max(1, math.ceil(end - now))
+
+
+def _make_storage(storage: str | Storage) -> Storage:
+    try:
+        import limits.storage
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+    if not isinstance(storage, str):
+        return storage
+    if urllib.parse.urlparse(storage).scheme == "sqlite":
+        sqlite_storage_class()  # registers the scheme with limits
+    made = limits.storage.storage_from_string(storage)
+    if not isinstance(made, limits.storage.Storage):
+        raise ValueError(f"{storage!r} is an async storage; QuotaManager needs a sync one")
+    return made
+
+
+# -- the SQLite storage ---------------------------------------------------------------------
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS limits_counters (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS limits_counters_expires_at ON limits_counters (expires_at);
+"""
+
+_INCR = """
+INSERT INTO limits_counters (key, value, expires_at) VALUES (:key, :amount, :expires_at)
+ON CONFLICT (key) DO UPDATE SET
+    value = CASE WHEN expires_at <= :now THEN excluded.value ELSE value + excluded.value END,
+    expires_at = CASE WHEN expires_at <= :now THEN excluded.expires_at ELSE expires_at END
+"""
+
+
+def sqlite_path(uri: str) -> str:
+    """The file of a ``sqlite:`` storage URI, SQLAlchemy style.
+
+    ``sqlite:///quotas.db`` is relative to the working directory, ``sqlite:////var/lib/x.db``
+    is absolute (so ``f"sqlite:///{path}"`` is right for either kind of ``path``). A ``~`` is
+    expanded; a query string (``?...``) is ignored.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        raise ValueError(
+            f"SQLite storage URI must look like sqlite:///relative.db or "
+            f"sqlite:////absolute/path.db (got {uri!r})"
+        )
+    path = urllib.parse.unquote(uri[len(prefix) :].partition("?")[0])
+    if not path or path == ":memory:":
+        raise ValueError(
+            f"SQLite storage needs a file (got {uri!r}); for counters in this process only "
+            "use memory://"
+        )
+    return str(Path(path).expanduser())
+
+
+class _SQLiteCounters:
+    """Fixed-window counters with expiry in one SQLite file (the body of ``SQLiteStorage``).
+
+    One row per key: ``(key, value, expires_at)``. ``incr`` is one ``INSERT … ON CONFLICT DO
+    UPDATE`` inside ``BEGIN IMMEDIATE``, which takes the database's write lock, so increments
+    from any number of threads and processes are serialised and none is lost; a row past its
+    ``expires_at`` counts as absent (its next ``incr`` starts it again) and expired rows are
+    deleted now and then. The file is in WAL mode (readers never wait for the writer) with
+    ``synchronous=NORMAL``: a committed increment survives the process crashing or being
+    restarted (only a power loss can drop the last few). Each process opens its own
+    connection (one shared by its threads under a lock; a forked child opens a new one) and
+    waits up to ``timeout`` seconds for another process's write lock.
+    """
+
+    path: str
+    timeout: float
+    _guard: threading.Lock
+    _conn: sqlite3.Connection | None
+    _pid: int
+    _writes: int
+    _inherited: list[sqlite3.Connection]
+    _time: Callable[[], float]
+
+    CLEANUP_EVERY = 256
+    """Delete expired rows every this many increments (and when the file is opened)."""
+
+    def _setup(self, uri: str | None, options: Mapping[str, Any]) -> None:
+        self.path = sqlite_path(uri or "")
+        self.timeout = float(options.get("timeout", 30.0))
+        self._guard = threading.Lock()
+        self._conn = None
+        self._pid = 0
+        self._writes = 0
+        self._inherited = []
+        self._time = time.time
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._guard:
+            self._connection()
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        """What ``limits`` wraps in ``StorageError`` when asked to (``wrap_exceptions``)."""
+        return sqlite3.Error
+
+    def _connection(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        if self._conn is not None and self._pid == pid:
+            return self._conn
+        if self._conn is not None:
+            # Inherited through fork: never use it here, and never close it either (that could
+            # release locks its parent holds); keep it referenced so it is not collected.
+            self._inherited.append(self._conn)
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                # Switching to WAL needs a moment alone with the file and can fail at once with
+                # "database is locked" while another process opens it: retry until the timeout.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                conn.execute("DELETE FROM limits_counters WHERE expires_at <= ?", (self._time(),))
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    conn.close()
+                    raise
+                if time.monotonic() > deadline:
+                    conn.close()
+                    raise
+                time.sleep(0.01)
+        self._conn, self._pid = conn, pid
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._guard:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> Any:
+        with self._guard:
+            row = self._connection().execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to ``key``'s counter; a new (or expired) one lives ``expiry`` s."""
+        now = self._time()
+        with self._write() as conn:
+            conn.execute(
+                _INCR, {"key": key, "amount": amount, "expires_at": now + expiry, "now": now}
+            )
+            value = conn.execute(
+                "SELECT value FROM limits_counters WHERE key = ?", (key,)
+            ).fetchone()[0]
+            self._writes += 1
+            if self._writes % self.CLEANUP_EVERY == 0:
+                conn.execute("DELETE FROM limits_counters WHERE expires_at <= ?", (now,))
+        return int(value)
+
+    def decr(self, key: str, amount: int = 1) -> int:
+        """Take ``amount`` off ``key``'s counter (never below 0)."""
+        now = self._time()
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE limits_counters SET value = MAX(value - ?, 0)"
+                " WHERE key = ? AND expires_at > ?",
+                (amount, key, now),
+            )
+            row = conn.execute(
+                "SELECT value FROM limits_counters WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def get(self, key: str) -> int:
+        """The counter of ``key`` (0 when absent or expired)."""
+        value = self._read(
+            "SELECT value FROM limits_counters WHERE key = ? AND expires_at > ?",
+            (key, self._time()),
+        )
+        return 0 if value is None else int(value)
+
+    def get_expiry(self, key: str) -> float:
+        """When ``key``'s counter expires (now, when it does not exist)."""
+        now = self._time()
+        value = self._read(
+            "SELECT expires_at FROM limits_counters WHERE key = ? AND expires_at > ?", (key, now)
+        )
+        return now if value is None else float(value)
+
+    def check(self) -> bool:
+        """Whether the database answers."""
+        try:
+            self._read("SELECT 1", ())
+        except sqlite3.Error:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        """Delete every counter; returns how many there were."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM limits_counters").rowcount
+
+    def clear(self, key: str) -> None:
+        """Delete ``key``'s counter."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM limits_counters WHERE key = ?", (key,))
+
+    def close(self) -> None:
+        """Close this process's connection (it is opened again when needed)."""
+        with self._guard:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+@functools.cache
+def sqlite_storage_class() -> type[Storage]:
+    """The ``limits`` storage for ``sqlite:///path.db`` URIs, registered with ``limits``.
+
+    ``limits`` stores counters in memory, Redis, Memcached, MongoDB or Valkey, but not in a
+    file. The gateway service runs as one process (or a few on one host) and must keep users'
+    daily quotas across restarts and deploys; a SQLite file does that with nothing to run
+    beside it. The class is a proper ``limits.storage.Storage`` for the fixed-window strategy
+    (``incr``/``get``/``get_expiry``/``clear``/``reset``/``check``, plus ``decr``), so after
+    this has run ``limits.storage.storage_from_string("sqlite:///x.db")`` and
+    ``limits.strategies.FixedWindowRateLimiter`` work with it too. See
+    :class:`_SQLiteCounters` for the design; the URI is read by :func:`sqlite_path`. Options:
+    ``timeout`` (seconds to wait for another process's write lock; default 30).
+
+    Built on first use, so that ``limits`` is imported only then.
+    """
+    try:
+        from limits.storage import Storage
+    except ImportError as exc:
+        raise ImportError(_INSTALL_HINT) from exc
+
+    class SQLiteStorage(_SQLiteCounters, Storage):
+        """Fixed-window counters in a SQLite file; see :func:`sqlite_storage_class`."""
+
+        STORAGE_SCHEME = ["sqlite"]  # noqa: RUF012 (limits' own declaration)
+
+        def __init__(
+            self,
+            uri: str | None = None,
+            wrap_exceptions: bool = False,
+            **options: float | str | bool,
+        ) -> None:
+            Storage.__init__(self, uri, wrap_exceptions=wrap_exceptions, **options)
+            self._setup(uri, options)
+
+    return SQLiteStorage
