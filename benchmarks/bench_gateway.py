@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import engine_once, rss_mb, setup_home, start_server  # noqa: E402
-from loopback_server import ARBITER, MEMBERS  # noqa: E402
+from bench_engine import engine_once, rss_mb, setup_home, start_server
+from loopback_server import ARBITER, MEMBERS
 
 
 async def main(quick: bool) -> None:
@@ -62,13 +62,19 @@ async def main(quick: bool) -> None:
 
     print(f"# consortium_lab gateway benchmark ({len(MEMBERS)} members, 2 iterations)")
     print(f"uncached run (median of {repeats})          {u * 1000:8.1f} ms")
-    print(f"cached re-run (median of {repeats})         {c_ * 1000:8.1f} ms  "
-          f"({c_ / u:.2%} of uncached; target < 2%)")
-    print(f"one run through the gateway            {one_wall * 1000:8.1f} ms, "
-          f"CPU {one_cpu * 1000:.0f} ms")
-    print(f"{concurrent} concurrent runs                     {many_wall * 1000:8.1f} ms  "
-          f"({many_wall / one_wall:.3f} x one run; target <= 1.10), CPU {many_cpu * 1000:.0f} ms, "
-          f"peak RSS {rss_mb():.0f} MB")
+    print(
+        f"cached re-run (median of {repeats})         {c_ * 1000:8.1f} ms  "
+        f"({c_ / u:.2%} of uncached; target < 2%)"
+    )
+    print(
+        f"one run through the gateway            {one_wall * 1000:8.1f} ms, "
+        f"CPU {one_cpu * 1000:.0f} ms"
+    )
+    print(
+        f"{concurrent} concurrent runs                     {many_wall * 1000:8.1f} ms  "
+        f"({many_wall / one_wall:.3f} x one run; target <= 1.10), CPU {many_cpu * 1000:.0f} ms, "
+        f"peak RSS {rss_mb():.0f} MB"
+    )
 
 
 if __name__ == "__main__":
