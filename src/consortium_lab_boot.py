@@ -68,6 +68,12 @@ class _RootLoggerGuard(importlib.abc.Loader):
                     # Upstream's FileHandler keeps consortium.log open for nothing.
                     handler.close()
             root.setLevel(level)
+            # Upstream had silenced its own warnings by raising the root level; a NullHandler
+            # keeps them quiet (the library convention) while an app that configures logging
+            # still receives them through propagation.
+            upstream = logging.getLogger(_WATCHED)
+            if not upstream.handlers:
+                upstream.addHandler(logging.NullHandler())
 
 
 class _UpstreamFinder(importlib.abc.MetaPathFinder):

@@ -70,6 +70,8 @@ def test_run_reads_stdin_and_rejects_bad_input(models):
     bad = cli(models, "run", "Q", "-m", "nosuch", check=False)
     assert bad.returncode != 0 and "nosuch" in bad.stderr
     assert "Traceback" not in bad.stderr
+    missing = cli(models, "run", "Q", "--config", "trio", check=False)
+    assert "no saved config named 'trio'" in missing.stderr
 
 
 def test_configs_commands_share_upstream_store(models, tmp_path):
@@ -97,7 +99,7 @@ def test_configs_commands_share_upstream_store(models, tmp_path):
 
 def test_demo_runs_offline(models):
     env = {**models, "CONSORTIUM_LAB_DEMO_DELAY": "0"}
-    out = cli(env, "demo", "--json")
+    out = cli(env, "demo", "--terminal", "--json")
     data = json.loads(out.stdout)
     assert data["metadata"]["models_used"] == ["demo-analyst", "demo-optimist", "demo-skeptic"]
     assert data["synthesis"]["synthesis"]
@@ -114,7 +116,13 @@ def test_fresh_home_every_command_and_llm_cli_work(tmp_path):
     env.update(HOME=str(home), CONSORTIUM_LAB_DEMO_DELAY="0")
     assert not (home / ".config").exists()
     subprocess.run([sys.executable, "-c", "import consortium_lab"], env=env, check=True, timeout=60)
-    for args in (["--help"], ["models"], ["configs", "list"], ["runs", "list"], ["demo"]):
+    for args in (
+        ["--help"],
+        ["models"],
+        ["configs", "list"],
+        ["runs", "list"],
+        ["demo", "--terminal"],
+    ):
         cli(env, *args)
     llm = subprocess.run(
         [str(BIN / "llm"), "models"], env=env, capture_output=True, text=True, timeout=60

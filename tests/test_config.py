@@ -142,3 +142,37 @@ def test_bad_names_and_imports_are_clear_errors(fake_openai):
     with pytest.raises(ValueError, match="invalid"):
         configs.import_json(json.dumps({"configs": {"x": {"models": {}}}}))
     assert configs.list() == []  # nothing half-imported
+
+
+def test_unknown_setting_is_refused_with_a_suggestion(fake_openai):
+    from consortium_lab import Consortium
+
+    with pytest.raises(ValidationError, match=r"max_iteration: unknown setting.*'max_iterations'"):
+        ConsortiumConfig(models={"a": 1}, max_iteration=5)
+    fake_openai.add_model("a", ModelScript())
+    with pytest.raises(ValueError, match="max_iteration: unknown setting"):
+        Consortium(models=["a"], max_iteration=5, store=False)
+    # a stored row may carry keys of a newer llm-consortium: kept, not refused
+    stored = ConsortiumConfig.from_dict({"models": {"a": 1}, "future_key": 1, "category": "x"})
+    assert stored.to_dict()["future_key"] == 1
+    assert Consortium(stored, store=False).config.to_dict()["future_key"] == 1
+
+
+def test_saved_config_without_arbiter_gets_the_first_member(fake_openai):
+    fake_openai.add_model("m1", ModelScript())
+    saved = configs.save("solo", ConsortiumConfig(models={"m1": 2}))
+    assert saved.config is not None and saved.config.arbiter == "m1"
+    import llm
+
+    assert "solo" in [m.model_id for m in llm.get_models()]  # upstream registered it
+
+
+def test_event_schema_file_is_current():
+    from pathlib import Path
+
+    from consortium_lab.events import event_json_schema
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "events.schema.json"
+    assert json.loads(path.read_text()) == event_json_schema(), (
+        "docs/events.schema.json is stale: regenerate it as docs/events.md says"
+    )

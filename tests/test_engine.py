@@ -363,3 +363,33 @@ def test_config_object_and_kwargs_agree(fake_openai):
     b = Consortium(models=ids, arbiter="judge", confidence_threshold=0.9, store=False)
     assert a.config.models == b.config.models
     assert a.config.confidence_threshold == b.config.confidence_threshold == 0.9
+
+
+@pytest.mark.parametrize("stage", ["members", "arbiter"])
+async def test_cancel_from_another_task(fake_openai, stage):
+    """A stop button lives in another task than the loop consuming the events."""
+    fake_openai.add_model("m", ModelScript(reply=member_reply("x " * 300), token_delay=0.01))
+    fake_openai.add_model(
+        "judge", ModelScript(reply=arbiter_reply("y " * 300, 0.9), token_delay=0.01)
+    )
+    run = Consortium(models=["m"], arbiter="judge", store=False).stream("Q")
+    trigger = "member_delta" if stage == "members" else "arbiter_delta"
+    seen = asyncio.Event()
+
+    async def consume():
+        events = []
+        async for event in run:
+            events.append(event)
+            if event.kind == trigger:
+                seen.set()
+        return events
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.wait_for(seen.wait(), 10)
+    await run.cancel()
+    events = await asyncio.wait_for(consumer, 10)
+    assert events[-1].kind == "run_finished" and events[-1].status == "cancelled"
+    assert not any(e.kind == "run_failed" for e in events)
+    assert run.result.status == "cancelled"
+    model = "m" if stage == "members" else "judge"
+    await fake_openai.async_wait_for(lambda: model in fake_openai.disconnects, timeout=5)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -21,8 +21,13 @@ DEMO_ARBITER = "demo-arbiter"
 DEMO_PROMPT = "What are the main trade-offs of renewable energy storage today?"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's own message (``str(KeyError)`` would add quotes around it)."""
+    return str(exc.args[0]) if exc.args else str(exc)
 
 
 @click.group()
@@ -92,18 +97,18 @@ def _build(config_name: str | None, settings: dict[str, Any], **engine: Any) -> 
             _fail("give at least one --model, or --config NAME (see `consortium-lab configs list`)")
         return Consortium(base, **settings, **engine)
     except (KeyError, UnknownModelError) as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(_message(exc))
     except (ValidationError, ValueError) as exc:
         _fail(f"invalid configuration: {exc}")
 
 
-def _run(consortium: Any, prompt: str, as_json: bool) -> None:
+def _run(consortium: Any, prompt: str, as_json: bool, cache: str = "use") -> None:
     from .printer import TerminalPrinter
 
     if not as_json:
         consortium.sinks.append(TerminalPrinter())
     try:
-        result = asyncio.run(consortium.run(prompt))
+        result = asyncio.run(consortium.run(prompt, cache=cache))
     except KeyboardInterrupt:
         click.echo("\nCancelled.", err=True)
         sys.exit(130)
@@ -129,8 +134,20 @@ def _run(consortium: Any, prompt: str, as_json: bool) -> None:
     "--json", "as_json", is_flag=True, help="Print the result as JSON (the export format)."
 )
 @click.option("--no-log", is_flag=True, help="Do not write the run to the run log.")
+@click.option(
+    "--cache",
+    type=click.Choice(["use", "bypass", "refresh"]),
+    default="use",
+    show_default=True,
+    help="Use cached answers, bypass the cache, or refresh it with new answers.",
+)
 def run(
-    prompt: str | None, config_name: str | None, as_json: bool, no_log: bool, **kwargs: Any
+    prompt: str | None,
+    config_name: str | None,
+    as_json: bool,
+    no_log: bool,
+    cache: str,
+    **kwargs: Any,
 ) -> None:
     """Run PROMPT (or standard input) through a consortium, showing each member live."""
     if prompt is None:
@@ -140,19 +157,50 @@ def run(
     if not prompt.strip():
         _fail("the prompt is empty")
     consortium = _build(config_name, _settings(kwargs), **({"store": False} if no_log else {}))
-    _run(consortium, prompt, as_json)
+    _run(consortium, prompt, as_json, cache)
 
 
 @main.command()
 @click.argument("prompt", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def demo(prompt: str | None, as_json: bool) -> None:
-    """Run a consortium of the offline demo models (no keys, no network)."""
-    click.echo(
-        "Offline demo models: canned, deterministic answers — not a real language model.", err=True
-    )
-    consortium = _build(None, {"models": list(DEMO_MEMBERS), "arbiter": DEMO_ARBITER})
-    _run(consortium, prompt or DEMO_PROMPT, as_json)
+@click.option(
+    "--terminal",
+    is_flag=True,
+    help="Run one prompt in the terminal instead of serving the chat (implied by PROMPT"
+    " or --json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (terminal).")
+@click.option("--port", type=int, help="Port of the chat server (default: a free one).")
+@click.option("--no-preheat", is_flag=True, help="Start each page's kernel on demand.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the chat in a web browser.")
+def demo(
+    prompt: str | None,
+    terminal: bool,
+    as_json: bool,
+    port: int | None,
+    no_preheat: bool,
+    open_browser: bool,
+) -> None:
+    """Serve the chat app (Voila on 127.0.0.1, offline demo models when no key is set) and
+    print its URL; with --terminal, run the offline demo models once in the terminal."""
+    if terminal or prompt is not None or as_json:
+        click.echo(
+            "Offline demo models: canned, deterministic answers — not a real language model.",
+            err=True,
+        )
+        consortium = _build(None, {"models": list(DEMO_MEMBERS), "arbiter": DEMO_ARBITER})
+        _run(consortium, prompt or DEMO_PROMPT, as_json)
+        return
+    try:
+        import voila  # noqa: F401
+
+        from . import app
+    except ImportError as exc:
+        _fail(
+            f"the chat app needs the 'app' extra ({exc.name} is missing): "
+            "pip install 'consortium-lab[app]', or run `consortium-lab demo --terminal`"
+        )
+    click.echo("Starting the chat (standalone Voila on 127.0.0.1)…", err=True)
+    sys.exit(app.serve(port, preheat=not no_preheat, open_browser=open_browser))
 
 
 # -- configs ----------------------------------------------------------------------------------
@@ -221,7 +269,7 @@ def configs_show(name: str) -> None:
     try:
         saved = configs.get_saved(name)
     except KeyError as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(_message(exc))
     click.echo(json.dumps(saved.raw, indent=2))
     if saved.error:
         click.echo(f"INVALID: {saved.error}", err=True)
@@ -236,7 +284,7 @@ def configs_remove(name: str) -> None:
     try:
         configs.remove(name)
     except KeyError as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(_message(exc))
     click.echo(f"Removed {name}")
 
 
@@ -249,7 +297,7 @@ def configs_export(names: tuple[str, ...]) -> None:
     try:
         click.echo(configs.export(list(names) or None))
     except KeyError as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(_message(exc))
 
 
 @configs_group.command("import")
@@ -314,7 +362,7 @@ def runs_show(db: Path | None, run_id: str) -> None:
     try:
         click.echo(runs.export(run_id, format="markdown", path=db))
     except KeyError as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(_message(exc))
 
 
 @runs_group.command("export")
@@ -335,7 +383,7 @@ def runs_export(db: Path | None, run_id: str, fmt: str) -> None:
     try:
         click.echo(runs.export(run_id, format=fmt, path=db))
     except KeyError as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(_message(exc))
 
 
 @runs_group.command("delete")
@@ -348,7 +396,7 @@ def runs_delete(db: Path | None, run_id: str) -> None:
     try:
         runs.delete(run_id, path=db)
     except KeyError as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(_message(exc))
     click.echo(f"Deleted {run_id}")
 
 
@@ -362,3 +410,86 @@ def models_cmd(show_all: bool) -> None:
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
         missing = "" if info.usable else "  [no key]"
         click.echo(f"{info.label}{aliases}{missing}")
+
+
+# -- gateway ----------------------------------------------------------------------------------
+@main.command("gateway")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Settings file (JSON or YAML); see --help-settings. Options below override it.",
+)
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8750; 0: any free port).")
+@click.option(
+    "--ledger",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite ledger file: usage, quotas, access rules (default <data folder>/gateway/"
+    "ledger.db).",
+)
+@click.option("--redis", help="redis:// URL for the ledger, quota counters and cache (replicas).")
+@click.option(
+    "--cache", help="Response cache: auto, none, a folder or a redis:// URL (default auto)."
+)
+@click.option(
+    "--shared-cache/--no-shared-cache",
+    default=None,
+    help="Serve cached answers across users (default: per user).",
+)
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Static user tokens file (JSON or YAML): {tokens: {TOKEN: {user, groups}}}.",
+)
+@click.option(
+    "--admin-token",
+    "admin_tokens",
+    multiple=True,
+    help="Token for the /admin API, repeatable (prefer $CONSORTIUM_GATEWAY_ADMIN_TOKENS: "
+    "command lines are visible to other users).",
+)
+@click.option("--hub-api-url", help="JupyterHub API URL: check tokens with the hub.")
+@click.option(
+    "-m", "--model", "models", multiple=True, help="Offer this model (id or glob), repeatable."
+)
+@click.option("--max-lifetime", type=float, help="Stop by itself after this many seconds.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Logging level (default INFO).",
+)
+@click.option("--help-settings", is_flag=True, help="Describe every setting and exit.")
+def gateway_cmd(
+    config_file: Path | None, help_settings: bool, admin_tokens: tuple[str, ...], **kwargs: Any
+) -> None:
+    """Run the gateway as an HTTP service speaking the OpenAI chat-completions protocol.
+
+    It holds the provider keys (its own llm key store and environment), authenticates callers
+    by bearer token, and applies per-user quotas, access rules and cache. Kernels connect with
+    consortium_lab.connect(URL, TOKEN).
+    """
+    from pydantic import ValidationError
+
+    try:
+        from . import service
+    except ImportError as exc:
+        _fail(f"the gateway service needs its extra: pip install 'consortium-lab[gateway]' ({exc})")
+    if help_settings:
+        click.echo(service.settings_help())
+        return
+    overrides = {k: v for k, v in kwargs.items() if v not in (None, ())}
+    if "models" in overrides:
+        overrides["models"] = list(overrides["models"])
+    if admin_tokens:
+        overrides["admin_tokens"] = list(admin_tokens)
+    try:
+        settings = service.ServiceSettings.load(config_file, overrides)
+        service.run(settings)
+    except ValidationError as exc:
+        _fail(f"invalid gateway settings: {exc}")
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass

@@ -14,12 +14,20 @@ plugins.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from . import catalog
 from .parsing import normalize_confidence
@@ -49,7 +57,7 @@ class Limits(BaseModel):
         8192,
         ge=1,
         description="Output cap per call; a longer answer is cut and reported as 'cut_off'. "
-        "Counted from the provider's usage when streamed, else estimated as characters / 4.",
+        "Estimated while streaming as characters / 4 (providers report usage only at the end).",
     )
 
 
@@ -104,6 +112,35 @@ def parse_models(
     return result
 
 
+UPSTREAM_ONLY_FIELDS = frozenset(
+    {
+        "strategy_params",
+        "embedding_backend",
+        "embedding_model",
+        "embedding_cache_enabled",
+        "manual_context",
+        "category",
+        "expected_agreement",
+        "status",
+    }
+)
+"""llm-consortium 0.8.0's other config fields: accepted and kept, unused by our engine."""
+
+STORED = {"stored": True}
+"""Validation context for configs read back from a store: unknown keys (a newer upstream's
+fields) are kept there rather than refused."""
+
+
+def check_setting_names(names: Iterable[str]) -> None:
+    """Refuse a setting name that is neither ours nor llm-consortium's, suggesting the closest."""
+    known = set(ConsortiumConfig.model_fields) | UPSTREAM_ONLY_FIELDS
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"{name}: unknown setting{hint}")
+
+
 def _threshold(value: Any, field_name: str) -> float:
     try:
         number, warning = normalize_confidence(value)
@@ -146,6 +183,14 @@ class ConsortiumConfig(BaseModel):
     )
     arbiter_options: dict[str, Any] = Field(default_factory=dict, description="llm options.")
     limits: Limits = Field(default_factory=lambda: Limits(), description="Per-call limits.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data: Any, info: ValidationInfo) -> Any:
+        # A typo such as max_iteration=5 must not silently keep the default of 3.
+        if isinstance(data, Mapping) and not (info.context or {}).get("stored"):
+            check_setting_names(data)
+        return data
 
     @field_validator("models", mode="before")
     @classmethod
@@ -216,8 +261,9 @@ class ConsortiumConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConsortiumConfig:
-        """Build from a dict such as a saved config row or ``llm_consortium``'s ``to_dict()``."""
-        return cls.model_validate(dict(data))
+        """Build from a dict such as a saved config row or ``llm_consortium``'s ``to_dict()``;
+        keys neither tool knows are kept, not refused."""
+        return cls.model_validate(dict(data), context=STORED)
 
 
 def check_models(

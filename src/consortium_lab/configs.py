@@ -13,9 +13,11 @@ raises.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,15 +49,19 @@ class SavedConfig:
         return self.config is not None
 
 
-def _db(path: str | Path | None) -> sqlite_utils.Database:
+@contextlib.contextmanager
+def _db(path: str | Path | None) -> Iterator[sqlite_utils.Database]:
     conn = sqlite3.connect(str(path or upstream_db_path()), timeout=30)
-    db = sqlite_utils.Database(conn)
-    # Same DDL as llm-consortium, so whichever tool runs first creates the identical table.
-    db.execute(
-        f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, config TEXT NOT NULL,"
-        " created_at TEXT DEFAULT CURRENT_TIMESTAMP)"
-    )
-    return db
+    try:
+        db = sqlite_utils.Database(conn)
+        # Same DDL as llm-consortium, so whichever tool runs first creates the identical table.
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, config TEXT NOT NULL,"
+            " created_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+        )
+        yield db
+    finally:
+        conn.close()
 
 
 def check_name(name: str) -> str:
@@ -92,8 +98,11 @@ def save(
     check_name(name)
     if not isinstance(config, ConsortiumConfig):
         config = ConsortiumConfig.from_dict(config)
-    db = _db(path)
-    with db.conn:
+    if config.arbiter is None:
+        # Same meaning (the first member judges), but llm-consortium skips a saved config
+        # without an explicit arbiter instead of registering it as `llm -m NAME`.
+        config = config.model_copy(update={"arbiter": config.arbiter_model})
+    with _db(path) as db, db.conn:
         db.table(TABLE).insert(
             {
                 "name": name,
@@ -108,13 +117,14 @@ def save(
 
 def list(*, path: str | Path | None = None) -> builtins.list[SavedConfig]:
     """Every saved config, sorted by name; invalid rows are included with ``ok=False``."""
-    db = _db(path)
-    return [_row(r) for r in db.query(f"SELECT * FROM {TABLE} ORDER BY name")]
+    with _db(path) as db:
+        return [_row(r) for r in db.query(f"SELECT * FROM {TABLE} ORDER BY name")]
 
 
 def get_saved(name: str, *, path: str | Path | None = None) -> SavedConfig:
     """The stored row for ``name`` (valid or not); ``KeyError`` if there is none."""
-    rows = builtins.list(_db(path).query(f"SELECT * FROM {TABLE} WHERE name = ?", [name]))
+    with _db(path) as db:
+        rows = builtins.list(db.query(f"SELECT * FROM {TABLE} WHERE name = ?", [name]))
     if not rows:
         raise KeyError(f"no saved config named {name!r}")
     return _row(rows[0])
@@ -130,8 +140,7 @@ def get(name: str, *, path: str | Path | None = None) -> ConsortiumConfig:
 
 def remove(name: str, *, path: str | Path | None = None) -> None:
     """Delete the config saved as ``name``; ``KeyError`` if there is none."""
-    db = _db(path)
-    with db.conn:
+    with _db(path) as db, db.conn:
         cursor = db.execute(f"DELETE FROM {TABLE} WHERE name = ?", [name])
     if cursor.rowcount == 0:
         raise KeyError(f"no saved config named {name!r}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import prompts
-from .config import ConsortiumConfig, parse_models
+from .config import STORED, ConsortiumConfig, check_setting_names, parse_models
 from .config import check_models as _check_models
 from .events import (
     ArbiterDelta,
@@ -54,6 +54,7 @@ class _RunContext:
     cache: CacheMode = "use"
     user: str | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    cancelled: bool = False
 
     def request(self, **fields: Any) -> CallRequest:
         return CallRequest(cache=self.cache, user=self.user, **fields)
@@ -103,9 +104,10 @@ class Consortium:
             if config is not None
             else {}
         )
+        check_setting_names(settings)
         if "models" in settings and not isinstance(settings["models"], Mapping):
             settings["models"] = parse_models(settings["models"])
-        self.config = ConsortiumConfig.model_validate({**base, **settings})
+        self.config = ConsortiumConfig.model_validate({**base, **settings}, context=STORED)
         self.gateway = gateway or Gateway()
         if check_models:
             _check_models(self.config, also_known=self.gateway.group_names)
@@ -191,12 +193,17 @@ class Consortium:
             key: list(conversation.histories.get(key, [])) if conversation else []
             for key in cfg.members()
         }
+        turn = 1
+        if conversation is not None:
+            # Every run is a turn, finished or not, as in the run log it is rebuilt from.
+            conversation.turn_count += 1
+            turn = conversation.turn_count
         yield RunStarted(
             run_id=ctx.run_id,
             prompt=prompt,
             config=cfg.to_dict(),
             conversation_id=conversation.id if conversation else None,
-            turn=(conversation.turn_count + 1) if conversation else 1,
+            turn=turn,
         )
         previous: list[tuple[int, str]] = []
         last: ArbiterParse | None = None
@@ -238,6 +245,8 @@ class Consortium:
                 elif isinstance(event, MemberFailed):
                     errors[f"{event.model}#{event.instance}"] = event.error
                 yield event
+            if ctx.cancelled:
+                return
             if not answers:
                 yield RunFailed(
                     run_id=ctx.run_id,
@@ -280,6 +289,8 @@ class Consortium:
                     if isinstance(event, MemberDone):
                         reviews.append(parse_ranking(event.text))
                     yield event
+                if ctx.cancelled:
+                    return
                 peer_ranking = aggregate_ranking(reviews, [c.id for c in candidates])
             judge: ArbiterParse | None = None
             async for item in self._judge(
@@ -291,7 +302,8 @@ class Consortium:
                     yield item
                     if isinstance(item, RunFailed):
                         return
-            assert judge is not None
+            if judge is None:  # cancelled during the arbiter's turn
+                return
             last = judge
             previous.append((iteration, judge.synthesis))
             converged = (
@@ -363,6 +375,8 @@ class Consortium:
         try:
             while (event := await queue.get()) is not None:
                 yield event
+            if task.cancelled():  # the run was cancelled: the consumer ends it
+                return
             outcome = task.result()
         except CallFailed as exc:
             yield RunFailed(
@@ -451,6 +465,7 @@ class Consortium:
                         attempts=outcome.attempts,
                         response_id=outcome.response_id,
                         cost=outcome.cost,
+                        parse_warnings=parsed.warnings if call.stage == "answer" else [],
                     )
                 )
             except CallFailed as exc:
@@ -560,7 +575,7 @@ class Run:
         self._tasks = self._ctx.tasks
         self._gen = consortium._events(prompt, conversation, self._ctx)
         self._result: RunResult | None = None
-        self._cancelled = False
+        self._iterating = False
         self._finished = False
         self._store = consortium.store
         self._sinks = consortium.sinks
@@ -578,36 +593,39 @@ class Run:
     async def __anext__(self) -> Event:
         if self._finished:
             raise StopAsyncIteration
-        if self._cancelled:
-            self._finished = True
-            return await self._emit(
-                RunFinished(
-                    run_id=self.run_id,
-                    iterations=len(self._result.iterations) if self._result else 0,
-                    status="cancelled",
-                )
-            )
-        try:
-            event = await self._gen.__anext__()
-        except StopAsyncIteration:
-            self._finished = True
-            raise
-        except asyncio.CancelledError:
-            # The consumer's task was cancelled: close the calls, record the cancellation.
+        event: Event | None = None
+        if not self._ctx.cancelled:
+            self._iterating = True
+            try:
+                event = await self._gen.__anext__()
+            except StopAsyncIteration:
+                event = None
+            except asyncio.CancelledError:
+                # The consumer's own task was cancelled: close the calls, log the cancellation.
+                self._iterating = False
+                await self._close_calls()
+                if self._result is not None and self._result.status == "running":
+                    await self._emit(self._cancelled_event())
+                self._finished = True
+                raise
+            finally:
+                self._iterating = False
+        if self._ctx.cancelled:
+            # cancel() was called (maybe from another task while we waited): whatever the
+            # generator produced after that is dropped, the run ends as cancelled.
             await self._close_calls()
-            if self._result is not None and self._result.status == "running":
-                await self._emit(
-                    RunFinished(
-                        run_id=self.run_id,
-                        iterations=len(self._result.iterations),
-                        status="cancelled",
-                    )
-                )
             self._finished = True
-            raise
+            return await self._emit(self._cancelled_event())
+        if event is None:
+            self._finished = True
+            raise StopAsyncIteration
         if isinstance(event, (RunFinished, RunFailed)):
             self._finished = True
         return await self._emit(event)
+
+    def _cancelled_event(self) -> RunFinished:
+        iterations = len(self._result.iterations) if self._result else 0
+        return RunFinished(run_id=self.run_id, iterations=iterations, status="cancelled")
 
     async def _emit(self, event: Event) -> Event:
         """Fold the event into the result, log it, and hand it to the sinks."""
@@ -624,14 +642,16 @@ class Run:
 
     async def _close_calls(self) -> None:
         await _cancel_all(list(self._tasks))
-        await self._gen.aclose()
+        if not self._iterating:
+            # Only the iterating task may close the generator; it does so on its next step.
+            await self._gen.aclose()
 
     async def cancel(self) -> None:
-        """Stop the run: close every in-flight model call; the next event is ``run_finished``
-        with status ``cancelled`` (what completed is kept)."""
+        """Stop the run, from any task: close every in-flight model call; the next event is
+        ``run_finished`` with status ``cancelled`` (what completed is kept)."""
         if self._finished:
             return
-        self._cancelled = True
+        self._ctx.cancelled = True
         await self._close_calls()
 
     async def aclose(self) -> None:
@@ -667,7 +687,7 @@ class Conversation:
         return await self.consortium.run(prompt, conversation=self)
 
     def _record_turn(self, user_text: str, answers: Mapping[MemberKey, str]) -> None:
-        self.turn_count += 1
+        """A completed turn: each member's final answer joins its own history."""
         for key, text in answers.items():
             self.histories.setdefault(key, []).append((user_text, text))
 

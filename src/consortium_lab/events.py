@@ -93,6 +93,9 @@ class MemberDone(_MemberEvent):
     attempts: int = 1
     response_id: str | None = Field(None, description="The id of the response in llm's log.")
     cost: float | None = Field(None, description="Cost from the gateway's price table.")
+    parse_warnings: list[str] = Field(
+        default_factory=list, description="What the member-format parser had to guess."
+    )
 
 
 class MemberFailed(_MemberEvent):
@@ -161,7 +164,9 @@ class RunFailed(_Event):
     kind: Literal["run_failed"] = "run_failed"
     reason: str
     errors: dict[str, str] = Field(
-        default_factory=dict, description="Each failed member ('model#instance') and its error."
+        default_factory=dict,
+        description="Each failure and its message: 'model#instance' for a member, "
+        "'model (arbiter)' for the arbiter.",
     )
 
 

@@ -541,14 +541,19 @@ class Gateway:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    if first_token_ms is None:
+                    elapsed = time.monotonic() - start
+                    total_hit = (
+                        limits.total_timeout is not None and elapsed >= limits.total_timeout - 1e-3
+                    )
+                    if total_hit:
+                        # A retry would repeat the whole wait: reported like a runaway answer.
                         raise failed(
-                            "timeout",
-                            f"{model}: no first token within {limits.first_token_timeout:g} s",
+                            "cut_off" if first_token_ms is not None else "timeout",
+                            f"{model}: answer not finished within {limits.total_timeout:g} s",
                         ) from None
-                    # Past the first token a retry would repeat a long wait: not retryable.
                     raise failed(
-                        "cut_off", f"{model}: answer not finished within {limits.total_timeout:g} s"
+                        "timeout",
+                        f"{model}: no first token within {limits.first_token_timeout:g} s",
                     ) from None
                 if not chunk:
                     continue

@@ -25,8 +25,8 @@ metric                                      labels
 a price) are not added; count them from ``tokens_total``.
 
 Serve :meth:`Metrics.render` with the header ``Content-Type:`` :data:`CONTENT_TYPE`.
-``prometheus_client`` is in the ``[gateway]`` extra and is imported only when a
-:class:`Metrics` is made.
+``prometheus_client`` is imported only when a :class:`Metrics` is made, which keeps
+``import consortium_lab`` light.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ class Metrics:
             from prometheus_client import CollectorRegistry, Counter, Histogram
         except ImportError as exc:
             raise ImportError(
-                "metrics need the 'prometheus-client' package: "
-                "pip install 'consortium-lab[gateway]'"
+                "metrics need the 'prometheus-client' package, a dependency of consortium-lab: "
+                "reinstall it with `pip install consortium-lab`"
             ) from exc
         p = namespace_prefix
         self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)

@@ -39,8 +39,8 @@ Storage
     key's first hit (so a day quota would not reset at a predictable time), and its
     ``hit`` counts refused hits too.
 
-``limits`` is in the ``[gateway]`` extra, so it is imported only when a :class:`QuotaManager`
-is made; ``import consortium_lab`` never needs it.
+``limits`` is imported only when a :class:`QuotaManager` is made, which keeps
+``import consortium_lab`` light.
 """
 
 from __future__ import annotations
@@ -73,7 +73,10 @@ __all__ = [
     "sqlite_storage_class",
 ]
 
-_INSTALL_HINT = "quotas need the 'limits' package: pip install 'consortium-lab[gateway]'"
+_INSTALL_HINT = (
+    "quotas need the 'limits' package, a dependency of consortium-lab: "
+    "reinstall it with `pip install consortium-lab`"
+)
 
 
 class QuotaPolicy(BaseModel):

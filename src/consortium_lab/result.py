@@ -54,6 +54,8 @@ class MemberResult(BaseModel):
     attempts: int = 1
     error: str | None = None
     error_type: str | None = None
+    cost: float | None = None
+    parse_warnings: list[str] = Field(default_factory=list)
 
 
 class Synthesis(BaseModel):
@@ -75,6 +77,8 @@ class Synthesis(BaseModel):
     output_tokens: int | None = None
     served_by: str | None = None
     cached: bool = False
+    attempts: int = 1
+    cost: float | None = None
 
 
 class IterationResult(BaseModel):
@@ -152,6 +156,8 @@ class RunResult(BaseModel):
                             "served_by",
                             "cached",
                             "attempts",
+                            "cost",
+                            "parse_warnings",
                         }
                     ),
                 )

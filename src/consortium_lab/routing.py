@@ -61,8 +61,8 @@ class Router:
             return self._health.setdefault(model, Health())
 
     def deployments(self, model: str) -> list[str]:
-        """The models to try for ``model``, best first; resting ones go last, not away (when
-        every deployment rests, a call still gets tried rather than failing unasked)."""
+        """The models to try for ``model``, best first, resting ones last (the gateway skips
+        those and fails fast with a ``cooldown`` error when nothing else is left)."""
         members = self.groups.get(model, [model])
         now = time.monotonic()
         with self._lock:

@@ -1001,16 +1001,19 @@ class RunStore:
         """Each member's own history in a conversation.
 
         Maps ``(model, instance)`` to ``[(the turn's user prompt, that member's final
-        successful answer text in that turn), ...]`` in turn order. A member's answer in a run
-        is the full ``text`` of its last ``member_done`` of stage ``answer``; a turn where it
-        has none is left out of its list. One member's answer never appears in another's.
+        successful answer text in that turn), ...]`` in turn order, for completed runs only (a
+        failed, cancelled or interrupted turn adds nothing, as in a live conversation). A
+        member's answer in a run is the full ``text`` of its last ``member_done`` of stage
+        ``answer``; a turn where it has none is left out of its list. One member's answer never
+        appears in another's.
         """
         rows = self._read(
             """
             SELECT r.id AS run_id, r.prompt, m.model, m.instance, m.text
             FROM runs r
             JOIN member_responses m ON m.run_id = r.id
-            WHERE r.conversation_id = ? AND m.status = 'done' AND m.stage = 'answer'
+            WHERE r.conversation_id = ? AND r.status = 'completed'
+              AND m.status = 'done' AND m.stage = 'answer'
             ORDER BY r.turn, r.started_at, r.rowid, m.iteration, m.id
             """,
             [conversation_id],
