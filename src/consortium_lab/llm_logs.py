@@ -60,6 +60,18 @@ def _is_locked(error: BaseException) -> bool:
     return "locked" in message or "busy" in message
 
 
+_migrated: set[tuple[str, int]] = set()
+"""Log files (path, inode) this process has already migrated: llm's ``migrate`` reads the
+schema of every table each time, a few milliseconds of CPU per logged response."""
+
+
+def _file_id(path: Path) -> tuple[str, int] | None:
+    try:
+        return (str(path), path.stat().st_ino)
+    except OSError:
+        return None
+
+
 def _log_once(path: Path, responses: list[Any], busy_timeout: float) -> None:
     import sqlite_utils
     from llm.migrations import migrate
@@ -72,13 +84,17 @@ def _log_once(path: Path, responses: list[Any], busy_timeout: float) -> None:
         # then deadlock upgrading it, and migrating a fresh file is serialised too.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            migrate(db)
+            file_id = _file_id(path)
+            if file_id not in _migrated:
+                migrate(db)
             for response in responses:
                 response.log_to_db(db)  # its own transaction nests as a savepoint
         except BaseException:
             db.rollback()
             raise
         conn.commit()
+        if file_id is not None:
+            _migrated.add(file_id)
     finally:
         conn.close()
 
