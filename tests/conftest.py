@@ -177,3 +177,16 @@ def fake_openai(isolated_home: IsolatedHome) -> Iterator[FakeOpenAI]:
         yield FakeOpenAI(server, isolated_home)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Any]:
+    """A real ``redis-server`` on a free 127.0.0.1 port, without persistence (stopped after the
+    test). Skips only when the binary is not installed."""
+    from redis_server import RedisServer, find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    with RedisServer(binary, tmp_path / "redis") as server:
+        yield server

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import configs, runs
 from .config import ConsortiumConfig, Limits
+from .connect import connect
 from .engine import Consortium, Conversation, Run
 from .events import SCHEMA_VERSION, Event, parse_event
 from .gateway import Gateway
@@ -34,6 +35,7 @@ __all__ = [
     "RunResult",
     "__version__",
     "configs",
+    "connect",
     "parse_arbiter_response",
     "parse_event",
     "parse_member_response",
