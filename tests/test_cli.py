@@ -148,3 +148,16 @@ def test_root_logger_is_restored_after_plugins_load(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_run_estimate_is_a_dry_run(models, fake_openai):
+    out = cli(models, "run", "What?", "-m", "m1:2", "--arbiter", "judge", "--estimate")
+    assert out.stdout.startswith("about 9 calls")  # (2 members + arbiter) x 3 iterations
+    assert "cost unknown for: judge, m1" in out.stdout
+    data = json.loads(
+        cli(
+            models, "run", "What?", "-m", "m1", "--estimate", "--json", "--max-iterations", "1"
+        ).stdout
+    )
+    assert data["calls"] == 2
+    assert fake_openai.requests == []  # nothing was asked

@@ -135,6 +135,12 @@ def _run(consortium: Any, prompt: str, as_json: bool, cache: str = "use") -> Non
 )
 @click.option("--no-log", is_flag=True, help="Do not write the run to the run log.")
 @click.option(
+    "--estimate",
+    "dry_run",
+    is_flag=True,
+    help="Only print the most the run can cost (calls, tokens, price) and exit: a dry run.",
+)
+@click.option(
     "--cache",
     type=click.Choice(["use", "bypass", "refresh"]),
     default="use",
@@ -146,6 +152,7 @@ def run(
     config_name: str | None,
     as_json: bool,
     no_log: bool,
+    dry_run: bool,
     cache: str,
     **kwargs: Any,
 ) -> None:
@@ -157,6 +164,10 @@ def run(
     if not prompt.strip():
         _fail("the prompt is empty")
     consortium = _build(config_name, _settings(kwargs), **({"store": False} if no_log else {}))
+    if dry_run:
+        estimate = consortium.estimate(prompt)
+        click.echo(estimate.model_dump_json(indent=2) if as_json else estimate.summary)
+        return
     _run(consortium, prompt, as_json, cache)
 
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import prompts
 from .config import STORED, ConsortiumConfig, check_setting_names, parse_models
@@ -40,6 +40,9 @@ from .parsing import (
     parse_ranking,
 )
 from .result import RunResult
+
+if TYPE_CHECKING:
+    from .pricing import Estimate
 
 Sink = Callable[[Event], None]
 MemberKey = tuple[str, int]
@@ -176,6 +179,15 @@ class Consortium:
             "run_sync() cannot run inside an event loop that is already running (as in Jupyter):"
             " use `await consortium.run(prompt)` instead."
         )
+
+    def estimate(self, prompt: str) -> Estimate:
+        """The most this consortium can spend on ``prompt`` before it runs: "about N calls,
+        ~$X at most", from the output caps and the gateway's price table (the packaged,
+        operator-editable table when the gateway has none)."""
+        from .pricing import PriceTable, estimate
+
+        prices = self.gateway.prices if self.gateway.prices is not None else PriceTable.load()
+        return estimate(self.config, prompt, prices)
 
     def conversation(self) -> Conversation:
         """A new multi-turn conversation in which each member keeps its own history."""
