@@ -1,0 +1,356 @@
+"""The Voila chat app: launch standalone Voila serving the app notebooks, and the helpers the
+notebooks call.
+
+``consortium-lab demo`` runs :func:`serve`: standalone Voila on ``127.0.0.1`` serving the
+``notebooks/`` folder (``chat.ipynb`` is the landing page, ``dashboard.ipynb`` is linked from
+it), with preheated kernels, through the ``consortium`` Voila template (Voila's lab template
+without its CDN icon font, so the page loads nothing from outside). Needs the ``app`` extra
+(``pip install 'consortium-lab[app]'``: voila, ipykernel, anywidget, ipywidgets, altair).
+
+In the notebooks::
+
+    from consortium_lab import app
+    app.wait_for_page()          # a preheated kernel waits here for its page
+    app.chat_widget()            # the chat, offline demo models when no provider key is set
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .widget import ChatWidget
+
+HERE = Path(__file__).resolve().parent
+TEMPLATE = "consortium"
+LANDING = "chat.ipynb"
+DASHBOARD = "dashboard.ipynb"
+
+
+def notebooks_dir() -> Path:
+    """The app notebooks: inside the installed package (wheel), else the repository's
+    ``notebooks/`` folder (editable install)."""
+    for candidate in (HERE / "notebooks", HERE.parent.parent / "notebooks"):
+        if (candidate / LANDING).is_file():
+            return candidate
+    raise FileNotFoundError(f"the app notebooks ({LANDING}) are not installed")
+
+
+def jupyter_data_dir() -> Path:
+    """The folder added to ``JUPYTER_PATH`` so Voila finds the ``consortium`` template."""
+    return HERE / "jupyter"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def voila_command(
+    port: int,
+    *,
+    root: Path | None = None,
+    preheat: bool = True,
+    pool_size: int = 1,
+    theme: str = "light",
+    base_url: str = "/",
+) -> list[str]:
+    """The command line of standalone Voila serving the app notebooks on 127.0.0.1."""
+    command = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(root or notebooks_dir()),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        f"--Voila.base_url={base_url}",
+        f"--template={TEMPLATE}",
+        f"--theme={theme}",
+        "--VoilaConfiguration.show_tracebacks=True",
+    ]
+    if preheat and pool_size > 0:
+        # Only the chat page is preheated: the quickstart would run a consortium up front.
+        pools = f'{{"default": {{"pool_size": 0}}, "{LANDING}": {{"pool_size": {pool_size}}}}}'
+        command += [
+            "--preheat_kernel=True",
+            f"--pool_size={pool_size}",
+            f"--VoilaKernelManager.kernel_pools_config={pools}",
+        ]
+    return command
+
+
+def voila_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for Voila: ``JUPYTER_PATH`` gains the consortium template."""
+    out = dict(os.environ if env is None else env)
+    paths = [str(jupyter_data_dir())]
+    if out.get("JUPYTER_PATH"):
+        paths.append(out["JUPYTER_PATH"])
+    out["JUPYTER_PATH"] = os.pathsep.join(paths)
+    no_proxy = "127.0.0.1,localhost,::1"
+    for name in ("NO_PROXY", "no_proxy"):
+        out[name] = f"{out[name]},{no_proxy}" if out.get(name) else no_proxy
+    return out
+
+
+def chat_url(port: int, base_url: str = "/") -> str:
+    return f"http://127.0.0.1:{port}{base_url}voila/render/{LANDING}"
+
+
+def dashboard_url(port: int, base_url: str = "/") -> str:
+    return f"http://127.0.0.1:{port}{base_url}voila/render/{DASHBOARD}"
+
+
+def wait_until_serving(
+    url: str, proc: subprocess.Popen[Any] | None = None, timeout: float = 60.0
+) -> None:
+    """Wait until ``url`` answers (raises ``TimeoutError``, or ``RuntimeError`` if ``proc``
+    exits first)."""
+    deadline = time.monotonic() + timeout
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"voila exited with status {proc.returncode}")
+        try:
+            with opener.open(url, timeout=5) as response:
+                if response.status < 500:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def running(
+    port: int | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    preheat: bool = True,
+    pool_size: int = 1,
+    theme: str = "light",
+    root: Path | None = None,
+    log: Any = None,
+    timeout: float = 90.0,
+) -> Iterator[tuple[subprocess.Popen[Any], str]]:
+    """Run Voila for the duration of a ``with`` block; yields ``(process, base URL)``."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        voila_command(port, root=root, preheat=preheat, pool_size=pool_size, theme=theme),
+        env=voila_env(env),
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/voila/tree", proc, timeout)
+        yield proc, f"http://127.0.0.1:{port}/"
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop Voila and its kernels (its own process group)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+def serve(port: int | None = None, *, preheat: bool = True, open_browser: bool = False) -> int:
+    """Serve the chat app until interrupted (``consortium-lab demo``); returns an exit code."""
+    import webbrowser
+
+    port = port or free_port()
+    proc = subprocess.Popen(
+        voila_command(port, preheat=preheat),
+        env=voila_env(),
+        start_new_session=True,
+    )
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/voila/tree", proc, 120)
+        print(f"Consortium chat: {chat_url(port)}", flush=True)
+        print(f"Your dashboard:  {dashboard_url(port)}", flush=True)
+        print("Press Ctrl+C to stop.", flush=True)
+        if open_browser:
+            webbrowser.open(chat_url(port))
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop(proc)
+
+
+# -- helpers for the notebooks --------------------------------------------------------------------
+
+
+def warm_up() -> None:
+    """Import the library and load ``llm``'s model plugins (the slow part of opening the chat),
+    so a preheated kernel has done it before its page is asked for."""
+    from . import widget  # noqa: F401
+    from .catalog import list_models
+
+    list_models()
+
+
+def wait_for_page() -> None:
+    """In a preheated Voila kernel, wait until a page asks for it (so what is shown next is
+    read when the page opens, not when the kernel was preheated); elsewhere do nothing."""
+    if os.environ.get("VOILA_PREHEAT", "False") == "False":
+        return
+    with contextlib.suppress(ImportError):
+        from voila.utils import wait_for_request
+
+        wait_for_request()
+
+
+def provider_key_set() -> bool:
+    """True when some model other than the offline demo ones is usable (a key is set or the
+    model needs none, as local models do)."""
+    from .catalog import list_models
+
+    return any(not m.is_demo for m in list_models())
+
+
+def chat_widget(**kwargs: Any) -> ChatWidget:
+    """The chat: the last conversation of the run log, else a new one, with the offline demo
+    models when no provider key is set (``demo=False`` in ``kwargs`` turns that off)."""
+    from .widget import ChatWidget, demo_config
+
+    demo = kwargs.pop("demo", None)
+    if demo is None:
+        demo = not provider_key_set()
+    if demo and "config" not in kwargs and "consortium" not in kwargs:
+        kwargs["config"] = demo_config()
+    return ChatWidget(**kwargs)
+
+
+def dashboard(path: str | Path | None = None) -> Any:
+    """Your personal dashboard from your run log: totals, usage charts (runs over time, models
+    used, mean confidence, latency, tokens per model) and your saved combinations. Returns an
+    ipywidgets ``VBox``; charts render with the bundled Vega (no CDN)."""
+    import html
+
+    import ipywidgets as widgets
+
+    from . import charts, configs, runs
+    from .widget import VegaChart
+
+    rows = runs.list(path=path)
+    frame = runs.to_pandas(path=path)
+    header = widgets.HTML("<h2>Your consortium dashboard</h2>")
+    if not rows:
+        return widgets.VBox(
+            [header, widgets.HTML("<p>No runs yet: ask something in the chat first.</p>")]
+        )
+    done = [r for r in rows if r["final_confidence"] is not None]
+    mean = sum(r["final_confidence"] for r in done) / len(done) if done else None
+    conversations = len({r["conversation_id"] for r in rows})
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    stats = [
+        ("runs", str(len(rows))),
+        ("conversations", str(conversations)),
+        ("mean final confidence", "-" if mean is None else f"{mean:.0%}"),
+        ("models used", str(frame["model"].nunique() if len(frame) else 0)),
+        ("member answers", str(len(frame))),
+        ("by status", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))),
+    ]
+    cells = "".join(
+        f"<div class='cl-stat'><b>{html.escape(v)}</b><br>{html.escape(k)}</div>" for k, v in stats
+    )
+    summary = widgets.HTML(
+        "<div style='display:flex;flex-wrap:wrap;gap:1.5rem;margin:0.5rem 0'>" + cells + "</div>"
+    )
+    combos: dict[str, int] = {}
+    for r in rows:
+        models = (r.get("config") or {}).get("models") or {}
+        key = ", ".join(f"{m}:{n}" if n > 1 else m for m, n in models.items())
+        key += f" → {r.get('arbiter') or '(no arbiter)'}"
+        combos[key] = combos.get(key, 0) + 1
+    combo_rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{n}</td></tr>"
+        for k, n in sorted(combos.items(), key=lambda kv: -kv[1])
+    )
+    saved = configs.list()
+    saved_rows = "".join(
+        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+            html.escape(s.name),
+            html.escape(
+                ", ".join(f"{m}:{n}" if n > 1 else m for m, n in s.config.models.items())
+                if s.config
+                else "invalid"
+            ),
+            html.escape(s.config.arbiter_model if s.config else (s.error or "")),
+        )
+        for s in saved
+    )
+    tables = widgets.HTML(
+        "<h3>Combinations you ran</h3><table><tr><th>members → arbiter</th><th>runs</th></tr>"
+        f"{combo_rows}</table>"
+        "<h3>Saved combinations</h3>"
+        + (
+            f"<table><tr><th>name</th><th>members</th><th>arbiter</th></tr>{saved_rows}</table>"
+            if saved
+            else "<p>None saved yet (use the chat's settings).</p>"
+        )
+    )
+    parts = [header, summary]
+    if len(frame):
+        # One chart per widget (not charts.usage_dashboard's single concatenated spec, whose
+        # side-by-side charts share one colour scale): they wrap on narrow screens.
+        builders = (
+            charts.runs_over_time_chart,
+            charts.models_used_chart,
+            charts.confidence_by_model_chart,
+            charts.latency_by_model_chart,
+            charts.tokens_by_model_chart,
+        )
+        parts.append(
+            widgets.GridBox(
+                [VegaChart(build(frame)) for build in builders],
+                layout=widgets.Layout(
+                    grid_template_columns="repeat(auto-fill, minmax(min(100%, 30rem), 1fr))",
+                    grid_gap="1.5rem",
+                ),
+            )
+        )
+    parts.append(tables)
+    return widgets.VBox(parts)
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - `python -m` entry
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve the consortium chat with Voila.")
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--no-preheat", action="store_true")
+    args = parser.parse_args(argv)
+    return serve(args.port, preheat=not args.no_preheat)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Take the documentation screenshots (docs/chat*.png, docs/dashboard.png) with Playwright.
+
+    .venv/bin/python tests/e2e/screenshots.py
+
+Runs the real app (standalone Voila, the offline demo models, a throw-away home folder) and
+Debian's Chromium; no network. Not a test: pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from consortium_lab import app  # noqa: E402
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS = ROOT / "docs"
+
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="cl-shots-"))
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "LLM_USER_PATH": str(home / "llm"),
+        "CONSORTIUM_LAB_HOME": str(home / "consortium-lab"),
+        "CONSORTIUM_LAB_DEMO_DELAY": "0.004",
+    }
+    for name in [n for n in env if n.endswith("_API_KEY")]:
+        env.pop(name)
+    for theme in ("light", "dark"):
+        with (
+            app.running(env=env, preheat=False, theme=theme) as (_proc, base),
+            sync_playwright() as pw,
+        ):
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)
+            page.goto(base + "voila/render/chat.ipynb")
+            page.wait_for_selector(".cl-root[data-ready='true']")
+            if theme == "light":
+                box = page.get_by_label("Your prompt")
+                box.fill("What are the trade-offs of nuclear power?")
+                box.press("Enter")
+                page.wait_for_selector(".cl-turn[data-status='completed']")
+                page.wait_for_selector(".cl-chart[data-chart='confidence']:not([data-points='0'])")
+            # Voila scrolls inside its own container: make the viewport tall enough for all
+            page.set_viewport_size({"width": 1280, "height": 2600})
+            page.wait_for_timeout(800)
+            name = "chat.png" if theme == "light" else "chat-dark.png"
+            page.locator(".cl-root").screenshot(path=str(DOCS / name))
+            if theme == "light":
+                page.set_viewport_size({"width": 390, "height": 844})
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(DOCS / "chat-phone.png"))
+                page.set_viewport_size({"width": 1280, "height": 1500})
+                page.goto(base + "voila/render/dashboard.ipynb")
+                page.wait_for_selector(".cl-static-chart[data-embedded='true']")
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
+            browser.close()
+    print("screenshots written to", DOCS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+// Live charts: a Vega-Lite spec built in Python (consortium_lab.charts) is embedded once per
+// chart; rows are then appended with view.change(name, changeset().insert(rows)), never by
+// re-embedding. vega, vega-lite and vega-embed are bundled: nothing is fetched at run time.
+
+import embed, { type Result } from "vega-embed";
+import { changeset } from "vega";
+
+export function isDarkTheme(el: Element): boolean {
+  const body = el.ownerDocument?.body;
+  const flag = body?.dataset?.jpThemeLight;
+  if (flag === "false") return true;
+  if (flag === "true") return false;
+  const view = el.ownerDocument?.defaultView;
+  return !!view?.matchMedia?.("(prefers-color-scheme: dark)").matches;
+}
+
+export class LiveChart {
+  readonly el: HTMLElement;
+  private result: Result | null = null;
+  private ready: Promise<void>;
+  private shown = new Set<string>();
+  private pending: Record<string, any>[] | null = null;
+  private disposed = false;
+
+  constructor(
+    readonly spec: Record<string, any>,
+    readonly dataset: string,
+    /** "append": rows only grow; "replace": the dataset holds the latest rows only. */
+    readonly mode: "append" | "replace",
+    label: string,
+  ) {
+    this.el = document.createElement("div");
+    this.el.className = "cl-chart";
+    this.el.dataset.chart = dataset;
+    this.el.dataset.points = "0";
+    this.el.setAttribute("role", "img");
+    this.el.setAttribute("aria-label", label);
+    this.ready = Promise.resolve();
+  }
+
+  /** Embed the spec (once). Must be called after `el` is in the document. */
+  mount(): Promise<void> {
+    this.ready = embed(this.el, this.spec as any, {
+      actions: false,
+      renderer: "svg",
+      theme: isDarkTheme(this.el) ? "dark" : undefined,
+      config: { background: "transparent", legend: { orient: "bottom", labelLimit: 0 } },
+    } as any)
+      .then((result) => {
+        if (this.disposed) {
+          result.finalize();
+          return;
+        }
+        this.result = result;
+        this.el.dataset.embedded = "true";
+        const rows = this.pending;
+        this.pending = null;
+        if (rows) return this.update(rows);
+      })
+      .catch((err) => {
+        this.el.dataset.error = String(err?.message ?? err);
+        this.el.textContent = "chart unavailable";
+      });
+    return this.ready;
+  }
+
+  /** Show `rows` (the dataset's full rows so far): inserts only rows not shown yet, so a
+   * point added per iteration is one changeset insert. Rows that went away (a replace-mode
+   * dataset, a deleted run) are removed. */
+  async update(rows: Record<string, any>[]): Promise<void> {
+    if (!this.result) {
+      this.pending = rows;
+      return;
+    }
+    const view = this.result.view;
+    const keys = rows.map((r) => JSON.stringify(r));
+    const wanted = new Set(keys);
+    const gone = [...this.shown].some((k) => !wanted.has(k));
+    if (this.mode === "replace" || gone) {
+      if (keys.length === this.shown.size && !gone) return;
+      view.change(this.dataset, changeset().remove(() => true).insert(rows.map((r) => ({ ...r }))));
+      this.shown = wanted;
+    } else {
+      const fresh = rows.filter((_, i) => !this.shown.has(keys[i]));
+      if (!fresh.length) return;
+      view.change(this.dataset, changeset().insert(fresh.map((r) => ({ ...r }))));
+      for (const k of keys) this.shown.add(k);
+    }
+    await view.runAsync();
+    this.el.dataset.points = String(view.data(this.dataset).length);
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.result?.finalize();
+    this.result = null;
+  }
+}
+
+/** Render a complete Vega-Lite spec once (used by the dashboard's VegaChart widget). */
+export async function renderStatic(el: HTMLElement, spec: Record<string, any>): Promise<Result> {
+  return embed(el, spec as any, {
+    actions: false,
+    renderer: "svg",
+    theme: isDarkTheme(el) ? "dark" : undefined,
+    config: { background: "transparent" },
+  } as any);
+}

@@ -1,0 +1,141 @@
+// Markdown for untrusted model text: marked renders, DOMPurify sanitises, and our hook
+// removes every URL that could load something or leak the conversation.
+//
+// Policy (all model text — member answers, thought processes, syntheses, analysis, dissent,
+// refinement areas — goes through renderMarkdown):
+// - no script can run: DOMPurify removes scripts and event handlers; style, svg, math,
+//   iframe, form controls, media, object/embed, link/meta/base and template are forbidden;
+// - nothing remote is loaded: every attribute that holds a URL is removed, except `href` on
+//   <a> when it is an absolute http(s) URL — those links get rel="noopener noreferrer
+//   nofollow", target="_blank" and referrerpolicy="no-referrer" (a link loads nothing until
+//   clicked). Images keep only their alt text (no src, no srcset), so a markdown image
+//   cannot fetch a remote URL; data: and javascript: URLs are removed everywhere;
+// - nothing can restyle or escape its pane: no style attribute or element, no class or id
+//   (they could pick up or clobber the page's own rules and elements), and the panes use
+//   CSS containment (see styles.css).
+
+import DOMPurify from "dompurify";
+import { Marked } from "marked";
+
+const FORBID_TAGS = [
+  "style", "script", "svg", "math", "iframe", "frame", "frameset", "form", "input", "button",
+  "textarea", "select", "option", "object", "embed", "applet", "link", "meta", "base",
+  "video", "audio", "source", "track", "picture", "canvas", "template", "dialog",
+  "noscript", "portal", "fencedframe", "marquee", "image", "foreignobject",
+];
+
+const FORBID_ATTR = [
+  "style", "class", "id", "name", "srcset", "src", "formaction", "action", "background",
+  "poster", "ping", "xlink:href", "cite", "longdesc", "lowsrc", "dynsrc", "data", "codebase",
+  "manifest", "usemap", "profile", "itemid", "itemtype", "attributionsrc", "imagesrcset",
+  "imagesizes", "http-equiv", "content", "autofocus", "tabindex", "contenteditable", "slot",
+  "popover", "popovertarget", "part", "is",
+];
+
+/** Attributes that may carry a URL: removed unless it is an allowed link. */
+const URL_ATTRS = new Set([
+  "href", "src", "srcset", "xlink:href", "action", "formaction", "poster", "background",
+  "cite", "longdesc", "data", "codebase", "ping", "manifest", "usemap", "profile", "lowsrc",
+  "dynsrc", "itemid", "itemtype", "attributionsrc",
+]);
+
+// Control characters and whitespace that browsers strip inside URLs before parsing them.
+const URL_JUNK = /[\u0000-\u0020\u007f-\u009f\u00ad\u200b-\u200f\u2028\u2029\ufeff]/g;
+
+/** True for an absolute http(s) URL (what a plain link may point to). */
+export function isHttpUrl(value: string): boolean {
+  const v = value.replace(URL_JUNK, "");
+  if (!/^https?:\/\//i.test(v)) return false;
+  try {
+    const url = new URL(v);
+    return (url.protocol === "http:" || url.protocol === "https:") && !!url.hostname;
+  } catch {
+    return false;
+  }
+}
+
+let hooked = false;
+
+function installHooks(): void {
+  if (hooked) return;
+  hooked = true;
+  DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
+    const name = data.attrName.toLowerCase();
+    if (name.startsWith("on")) {
+      data.keepAttr = false;
+      return;
+    }
+    if (!URL_ATTRS.has(name)) {
+      if (/(javascript|vbscript|data):/i.test(data.attrValue.replace(URL_JUNK, ""))) {
+        data.keepAttr = false;
+      }
+      return;
+    }
+    const isLink = name === "href" && node.nodeName.toLowerCase() === "a";
+    if (!isLink || !isHttpUrl(data.attrValue)) {
+      data.keepAttr = false;
+      return;
+    }
+    data.attrValue = data.attrValue.replace(URL_JUNK, "");
+  });
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    const el = node as Element;
+    if (!el.tagName) return;
+    const tag = el.tagName.toLowerCase();
+    if (tag === "a") {
+      if (el.hasAttribute("href")) {
+        el.setAttribute("target", "_blank");
+        el.setAttribute("rel", "noopener noreferrer nofollow");
+        el.setAttribute("referrerpolicy", "no-referrer");
+      } else {
+        el.removeAttribute("target");
+      }
+    }
+    if (tag === "img") {
+      // An image never loads: it shows as its alt text.
+      el.removeAttribute("src");
+      el.removeAttribute("srcset");
+      el.setAttribute("role", "img");
+      el.setAttribute("data-neutralised", "image");
+    }
+  });
+}
+
+const marked = new Marked({ gfm: true, breaks: false, async: false });
+
+const PURIFY_CONFIG = {
+  FORBID_TAGS,
+  FORBID_ATTR,
+  ALLOW_DATA_ATTR: false,
+  ALLOW_UNKNOWN_PROTOCOLS: false,
+  SANITIZE_DOM: true,
+  SANITIZE_NAMED_PROPS: true,
+  USE_PROFILES: { html: true },
+  KEEP_CONTENT: true,
+  WHOLE_DOCUMENT: false,
+};
+
+/** Markdown -> sanitised HTML string (see the policy at the top of this file). */
+export function renderMarkdown(text: string): string {
+  installHooks();
+  const html = marked.parse(text ?? "", { async: false }) as string;
+  return DOMPurify.sanitize(html, PURIFY_CONFIG) as unknown as string;
+}
+
+/** Render markdown into `el` (replacing its content) without re-parsing a string. */
+export function renderMarkdownInto(el: HTMLElement, text: string): void {
+  installHooks();
+  const html = marked.parse(text ?? "", { async: false }) as string;
+  const fragment = DOMPurify.sanitize(html, {
+    ...PURIFY_CONFIG,
+    RETURN_DOM_FRAGMENT: true,
+  }) as unknown as DocumentFragment;
+  for (const img of Array.from(fragment.querySelectorAll("img"))) {
+    // Shown as its alt text: an image in model output never loads anything.
+    const note = document.createElement("span");
+    note.className = "cl-img-alt";
+    note.textContent = `[image${img.getAttribute("alt") ? `: ${img.getAttribute("alt")}` : ""}]`;
+    img.replaceWith(note);
+  }
+  el.replaceChildren(fragment);
+}

@@ -1,0 +1,435 @@
+// One turn of the conversation: member panes, the synthesis, the iteration timeline, charts.
+
+import { LiveChart } from "./charts";
+import { changed, h, pct, setAttr, setText } from "./dom";
+import { highlightSpans } from "./highlight";
+import { renderMarkdownInto } from "./sanitize";
+import type { IterationView, MemberView, SynthesisView, TurnView } from "./state";
+
+export interface TurnActions {
+  send(msg: Record<string, any>): void;
+  specs(): Record<string, any>;
+}
+
+/** A block of model text rendered as sanitised markdown, re-rendered only when it changes. */
+class Markdown {
+  readonly el: HTMLDivElement;
+  private text: string | null = null;
+  private spansKey = "";
+
+  constructor(cls: string) {
+    this.el = h("div", { class: `cl-md ${cls}` });
+  }
+
+  set(text: string, spans: any[] | null = null, raw: string | null = null): void {
+    const spansKey = spans ? `${spans.length}:${spans[0]?.start}:${spans[spans.length - 1]?.end}` : "";
+    if (text === this.text && spansKey === this.spansKey) return;
+    this.text = text;
+    this.spansKey = spansKey;
+    renderMarkdownInto(this.el, text);
+    if (spans && spans.length) {
+      const marked = highlightSpans(this.el, raw ?? text, spans);
+      this.el.dataset.highlighted = String(marked);
+    } else {
+      delete this.el.dataset.highlighted;
+    }
+  }
+}
+
+class MemberPane {
+  readonly el: HTMLElement;
+  private title: HTMLElement;
+  private badges: HTMLElement;
+  private state: HTMLElement;
+  private thought: HTMLDetailsElement;
+  private thoughtBody: Markdown;
+  private answer: Markdown;
+  private error: HTMLElement;
+
+  constructor(v: MemberView) {
+    this.title = h("h4", { class: "cl-member-title", text: `${v.model} #${v.instance}` });
+    this.state = h("span", { class: "cl-state" });
+    this.badges = h("span", { class: "cl-badges" });
+    this.thoughtBody = new Markdown("cl-thought-body");
+    this.thought = h(
+      "details",
+      { class: "cl-thought" },
+      h("summary", { text: "Thought process" }),
+      this.thoughtBody.el,
+    );
+    this.answer = new Markdown("cl-answer");
+    this.error = h("div", { class: "cl-member-error", role: "alert", hidden: true });
+    this.el = h(
+      "section",
+      { class: "cl-member cl-contained", "data-key": v.key, "aria-label": `${v.model} #${v.instance}` },
+      h("header", { class: "cl-member-head" }, this.title, this.state, this.badges),
+      this.thought,
+      this.answer.el,
+      this.error,
+    );
+  }
+
+  update(v: MemberView): void {
+    const el = this.el;
+    setAttr(el, "data-status", v.status);
+    setAttr(el, "data-iteration", String(v.iteration));
+    setAttr(el, "data-streamed-chars", String(v.streamedChars));
+    setAttr(el, "data-stream-check", v.streamCheck || null);
+    setText(
+      this.state,
+      { waiting: "waiting…", streaming: "streaming…", done: "done", failed: "failed" }[v.status],
+    );
+    // badges: confidence, cached, served by a fallback
+    const badges: HTMLElement[] = [];
+    if (v.status === "done") {
+      badges.push(
+        h("span", {
+          class: "cl-badge cl-confidence",
+          title: "the member's own confidence",
+          text: `confidence ${pct(v.confidence)}`,
+        }),
+      );
+    }
+    if (v.cached) badges.push(h("span", { class: "cl-badge cl-cached", text: "cached" }));
+    if (v.servedBy && v.servedBy !== v.model) {
+      badges.push(h("span", { class: "cl-badge cl-fallback", text: `served by ${v.servedBy}` }));
+    }
+    const sig = badges.map((b) => b.textContent).join("|");
+    if (changed(this.badges, sig)) {
+      this.badges.replaceChildren(...badges);
+    }
+    this.thought.hidden = !v.thought;
+    this.thoughtBody.set(v.thought);
+    if (v.status === "failed") {
+      this.error.hidden = false;
+      setText(this.error, `Failed (${v.errorType ?? "error"}): ${v.error ?? "unknown error"}`);
+      this.answer.set(v.text ? `*Partial output:*\n\n${v.text}` : "");
+    } else {
+      this.error.hidden = true;
+      this.answer.set(v.answer, v.status === "done" ? v.spans : null);
+    }
+  }
+}
+
+class SynthesisPane {
+  readonly el: HTMLElement;
+  private head: HTMLElement;
+  private warning: HTMLElement;
+  private body: Markdown;
+  private analysis: Markdown;
+  private dissent: Markdown;
+  private areas: HTMLElement;
+  private raw: HTMLPreElement;
+  private rawDetails: HTMLDetailsElement;
+  private analysisBox: HTMLElement;
+  private dissentBox: HTMLElement;
+  private areasBox: HTMLElement;
+
+  constructor() {
+    this.head = h("header", { class: "cl-synthesis-head" });
+    this.warning = h("div", { class: "cl-parse-warning", role: "alert", hidden: true });
+    this.body = new Markdown("cl-synthesis-text");
+    this.analysis = new Markdown("cl-analysis");
+    this.dissent = new Markdown("cl-dissent");
+    this.areas = h("ul", { class: "cl-areas" });
+    this.analysisBox = h("details", { class: "cl-box" }, h("summary", { text: "Analysis" }), this.analysis.el);
+    this.dissentBox = h("details", { class: "cl-box", open: true }, h("summary", { text: "Dissent" }), this.dissent.el);
+    this.areasBox = h("div", { class: "cl-box" }, h("h5", { text: "Refinement areas" }), this.areas);
+    this.raw = h("pre", { class: "cl-raw" });
+    this.rawDetails = h(
+      "details",
+      { class: "cl-box cl-raw-box" },
+      h("summary", { text: "Raw arbiter output" }),
+      this.raw,
+    );
+    this.el = h(
+      "section",
+      { class: "cl-synthesis cl-contained", "aria-label": "Synthesis" },
+      this.head,
+      this.warning,
+      this.body.el,
+      this.analysisBox,
+      this.dissentBox,
+      this.areasBox,
+      this.rawDetails,
+    );
+  }
+
+  update(s: SynthesisView): void {
+    const head = [
+      h("h4", { text: `Synthesis by ${s.model}` }),
+      h("span", { class: "cl-badge cl-confidence", text: `confidence ${pct(s.confidence)}` }),
+    ];
+    if (s.needsIteration) head.push(h("span", { class: "cl-badge", text: "asks for another iteration" }));
+    if (s.cached) head.push(h("span", { class: "cl-badge cl-cached", text: "cached" }));
+    if (s.servedBy && s.servedBy !== s.model) {
+      head.push(h("span", { class: "cl-badge cl-fallback", text: `served by ${s.servedBy}` }));
+    }
+    const sig = head.map((x) => x.textContent).join("|");
+    if (changed(this.head, sig)) {
+      this.head.replaceChildren(...head);
+    }
+    setAttr(this.el, "data-parse-ok", String(s.parseOk));
+    this.warning.hidden = s.parseOk;
+    if (!s.parseOk) {
+      setText(
+        this.warning,
+        "⚠ The arbiter's output did not parse cleanly; what is shown may be incomplete. " +
+          (s.warnings.length ? `(${s.warnings.join("; ")}) ` : "") +
+          "Check the raw arbiter output below.",
+      );
+      this.rawDetails.open = true;
+    }
+    this.body.set(s.synthesis, s.spans);
+    this.analysisBox.hidden = !s.analysis;
+    this.analysis.set(s.analysis);
+    this.dissentBox.hidden = !s.dissent;
+    this.dissent.set(s.dissent);
+    this.areasBox.hidden = s.refinementAreas.length === 0;
+    const areasSig = s.refinementAreas.join("\u0000");
+    if (changed(this.areas, areasSig)) {
+      this.areas.replaceChildren(
+        ...s.refinementAreas.map((a) => {
+          const li = h("li");
+          const md = new Markdown("cl-area");
+          md.set(a);
+          li.append(md.el);
+          return li;
+        }),
+      );
+    }
+    // Raw output: shown as text (never parsed as HTML).
+    setText(this.raw, s.raw);
+  }
+}
+
+export class TurnComponent {
+  readonly el: HTMLElement;
+  private prompt: HTMLElement;
+  private meta: HTMLElement;
+  private timeline: HTMLElement;
+  private iterationBox: HTMLElement;
+  private members: HTMLElement;
+  private reviews: HTMLDetailsElement;
+  private reviewList: HTMLElement;
+  private arbiterStream: HTMLElement;
+  private arbiterText: HTMLPreElement;
+  private synthesis: SynthesisPane;
+  private chartsBox: HTMLElement;
+  private panes = new Map<string, MemberPane>();
+  private reviewPanes = new Map<string, MemberPane>();
+  private charts: { chart: LiveChart; name: string }[] = [];
+  private chartKey = "";
+  private selected: number | null = null; // null: follow the latest iteration
+  private view: TurnView | null = null;
+  private deleteArmed = 0;
+
+  constructor(private actions: TurnActions) {
+    this.prompt = h("div", { class: "cl-user-prompt" });
+    this.meta = h("div", { class: "cl-turn-meta" });
+    this.timeline = h("nav", { class: "cl-timeline", "aria-label": "Iterations" });
+    this.members = h("div", { class: "cl-members" });
+    this.reviewList = h("div", { class: "cl-members" });
+    this.reviews = h(
+      "details",
+      { class: "cl-box cl-reviews", hidden: true },
+      h("summary", { text: "Peer reviews" }),
+      this.reviewList,
+    );
+    this.arbiterText = h("pre", { class: "cl-raw" });
+    this.arbiterStream = h(
+      "section",
+      { class: "cl-arbiter-stream cl-contained", hidden: true, "aria-label": "Arbiter writing" },
+      h("h4", { text: "The arbiter is writing…" }),
+      this.arbiterText,
+    );
+    this.synthesis = new SynthesisPane();
+    this.synthesis.el.hidden = true;
+    this.iterationBox = h(
+      "div",
+      { class: "cl-iteration" },
+      this.members,
+      this.reviews,
+      this.arbiterStream,
+      this.synthesis.el,
+    );
+    this.chartsBox = h("div", { class: "cl-charts" });
+    this.el = h(
+      "article",
+      { class: "cl-turn" },
+      h("header", { class: "cl-turn-head" }, this.prompt, this.meta),
+      this.timeline,
+      this.iterationBox,
+      this.chartsBox,
+    );
+  }
+
+  update(v: TurnView): void {
+    const prev = this.view;
+    this.view = v;
+    setAttr(this.el, "data-run-id", v.runId);
+    setAttr(this.el, "data-status", v.status);
+    if (!prev || prev.prompt !== v.prompt) {
+      this.prompt.replaceChildren(h("span", { class: "cl-you", text: "You" }), h("p", { text: v.prompt }));
+    }
+    this.renderMeta(v);
+    this.renderTimeline(v);
+    const shown = this.shownIteration(v);
+    if (shown) this.renderIteration(v, shown);
+    this.renderCharts(v);
+  }
+
+  private renderMeta(v: TurnView): void {
+    const last = v.iterations[v.iterations.length - 1];
+    const parts = [
+      `${v.mode}`,
+      v.status === "running" && last ? `iteration ${last.number}…` : `${v.iterations.length} iteration(s)`,
+      v.confidence !== null ? `confidence ${pct(v.confidence)}` : "",
+      v.threshold !== null ? `threshold ${pct(v.threshold)}` : "",
+    ].filter(Boolean);
+    const sig = `${v.status}|${parts.join("|")}|${v.error ?? ""}`;
+    if (!changed(this.meta, sig)) return;
+    const status = h("span", { class: `cl-badge cl-run-status cl-run-${v.status}`, text: v.status });
+    const info = h("span", { class: "cl-run-info", text: parts.join(" · ") });
+    const buttons = h("span", { class: "cl-turn-actions" });
+    if (v.status !== "running") {
+      const short = v.prompt.slice(0, 40);
+      buttons.append(
+        h("button", { type: "button", class: "cl-btn cl-small", "aria-label": `Export run "${short}" as JSON`, text: "JSON" }),
+        h("button", { type: "button", class: "cl-btn cl-small", "aria-label": `Export run "${short}" as Markdown`, text: "Markdown" }),
+        h("button", { type: "button", class: "cl-btn cl-small cl-danger", "aria-label": `Delete run "${short}"`, text: "Delete" }),
+      );
+      const [json, md, del] = Array.from(buttons.children) as HTMLButtonElement[];
+      json.dataset.action = "export-json";
+      md.dataset.action = "export-markdown";
+      del.dataset.action = "delete";
+      json.onclick = () => this.actions.send({ type: "export", id: v.runId, format: "json" });
+      md.onclick = () => this.actions.send({ type: "export", id: v.runId, format: "markdown" });
+      del.onclick = () => {
+        if (Date.now() - this.deleteArmed < 4000) {
+          this.actions.send({ type: "delete_run", id: v.runId });
+        } else {
+          this.deleteArmed = Date.now();
+          del.textContent = "Confirm delete";
+          setTimeout(() => (del.textContent = "Delete"), 4000);
+        }
+      };
+    }
+    const children: Node[] = [status, info, buttons];
+    if (v.error && v.status !== "completed") children.push(h("p", { class: "cl-run-error", text: v.error }));
+    this.meta.replaceChildren(...children);
+  }
+
+  private shownIteration(v: TurnView): IterationView | undefined {
+    if (this.selected !== null) {
+      const it = v.iterations.find((x) => x.number === this.selected);
+      if (it) return it;
+    }
+    return v.iterations[v.iterations.length - 1];
+  }
+
+  private renderTimeline(v: TurnView): void {
+    const shown = this.shownIteration(v)?.number;
+    const sig = `${v.iterations.map((i) => `${i.number}:${i.synthesis ? pct(i.synthesis.confidence) : ""}`).join(",")}|${shown}`;
+    this.timeline.hidden = v.iterations.length < 2;
+    if (!changed(this.timeline, sig)) return;
+    const buttons = v.iterations.map((it) => {
+      const b = h("button", {
+        type: "button",
+        class: "cl-btn cl-small",
+        "aria-pressed": String(it.number === shown),
+        "data-iteration": String(it.number),
+        text: `Iteration ${it.number}${it.synthesis ? ` · ${pct(it.synthesis.confidence)}` : ""}`,
+      });
+      b.onclick = () => {
+        const latest = v.iterations[v.iterations.length - 1]?.number;
+        this.selected = it.number === latest ? null : it.number;
+        if (this.view) this.update(this.view);
+      };
+      return b;
+    });
+    this.timeline.replaceChildren(h("span", { class: "cl-timeline-label", text: "Timeline:" }), ...buttons);
+  }
+
+  private renderIteration(v: TurnView, it: IterationView): void {
+    setAttr(this.iterationBox, "data-iteration", String(it.number));
+    // member panes, keyed by iteration and member
+    const keep = new Set<string>();
+    const order: HTMLElement[] = [];
+    for (const m of it.members) {
+      const id = `${it.number}|${m.key}`;
+      keep.add(id);
+      let pane = this.panes.get(id);
+      if (!pane) {
+        pane = new MemberPane(m);
+        this.panes.set(id, pane);
+      }
+      pane.update(m);
+      order.push(pane.el);
+    }
+    for (const [id, pane] of this.panes) {
+      if (!keep.has(id)) {
+        pane.el.remove();
+        this.panes.delete(id);
+      }
+    }
+    const current = Array.from(this.members.children);
+    if (current.length !== order.length || order.some((el, i) => current[i] !== el)) {
+      this.members.replaceChildren(...order);
+    }
+    setAttr(this.members, "data-count", String(order.length));
+    // peer reviews (council mode)
+    this.reviews.hidden = it.reviews.length === 0;
+    const reviewEls: HTMLElement[] = [];
+    for (const r of it.reviews) {
+      const id = `${it.number}|${r.key}`;
+      let pane = this.reviewPanes.get(id);
+      if (!pane) {
+        pane = new MemberPane(r);
+        this.reviewPanes.set(id, pane);
+      }
+      pane.update(r);
+      reviewEls.push(pane.el);
+    }
+    const currentReviews = Array.from(this.reviewList.children);
+    if (currentReviews.length !== reviewEls.length || reviewEls.some((el, i) => currentReviews[i] !== el)) {
+      this.reviewList.replaceChildren(...reviewEls);
+    }
+    // the arbiter while it writes, then its synthesis
+    const writing = !it.synthesis && !!it.arbiterStream;
+    this.arbiterStream.hidden = !writing;
+    if (writing) {
+      setText(this.arbiterStream.querySelector("h4")!, `${it.arbiterModel ?? "The arbiter"} is writing…`);
+      setText(this.arbiterText, it.arbiterStream);
+    }
+    this.synthesis.el.hidden = !it.synthesis;
+    if (it.synthesis) this.synthesis.update(it.synthesis);
+    void v;
+  }
+
+  private renderCharts(v: TurnView): void {
+    if (v.mode === "compare") {
+      this.chartsBox.hidden = true;
+      return;
+    }
+    const specs = this.actions.specs();
+    const confidenceSpec = specs?.confidence?.[v.chartKey];
+    if (!confidenceSpec) return;
+    if (this.chartKey !== v.chartKey) {
+      this.chartKey = v.chartKey;
+      for (const c of this.charts) c.chart.dispose();
+      this.charts = [
+        { name: "confidence", chart: new LiveChart(confidenceSpec, "confidence", "append", "Synthesis confidence per iteration") },
+        { name: "member_confidence", chart: new LiveChart(specs.member_confidence, "member_confidence", "append", "Member confidence per iteration") },
+        { name: "consensus", chart: new LiveChart(specs.consensus, "consensus", "replace", "Consensus of the latest answers") },
+      ];
+      this.chartsBox.replaceChildren(...this.charts.map((c) => c.chart.el));
+      for (const c of this.charts) void c.chart.mount();
+    }
+    for (const c of this.charts) void c.chart.update(v.charts[c.name] ?? []);
+  }
+
+  dispose(): void {
+    for (const c of this.charts) c.chart.dispose();
+  }
+}
