@@ -11,6 +11,8 @@ Quick start (in a notebook, with the offline demo models)::
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import configs, runs
 from .config import ConsortiumConfig, Limits
 from .connect import connect
@@ -22,9 +24,20 @@ from .result import RunResult
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    # The widget needs the [widget] extra (anywidget, ipywidgets): imported on first use only.
+    if name == "ChatWidget":
+        from .widget import ChatWidget
+
+        return ChatWidget
+    raise AttributeError(f"module 'consortium_lab' has no attribute {name!r}")
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "ArbiterParse",
+    "ChatWidget",
     "Consortium",
     "ConsortiumConfig",
     "Conversation",

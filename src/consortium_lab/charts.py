@@ -743,8 +743,14 @@ def usage_dashboard(frame: pd.DataFrame) -> alt.VConcatChart:
     """The five usage charts of a :func:`consortium_lab.runs.to_pandas` frame in one spec:
     runs over time and answers per model, mean confidence and latency per model, tokens per
     model. Note that the frame holds member calls only: arbiter calls are not in it."""
+    # Each chart colours by its own field (status, outcome, direction): the colour scales must
+    # be independent at every level of nesting, or one chart's domain blanks another's marks.
     return alt.vconcat(
-        alt.hconcat(runs_over_time_chart(frame), models_used_chart(frame)),
-        alt.hconcat(confidence_by_model_chart(frame), latency_by_model_chart(frame)),
+        alt.hconcat(runs_over_time_chart(frame), models_used_chart(frame)).resolve_scale(
+            color="independent"
+        ),
+        alt.hconcat(confidence_by_model_chart(frame), latency_by_model_chart(frame)).resolve_scale(
+            color="independent"
+        ),
         tokens_by_model_chart(frame),
     ).resolve_scale(color="independent")
