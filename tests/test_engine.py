@@ -9,6 +9,7 @@ import pytest
 
 from consortium_lab import Consortium, ConsortiumConfig
 from consortium_lab.catalog import UnknownModelError
+from consortium_lab.config import ConfigWarning
 from consortium_lab.events import parse_event
 
 from fake_openai import Fault, ModelScript
@@ -356,9 +357,10 @@ async def test_multi_turn_keeps_each_members_own_history(fake_openai):
 def test_config_object_and_kwargs_agree(fake_openai):
     ids = members(fake_openai, 2)
     fake_openai.add_model("judge", ModelScript())
-    config = ConsortiumConfig(
-        models={ids[0]: 1, ids[1]: 1}, arbiter="judge", confidence_threshold=90
-    )
+    with pytest.warns(ConfigWarning, match="confidence 90 read as 0.9"):
+        config = ConsortiumConfig(
+            models={ids[0]: 1, ids[1]: 1}, arbiter="judge", confidence_threshold=90
+        )
     a = Consortium(config, store=False)
     b = Consortium(models=ids, arbiter="judge", confidence_threshold=0.9, store=False)
     assert a.config.models == b.config.models
