@@ -80,6 +80,11 @@ def voila_command(
         f"--template={TEMPLATE}",
         f"--theme={theme}",
         "--VoilaConfiguration.show_tracebacks=True",
+        # Voila's page shuts its kernel down on unload with a beacon that cannot carry an XSRF
+        # token, and no _xsrf cookie is ever set, so the request is refused (403) and every
+        # closed page leaves its kernel running (voila-dashboards/voila#1458). Standalone Voila
+        # serves no endpoint that runs code, so the check guards nothing worth the leak.
+        "--Voila.tornado_settings=disable_check_xsrf=True",
     ]
     if preheat and pool_size > 0:
         # Only the chat page is preheated: the quickstart would run a consortium up front.
