@@ -233,6 +233,143 @@ async def test_front_end_messages(trio, monkeypatch, tmp_path):
     assert "unknown message" in capture.of("notice")[-1]["message"]
 
 
+async def test_word_cloud_rows_in_the_turn_ui(fake_openai, monkeypatch, tmp_path):
+    """Each member's word-cloud rows (charts.word_rows of its last answer: stop words
+    removed, sized by frequency) ship in the turn's ui; the spec is in chart_specs."""
+    from consortium_lab import charts
+
+    answer_a = "The sky is blue. Blue light scatters: Rayleigh scattering of blue light."
+    fake_openai.add_model("wa", ModelScript(reply=member_reply(answer_a, 0.8)))
+    fake_openai.add_model("wb", ModelScript(reply=member_reply("The sky is blue, said Beta.")))
+    fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("Yes.", 0.9)))
+    config = {"models": {"wa": 1, "wb": 1}, "arbiter": "judge", "max_iterations": 1}
+    widget, _ = make_widget(monkeypatch, tmp_path, config=config)
+    assert widget.chart_specs["words"] == charts.spec(charts.word_cloud())
+    result = await widget.ask("Why is the sky blue?")
+    [turn] = widget.turns
+    rows = turn["ui"]["charts"]["words"]
+    texts = {f"{m.model}#{m.instance}": m.answer for m in result.final_answers}
+    assert rows == charts.word_rows(texts, top=40)
+    assert next(r["member"] for r in rows) == "wa#1"  # config order
+    a_words = {r["word"]: r for r in rows if r["member"] == "wa#1"}
+    b_words = {r["word"]: r for r in rows if r["member"] == "wb#1"}
+    assert {"sky", "blue", "rayleigh", "scattering", "light"} <= set(a_words)
+    assert {"sky", "blue", "beta"} <= set(b_words)
+    assert not ({"the", "is", "of"} & (set(a_words) | set(b_words)))  # stop words removed
+    assert {r["member"] for r in rows} == {"wa#1", "wb#1"}
+    # size by frequency: "blue" (3 times) > "light" (2) > "sky" (1)
+    assert a_words["blue"]["count"] == 3
+    assert a_words["blue"]["size"] > a_words["light"]["size"] > a_words["sky"]["size"]
+    # the live turn: no clouds while members are missing, rows once every member answered
+    widget.handle_message({"type": "ask", "prompt": "Again?"})
+    seen: list[tuple[int, int]] = []
+
+    def watch(change):
+        live = change["new"]
+        if live:
+            members = live["iterations"][-1]["members"] if live["iterations"] else []
+            seen.append((len(members), len(live["ui"]["charts"]["words"])))
+
+    widget.observe(watch, names="live_turn")
+    await widget.wait()
+    assert any(n == 2 and words > 0 for n, words in seen), seen
+    assert all(words == 0 for n, words in seen if n < 2), seen
+    assert widget.turns[-1]["ui"]["charts"]["words"]
+
+
+async def test_estimate_message_round_trip(trio, monkeypatch, tmp_path):
+    widget, capture = make_widget(monkeypatch, tmp_path, config=trio)
+    widget.handle_message({"type": "estimate", "prompt": "Why is the sky blue?", "req": 7})
+    [reply] = capture.of("estimate")
+    expected = widget.consortium.estimate("Why is the sky blue?")
+    assert reply["req"] == 7 and reply["summary"] == expected.summary
+    assert reply["summary"].startswith("about 9 calls")  # (2 members + arbiter) x 3 iterations
+    assert reply["calls"] == 9 and reply["currency"] == expected.currency
+    assert reply["unpriced_models"] == ["a", "b", "judge"] and reply["max_cost"] is None
+    assert "cost unknown for: a, b, judge" in reply["summary"]
+    # the config changes the estimate; the demo models are free
+    widget.handle_message({"type": "set_config", "config": {"max_iterations": 1}, "merge": True})
+    widget.handle_message({"type": "estimate", "prompt": "x"})
+    assert capture.of("estimate")[-1]["calls"] == 3
+    demo, demo_capture = make_widget(monkeypatch, tmp_path / "demo", restore=False)
+    demo.handle_message({"type": "estimate", "prompt": "Hello"})
+    reply = demo_capture.of("estimate")[-1]
+    assert reply["max_cost"] == 0 and "$0.00 at most" in reply["summary"]
+    assert demo.estimate("Hello").summary == reply["summary"]
+
+    # a failure answers an empty summary (the page shows nothing), never an error notice
+    def broken(prompt):
+        raise RuntimeError("no price table")
+
+    monkeypatch.setattr(widget.consortium, "estimate", broken)
+    before = len(capture.of("notice"))
+    widget.handle_message({"type": "estimate", "prompt": "x", "req": 8})
+    reply = capture.of("estimate")[-1]
+    assert reply == {"type": "estimate", "req": 8, "summary": "", "error": "no price table"}
+    assert len(capture.of("notice")) == before and widget.error == ""
+
+
+async def test_per_member_options_and_system_prompts(trio, fake_openai, monkeypatch, tmp_path):
+    trio = {**trio, "models": {"a": 2, "b": 1}}
+    widget, capture = make_widget(monkeypatch, tmp_path, config=trio)
+
+    def set_config(config, req):
+        widget.handle_message({"type": "set_config", "config": config, "merge": True, "req": req})
+
+    set_config({"member_options": {"a": {"temperature": 0.2}}}, 1)
+    set_config({"member_options": {"a#2": {"temperature": 0.9, "max_tokens": 50}}}, 2)
+    set_config({"member_system_prompts": {"b": "Answer like a poet."}}, 3)
+    set_config({"arbiter_options": {"temperature": 0}}, 4)
+    assert capture.of("notice") == []
+    # merged per member: the second edit kept the first
+    assert widget.config["member_options"] == {
+        "a": {"temperature": 0.2},
+        "a#2": {"temperature": 0.9, "max_tokens": 50},
+    }
+    cfg = widget.consortium.config
+    assert cfg.options_for("a", 1) == {"temperature": 0.2}
+    assert cfg.options_for("a", 2) == {"temperature": 0.9, "max_tokens": 50}
+    assert cfg.system_prompt_for("b", 1) == "Answer like a poet."
+    assert cfg.arbiter_options == {"temperature": 0}
+    assert widget.conversation.consortium is widget.consortium
+
+    # the options and the system prompt reach the model calls
+    await widget.ask("Why?")
+    a_calls = [r.json for r in fake_openai.requests_for("a")]
+    assert sorted(c["temperature"] for c in a_calls) == [0.2, 0.9]
+    assert [c.get("max_tokens") for c in a_calls if c["temperature"] == 0.9] == [50]
+    [b_call] = fake_openai.requests_for("b")
+    assert "Answer like a poet." in b_call.prompt_text and "temperature" not in b_call.json
+    [judge_call] = fake_openai.requests_for("judge")
+    assert judge_call.json["temperature"] == 0
+    assert "Answer like a poet." not in fake_openai.requests_for("a")[0].prompt_text
+
+    # bad input is refused with a notice naming the problem; the config is unchanged
+    before = widget.config
+    bad = [
+        ({"member_options": {"a#1": [1, 2]}}, "a#1", "JSON object"),
+        ({"member_options": {"a#1": "hot"}}, "a#1", "JSON object"),
+        ({"member_options": {"a#1": {"temperature": "hot"}}}, "a#1", "temperature"),
+        ({"member_options": {"b": {"temprature": 0.2}}}, "b", "temprature"),
+        ({"member_options": {"zed": {"temperature": 0.2}}}, "zed", "not a member"),
+        ({"member_options": {"a#3": {"temperature": 0.2}}}, "a#3", "not a member"),
+        ({"member_system_prompts": {"b": 5}}, "b", "must be text"),
+        ({"member_options": ["a"]}, "member_options", "keyed by member"),
+        ({"arbiter_options": {"temperature": "hot"}}, "judge", "temperature"),
+    ]
+    for i, (config, who, problem) in enumerate(bad, start=10):
+        set_config(config, i)
+        notice = capture.of("notice")[-1]
+        assert notice["level"] == "error" and notice["req"] == i, config
+        assert who in notice["message"] and problem in notice["message"], notice
+        assert widget.config == before, config
+        assert who in widget.error
+    # null (or {} / "") removes a member's entry
+    set_config({"member_options": {"a#2": None}, "member_system_prompts": {"b": ""}}, 30)
+    assert widget.config["member_options"] == {"a": {"temperature": 0.2}}
+    assert widget.config["member_system_prompts"] == {} and widget.error == ""
+
+
 async def test_cancel_stops_the_run(fake_openai, monkeypatch, tmp_path):
     fake_openai.add_model("slow", ModelScript(reply="word " * 400, token_delay=0.02))
     fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("X", 0.9)))

@@ -20,13 +20,17 @@ Token deltas
     ``member_done`` the front end replaces the streamed text with the full text.
 
 Messages (front end -> kernel, ``{"type": ..., "req": optional id}``)
-    ``ready``, ``ask {prompt}``, ``cancel``, ``new_chat``, ``set_config {config, merge}``,
+    ``ready``, ``ask {prompt}``, ``cancel``, ``new_chat``, ``set_config {config, merge}``
+    (with ``merge``, ``member_options`` / ``member_system_prompts`` merge per member),
     ``save_config {name}``, ``load_config {name}``, ``clone_config {source, target}``,
-    ``remove_config {name}``, ``open_run {id}``, ``export {id, format}``, ``delete_run {id}``.
+    ``remove_config {name}``, ``open_run {id}``, ``export {id, format}``, ``delete_run {id}``,
+    ``estimate {prompt}``.
 
 Messages (kernel -> front end)
     ``events`` (above), ``snapshot {run_id, streams}`` (the live run's streamed text so far,
-    sent to a view that says ``ready``), ``download {filename, mime, content}`` and
+    sent to a view that says ``ready``), ``download {filename, mime, content}``,
+    ``estimate {req, summary, calls, min_calls, max_cost, currency, unpriced_models}``
+    (``summary`` empty and ``error`` set when it could not be estimated) and
     ``notice {level, message, req}``.
 
 See ``docs/widget.md``.
@@ -51,9 +55,17 @@ from . import configs as saved_configs_store
 from .config import ConsortiumConfig, check_models
 from .engine import Consortium, Conversation, Run
 from .events import ArbiterDelta, Event, MemberDelta, RunFailed, RunFinished
+from .pricing import Estimate
 from .result import RunResult
 
-__all__ = ["MAX_MESSAGES_PER_SECOND", "ChatWidget", "DeltaBatcher", "VegaChart", "turn_view"]
+__all__ = [
+    "MAX_MESSAGES_PER_SECOND",
+    "ChatWidget",
+    "DeltaBatcher",
+    "VegaChart",
+    "check_llm_options",
+    "turn_view",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +74,9 @@ MAX_MESSAGES_PER_SECOND = 20
 
 STATIC = Path(__file__).parent / "static"
 PAST_RUNS_LIMIT = 50
+WORDS = "words"
+WORD_CLOUD_TOP = 40
+"""The most words a member's word cloud shows."""
 DEMO_MEMBERS = ("demo-analyst", "demo-optimist", "demo-skeptic")
 DEMO_ARBITER = "demo-arbiter"
 
@@ -236,6 +251,8 @@ def chart_specs(thresholds: Any = (0.8,)) -> dict[str, Any]:
             charts.member_confidence_chart(width="container", height=160)
         ),
         "consensus": charts.spec(charts.consensus_meter(width="container", height=22)),
+        # One layout per embed: the front end gives each member's cloud its own rows.
+        WORDS: charts.spec(charts.word_cloud()),
     }
 
 
@@ -273,10 +290,42 @@ class _HighlightCache:
                     synthesis.synthesis, synthesis.refinement_areas
                 ),
             )
+        self._put(key, data)
+        return data
+
+    def words(self, run_id: str, it: Any, order: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Rows of dataset ``words`` (:func:`charts.word_rows`) for the answers of one
+        iteration, in config order: laid out once per (run, iteration, answers done)."""
+        from . import charts
+
+        done = [m for m in it.answers if m.status == "done"]
+        key = ("words", run_id, it.number, len(done))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return list(cached["rows"])
+        done.sort(key=lambda m: (order.get(m.model, len(order)), m.model, m.instance))
+        rows = charts.word_rows(analysis.member_texts(done), top=WORD_CLOUD_TOP)
+        self._put(key, {"rows": rows})
+        return list(rows)
+
+    def _put(self, key: tuple[Any, ...], data: dict[str, Any]) -> None:
         if len(self._cache) > 512:
             self._cache.clear()
         self._cache[key] = data
-        return data
+
+
+def _words_iteration(result: RunResult, *, live: bool) -> Any:
+    """The iteration whose answers the word clouds show: a finished turn's last iteration
+    with answers; a live turn's latest iteration in which every member has answered (so
+    a cloud never shows half the members), or None."""
+    members = len(_member_order(result.config))
+    for it in reversed(result.iterations):
+        answers = it.answers
+        if not answers:
+            continue
+        if not live or len(answers) >= members:
+            return it
+    return None
 
 
 def turn_view(
@@ -286,9 +335,17 @@ def turn_view(
     highlights: _HighlightCache | None = None,
 ) -> dict[str, Any]:
     """One turn as the widget's traits hold it: ``result.to_dict()`` plus ``ui`` (member
-    order, status, phase, per-iteration agreement highlights, chart rows, threshold)."""
+    order, status, phase, per-iteration agreement highlights, chart rows, threshold).
+
+    ``ui.charts.words`` holds the word-cloud rows (:func:`charts.word_rows`) of the members'
+    answers of the last iteration (of a live turn: of its latest iteration every member has
+    answered; ``[]`` until then)."""
     highlights = highlights or _HighlightCache()
     data = result.to_dict()
+    rows = chart_rows(result)
+    words_it = _words_iteration(result, live=result.status == "running")
+    order = {model: i for i, model in enumerate(result.models_used)}
+    rows[WORDS] = [] if words_it is None else highlights.words(result.run_id, words_it, order)
     data["ui"] = {
         "run_id": result.run_id,
         "status": result.status,
@@ -299,10 +356,110 @@ def turn_view(
         "highlights": {
             str(it.number): highlights.iteration(result.run_id, it) for it in result.iterations
         },
-        "charts": chart_rows(result),
+        "charts": rows,
         "errors": dict(result.errors),
     }
     return data
+
+
+# -- per-member settings -----------------------------------------------------------------------
+
+PER_MEMBER_FIELDS = ("member_options", "member_system_prompts")
+"""Config fields keyed by member (model id or ``"model#instance"``): a ``set_config`` with
+``merge`` merges them per member, and a member given ``null`` (or ``{}`` / ``""``) is
+removed."""
+
+
+def _merge_per_member(name: str, current: Any, patch: Any) -> dict[str, Any]:
+    if not isinstance(patch, Mapping):
+        raise ValueError(f"{name} must be an object keyed by member (got {type(patch).__name__})")
+    merged = dict(current or {})
+    for key, value in patch.items():
+        if value is None or value == {} or (isinstance(value, str) and not value.strip()):
+            merged.pop(str(key), None)
+        elif name == "member_options" and not isinstance(value, Mapping):
+            raise ValueError(
+                f"member_options: the options of {key} must be a JSON object such as "
+                f'{{"temperature": 0.2}} (got {type(value).__name__})'
+            )
+        elif name == "member_system_prompts" and not isinstance(value, str):
+            raise ValueError(
+                f"member_system_prompts: the system prompt of {key} must be text "
+                f"(got {type(value).__name__})"
+            )
+        else:
+            merged[str(key)] = value
+    return merged
+
+
+def _member_model(key: str, models: Mapping[str, Any]) -> str | None:
+    """The member model a per-member key names (``model`` or ``model#instance``), or None."""
+    if key in models:
+        return key
+    model, sep, instance = key.rpartition("#")
+    if sep and instance.isdigit() and model in models and 1 <= int(instance) <= int(models[model]):
+        return model
+    return None
+
+
+def _check_member_keys(name: str, patch: Any, models: Any) -> None:
+    """Refuse per-member settings given for a key that names no member of ``models``."""
+    models = models if isinstance(models, Mapping) else {}
+    for key, value in (patch or {}).items():
+        if value is not None and _member_model(str(key), models) is None:
+            known = ", ".join(
+                f"{m}" + (f" (#1-#{n})" if int(n) > 1 else "") for m, n in models.items()
+            )
+            raise ValueError(
+                f"{name}: {key!r} is not a member of this consortium (members: {known}; "
+                "use a model id or model#instance)"
+            )
+
+
+def _options_class(model_id: str) -> Any:
+    """The ``Options`` class of an ``llm`` model, or None when ``llm`` does not know it."""
+    import llm
+
+    for get in (llm.get_async_model, llm.get_model):
+        try:
+            return getattr(get(model_id), "Options", None)
+        except Exception:  # unknown to llm (or a plugin that fails): nothing to check against
+            continue
+    return None
+
+
+def _options_problem(model_id: str, options: Mapping[str, Any]) -> str | None:
+    from pydantic import ValidationError
+
+    options_class = _options_class(model_id)
+    if not options or options_class is None:
+        return None
+    try:
+        options_class(**options)
+    except ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+    except TypeError as exc:
+        return str(exc)
+    return None
+
+
+def check_llm_options(config: ConsortiumConfig) -> ConsortiumConfig:
+    """Check ``member_options`` and ``arbiter_options`` against each model's own ``llm``
+    options (a misspelt option or a bad value would fail every call of the run). Raises
+    ``ValueError`` naming the member and the option; keys naming no member are not checked
+    (they are unused). Returns the config unchanged."""
+    for key, options in config.member_options.items():
+        model = _member_model(key, config.models)
+        problem = _options_problem(model, options) if model is not None else None
+        if problem:
+            raise ValueError(f"member_options of {key} ({model}): {problem}")
+    if config.mode != "compare" and config.arbiter_options:
+        problem = _options_problem(config.arbiter_model, config.arbiter_options)
+        if problem:
+            raise ValueError(f"arbiter_options ({config.arbiter_model}): {problem}")
+    return config
 
 
 # -- the widget -----------------------------------------------------------------------------------
@@ -470,11 +627,17 @@ class ChatWidget(anywidget.AnyWidget):
         if isinstance(config, Mapping):
             config = ConsortiumConfig.model_validate(dict(config))
         check_models(config)
+        check_llm_options(config)
         self._consortium = self._build(config)
         self._conversation.consortium = self._consortium
         self.config = config.to_dict()
         self.error = ""
         return config
+
+    def estimate(self, prompt: str) -> Estimate:
+        """What asking ``prompt`` next can take at most: calls and cost
+        (:meth:`Consortium.estimate`; ``.summary`` reads "about 12 calls, ~$0.04 at most")."""
+        return self._consortium.estimate(prompt)
 
     def open_conversation(self, conversation_id: str) -> None:
         """Show (and continue) a conversation of the run log."""
@@ -807,6 +970,7 @@ class ChatWidget(anywidget.AnyWidget):
             "open_run": self._msg_open_run,
             "export": self._msg_export,
             "delete_run": lambda c: self.delete_run(str(c.get("id"))),
+            "estimate": self._msg_estimate,
         }
 
     def _spawn(self, coro: Any) -> None:
@@ -832,12 +996,41 @@ class ChatWidget(anywidget.AnyWidget):
         task.add_done_callback(_log_failure)
 
     def _msg_set_config(self, content: Mapping[str, Any]) -> None:
-        config = dict(content.get("config") or {})
+        given = content.get("config") or {}
+        if not isinstance(given, Mapping):
+            raise ValueError(f"config must be an object (got {type(given).__name__})")
+        config = dict(given)
         if content.get("merge"):
             # Field edits from the settings panel: applied in order on the kernel's config, so
-            # two quick edits never undo each other.
+            # two quick edits never undo each other. Per-member settings merge per member.
+            for name in PER_MEMBER_FIELDS:
+                if name in config:
+                    config[name] = _merge_per_member(name, self.config.get(name), config[name])
             config = {**self.config, **config}
+            for name in PER_MEMBER_FIELDS:
+                if name in given:
+                    _check_member_keys(name, given[name], config.get("models"))
         self.set_config(config)
+
+    def _msg_estimate(self, content: Mapping[str, Any]) -> None:
+        # Sent as the user types: a failure is answered with an empty summary (the page
+        # shows nothing), never with an error notice.
+        reply: dict[str, Any] = {"type": "estimate", "req": content.get("req")}
+        try:
+            est = self.estimate(str(content.get("prompt") or ""))
+        except Exception as exc:
+            logger.debug("estimate failed", exc_info=True)
+            reply.update(summary="", error=_friendly(exc))
+        else:
+            reply.update(
+                summary=est.summary,
+                calls=est.calls,
+                min_calls=est.min_calls,
+                max_cost=est.max_cost,
+                currency=est.currency,
+                unpriced_models=list(est.unpriced_models),
+            )
+        self._post(reply)
 
     def _msg_save_config(self, content: Mapping[str, Any]) -> None:
         name = str(content.get("name") or "")

@@ -119,6 +119,7 @@ def test_chat_streams_iterates_stops_reloads_and_exports(voila, models, page):
     chart = turn.locator(".cl-chart[data-chart='confidence']")
     expect(chart).to_have_attribute("data-points", "1", timeout=60_000)
     expect(chart).to_have_attribute("data-points", "2", timeout=60_000)
+    expect(chart).to_have_attribute("aria-label", "Synthesis confidence per iteration")
     assert wait_status(page, turn, "completed", "failed") == "completed"
     expect(turn.locator(".cl-timeline button")).to_have_count(2)
     expect(turn.locator(".cl-synthesis-text")).to_have_text("Blue light scatters most.")
@@ -135,6 +136,49 @@ def test_chat_streams_iterates_stops_reloads_and_exports(voila, models, page):
     turn.locator(".cl-timeline button", has_text="Iteration 1").click()
     expect(turn.locator(".cl-synthesis-text")).to_have_text("First draft: scattering.")
     run_id = turn.get_attribute("data-run-id")
+
+    # -- word clouds: folded away (nothing embedded) until opened, then one per member ----
+    clouds = turn.locator("details.cl-wordclouds")
+    expect(clouds).to_have_attribute("data-members", "3")
+    assert clouds.get_attribute("open") is None
+    expect(clouds.locator(".cl-chart")).to_have_count(0)
+    clouds.locator("summary").click()
+    embedded = clouds.locator(".cl-chart[data-embedded='true']")
+    expect(embedded).to_have_count(3)
+    first_cloud = clouds.locator(".cl-chart[data-member='e2e-a#1']")
+    expect(first_cloud).to_have_attribute("aria-label", re.compile(r"^Word cloud of e2e-a#1: "))
+    expect(first_cloud.locator("svg text", has_text="rayleigh")).to_have_count(1)
+    assert int(first_cloud.get_attribute("data-points")) > 5
+
+    # -- the cost estimate next to Send: (3 members + arbiter) x 3 iterations ------------
+    estimate = page.locator(".cl-estimate")
+    expect(estimate).to_have_attribute("data-calls", "12")
+    expect(estimate).to_contain_text("about 12 calls")
+    page.get_by_label("Your prompt").fill("A draft")
+    expect(estimate).to_have_attribute("data-state", "shown")
+    assert page.get_by_role("button", name="Send").get_attribute("aria-describedby") == (
+        estimate.get_attribute("id")
+    )
+    page.get_by_label("Your prompt").fill("")
+
+    # -- per-member options: invalid JSON refused inline, naming the member --------------
+    member = page.locator(".cl-member-settings[data-member='e2e-b']")
+    member.locator("summary").click()
+    options = page.get_by_label("Options for e2e-b (JSON)")
+    options.fill("{temperature: 0.5}")
+    options.press("Tab")
+    expect(member.locator(".cl-field-error").first).to_contain_text("Options for e2e-b")
+    expect(options).to_have_attribute("aria-invalid", "true")
+    options.fill('{"temprature": 0.5}')  # valid JSON, but not an option of the model
+    options.press("Tab")
+    expect(member.locator(".cl-field-error").first).to_contain_text("temprature")
+    options.fill('{"temperature": 0.5}')
+    options.press("Tab")
+    expect(member.locator("summary")).to_contain_text("options")
+    expect(options).not_to_have_attribute("aria-invalid", "true")
+    options.fill("")
+    options.press("Tab")
+    expect(member.locator("summary")).to_have_text("e2e-b")
 
     # -- stop a run -----------------------------------------------------------------------
     configure(page, "e2e-slow", "e2e-judge")
@@ -339,3 +383,21 @@ def test_demo_command_serves_the_chat(models, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_closing_the_page_shuts_its_kernel_down(voila, browser):
+    """Voila's unload beacon must reach the server (no XSRF refusal), or kernels pile up."""
+    context = browser.new_context()
+    page = context.new_page()
+    open_chat(page, voila)
+    before = voila.log.read_text().count("Kernel shutdown")
+    page.goto("about:blank")  # leaving the page fires its unload beacon, as closing a tab does
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        log = voila.log.read_text()
+        if log.count("Kernel shutdown") > before:
+            break
+        time.sleep(0.2)
+    context.close()
+    assert log.count("Kernel shutdown") > before, log[-3000:]
+    assert "'_xsrf' argument missing" not in log

@@ -27,7 +27,7 @@ export class LiveChart {
     readonly dataset: string,
     /** "append": rows only grow; "replace": the dataset holds the latest rows only. */
     readonly mode: "append" | "replace",
-    label: string,
+    private label: string,
   ) {
     this.el = document.createElement("div");
     this.el.className = "cl-chart";
@@ -36,6 +36,12 @@ export class LiveChart {
     this.el.setAttribute("role", "img");
     this.el.setAttribute("aria-label", label);
     this.ready = Promise.resolve();
+  }
+
+  /** The accessible name (kept when vega-embed renders). */
+  setLabel(label: string): void {
+    this.label = label;
+    if (this.el.getAttribute("aria-label") !== label) this.el.setAttribute("aria-label", label);
   }
 
   /** Embed the spec (once). Must be called after `el` is in the document. */
@@ -53,6 +59,8 @@ export class LiveChart {
         }
         this.result = result;
         this.el.dataset.embedded = "true";
+        // vega's view labels its container "Vega visualization": keep ours
+        this.el.setAttribute("aria-label", this.label);
         const rows = this.pending;
         this.pending = null;
         if (rows) return this.update(rows);

@@ -12,6 +12,8 @@ import {
   type StreamEvent,
 } from "./state";
 import { TurnComponent } from "./turn";
+import { EstimateBox } from "./estimate";
+import { MemberSettings, OptionsField } from "./memberSettings";
 
 interface Model {
   get(name: string): any;
@@ -41,6 +43,7 @@ class ChatApp {
   private promptInput: HTMLTextAreaElement;
   private sendBtn: HTMLButtonElement;
   private stopBtn: HTMLButtonElement;
+  private estimate: EstimateBox;
   private settings: Settings;
   private history: History;
   private frame = 0;
@@ -69,12 +72,15 @@ class ChatApp {
     this.sendBtn = h("button", { type: "submit", class: "cl-btn cl-primary", "data-action": "send", text: "Send" });
     this.stopBtn = h("button", { type: "button", class: "cl-btn cl-danger", "data-action": "stop", text: "Stop" });
     this.stopBtn.onclick = () => this.send({ type: "cancel" });
+    this.estimate = new EstimateBox((m) => this.send(m), () => this.promptInput.value);
+    this.sendBtn.setAttribute("aria-describedby", this.estimate.el.id);
+    this.promptInput.addEventListener("input", () => this.estimate.schedule());
     const form = h(
       "form",
       { class: "cl-prompt", "aria-label": "Prompt" },
       h("label", { for: promptId, class: "cl-sr-only", text: "Your prompt" }),
       this.promptInput,
-      h("div", { class: "cl-prompt-buttons" }, this.sendBtn, this.stopBtn),
+      h("div", { class: "cl-prompt-buttons" }, this.sendBtn, this.stopBtn, this.estimate.el),
     );
     form.onsubmit = (e) => {
       e.preventDefault();
@@ -109,7 +115,10 @@ class ChatApp {
     for (const name of ["turns", "live_turn", "status", "error", "chart_specs"]) {
       model.on(`change:${name}`, rerender);
     }
-    model.on("change:config", () => this.settings.render());
+    model.on("change:config", () => {
+      this.settings.render();
+      this.estimate.schedule();
+    });
     model.on("change:models", () => this.settings.render());
     model.on("change:saved_configs", () => this.settings.render());
     model.on("change:past_runs", () => this.history.render(model.get("past_runs")));
@@ -121,6 +130,7 @@ class ChatApp {
     this.history.render(this.model.get("past_runs"));
     this.render();
     this.send({ type: "ready" });
+    this.estimate.schedule();
   }
 
   send(msg: Record<string, any>): void {
@@ -132,6 +142,7 @@ class ChatApp {
     if (!prompt.trim() || this.model.get("status") !== "idle") return;
     this.send({ type: "ask", prompt });
     this.promptInput.value = "";
+    this.estimate.schedule();
   }
 
   onMessage(msg: any): void {
@@ -148,8 +159,11 @@ class ChatApp {
       this.root.dataset.ready = "true";
     } else if (msg.type === "download") {
       download(msg.filename, msg.mime, msg.content);
+    } else if (msg.type === "estimate") {
+      this.estimate.onReply(msg);
     } else if (msg.type === "notice") {
       this.notice(msg.level, msg.message);
+      this.settings.onNotice(msg);
     }
   }
 
@@ -222,6 +236,7 @@ class ChatApp {
   dispose(): void {
     this.disposed = true;
     for (const comp of this.turns.values()) comp.dispose();
+    this.estimate.dispose();
   }
 }
 
@@ -252,6 +267,11 @@ class Settings {
   private streamToggle: HTMLInputElement;
   private saved: HTMLSelectElement;
   private saveName: HTMLInputElement;
+  private members: MemberSettings;
+  private arbiterOptions: OptionsField;
+  /** set_config requests whose refusal (an error notice with their req) is shown inline. */
+  private refusals = new Map<string, (message: string) => void>();
+  private reqSeq = 0;
 
   constructor(
     private model: Model,
@@ -283,6 +303,10 @@ class Settings {
     this.streamToggle.onchange = () => this.apply({ stream_individual_responses: this.streamToggle.checked });
     const streamId = uid("cl-stream");
     this.streamToggle.id = streamId;
+    this.members = new MemberSettings((partial, onRefused) => this.apply(partial, onRefused));
+    this.arbiterOptions = new OptionsField("the arbiter", "Arbiter options (JSON)", (value, f) =>
+      this.apply({ arbiter_options: value ?? {} }, (message) => f.showError(message)),
+    );
 
     this.saved = h("select");
     this.saveName = h("input", { type: "text", placeholder: "name", autocomplete: "off" });
@@ -322,6 +346,7 @@ class Settings {
           { class: "cl-options" },
           h("legend", { text: "Arbiter and iterations" }),
           field("Arbiter", this.arbiter),
+          this.arbiterOptions.el,
           field("Mode", this.mode),
           field("Confidence threshold (0–1)", this.threshold),
           field("Minimum iterations", this.minIt),
@@ -334,6 +359,7 @@ class Settings {
             h("label", { for: streamId, text: "Stream each member's answer live" }),
           ),
         ),
+        this.members.el,
         h(
           "fieldset",
           { class: "cl-saved" },
@@ -351,9 +377,24 @@ class Settings {
     return this.model.get("config") ?? {};
   }
 
-  private apply(partial: Json): void {
+  private apply(partial: Json, onRefused?: (message: string) => void): void {
     // Only the fields changed: the kernel merges them into its config in arrival order.
-    this.send({ type: "set_config", config: partial, merge: true });
+    if (!onRefused) {
+      this.send({ type: "set_config", config: partial, merge: true });
+      return;
+    }
+    const req = `settings-${++this.reqSeq}`;
+    this.refusals.set(req, onRefused);
+    if (this.refusals.size > 50) this.refusals.delete(this.refusals.keys().next().value as string);
+    this.send({ type: "set_config", config: partial, merge: true, req });
+  }
+
+  /** A notice from the kernel: a refused per-member edit is shown next to its field too. */
+  onNotice(msg: Json): void {
+    const show = this.refusals.get(msg?.req);
+    if (!show) return;
+    this.refusals.delete(msg.req);
+    if (msg.level === "error") show(String(msg.message ?? "refused"));
   }
 
   render(): void {
@@ -380,6 +421,8 @@ class Settings {
     setValue(this.maxIt, String(c.max_iterations ?? 3));
     setValue(this.system, c.system_prompt ?? "");
     this.streamToggle.checked = c.stream_individual_responses !== false;
+    this.arbiterOptions.set(c.arbiter_options);
+    this.members.render(c);
     const saved: Json[] = this.model.get("saved_configs") ?? [];
     const savedSig = saved.map((s) => `${s.name}:${s.ok}`).join(",");
     if (changed(this.saved, savedSig)) {

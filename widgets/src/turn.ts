@@ -5,6 +5,7 @@ import { changed, h, pct, setAttr, setText } from "./dom";
 import { highlightSpans } from "./highlight";
 import { renderMarkdownInto } from "./sanitize";
 import type { IterationView, MemberView, SynthesisView, TurnView } from "./state";
+import { WordClouds } from "./wordcloud";
 
 export interface TurnActions {
   send(msg: Record<string, any>): void;
@@ -216,6 +217,7 @@ export class TurnComponent {
   private arbiterText: HTMLPreElement;
   private synthesis: SynthesisPane;
   private chartsBox: HTMLElement;
+  private words: WordClouds;
   private panes = new Map<string, MemberPane>();
   private reviewPanes = new Map<string, MemberPane>();
   private charts: { chart: LiveChart; name: string }[] = [];
@@ -254,6 +256,7 @@ export class TurnComponent {
       this.synthesis.el,
     );
     this.chartsBox = h("div", { class: "cl-charts" });
+    this.words = new WordClouds(() => this.actions.specs());
     this.el = h(
       "article",
       { class: "cl-turn" },
@@ -261,6 +264,7 @@ export class TurnComponent {
       this.timeline,
       this.iterationBox,
       this.chartsBox,
+      this.words.el,
     );
   }
 
@@ -277,6 +281,7 @@ export class TurnComponent {
     const shown = this.shownIteration(v);
     if (shown) this.renderIteration(v, shown);
     this.renderCharts(v);
+    this.words.update(v.charts.words);
   }
 
   private renderMeta(v: TurnView): void {
@@ -431,5 +436,6 @@ export class TurnComponent {
 
   dispose(): void {
     for (const c of this.charts) c.chart.dispose();
+    this.words.dispose();
   }
 }
