@@ -77,7 +77,9 @@ def test_wheel_contains_the_price_table(tmp_path: Path) -> None:
     builder = hatchling.WheelBuilder(str(root))
     wheel = next(iter(builder.build(directory=str(tmp_path), versions=["standard"])))
     with zipfile.ZipFile(wheel) as archive:
-        assert "consortium_lab/prices.json" in archive.namelist()
+        names = archive.namelist()
+    assert "consortium_lab/prices.json" in names
+    assert "consortium_lab/static/widget.js" in names  # the widget bundle ships in the wheel
 
 
 # -- costs ----------------------------------------------------------------------------------------
