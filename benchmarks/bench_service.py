@@ -5,7 +5,9 @@ service (``consortium-lab gateway``, cache off so every request reaches the prov
 client, which streams chat completions with httpx either straight to the loopback server (the
 baseline) or through the service, at 1, 50 and 200 concurrent streams. For each level it prints
 the p50/p99 of the full stream time (request to ``[DONE]``) both ways, the difference in
-milliseconds and as a fraction of the direct latency, and the service's peak memory.
+milliseconds and as a fraction of the direct latency, and the service's CPU time per stream
+(user + system, from ``/proc``: its own work, the openai SDK's parsing and the HTTP stacks);
+then the service's peak memory.
 
 Run: ``.venv/bin/python benchmarks/bench_service.py`` (``--quick``: fewer rounds).
 """
@@ -98,6 +100,15 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -119,12 +130,14 @@ async def main(provider_url: str, service_url: str, service_pid: int, quick: boo
         )
         print(
             f"{'streams':>7} {'direct p50':>11} {'via p50':>9} {'added p50':>14} "
-            f"{'direct p99':>11} {'via p99':>9} {'added p99':>14}"
+            f"{'direct p99':>11} {'via p99':>9} {'added p99':>14} {'svc CPU/stream':>14}"
         )
         for n in LEVELS:
             rounds = max(1, (20 if quick else 60) // n) if n < 50 else (1 if quick else 3)
             direct = await level(client, direct_url, {}, n, rounds)
+            cpu = cpu_seconds(service_pid)
             via = await level(client, via_url, auth, n, rounds)
+            cpu_per_stream = (cpu_seconds(service_pid) - cpu) / len(via)
             row = []
             for q in (0.5, 0.99):
                 d, v = pct(direct, q), pct(via, q)
@@ -132,7 +145,7 @@ async def main(provider_url: str, service_url: str, service_pid: int, quick: boo
                     f"{d * 1000:9.1f}ms {v * 1000:7.1f}ms {(v - d) * 1000:+7.1f}ms"
                     f" {(v - d) / d:+6.1%}"
                 )
-            print(f"{n:>7} {row[0]} {row[1]}")
+            print(f"{n:>7} {row[0]} {row[1]} {cpu_per_stream * 1000:12.2f}ms")
             assert statistics.mean(via) > 0
         print(f"service peak RSS after 200 streams: {peak_rss_mb(service_pid):.0f} MB")
 

@@ -270,3 +270,80 @@ async def test_concurrency_limit_per_model(fake_openai, judge, tmp_path):
         await asyncio.sleep(0.01)
     await task
     assert peak == 1 and len(fake_openai.requests_for("m")) == 3
+
+
+# -- the single stream timeout ----------------------------------------------------------------
+async def test_total_timeout_cuts_a_slow_answer_and_is_not_retried(fake_openai, tmp_path):
+    from consortium_lab.config import Limits
+    from consortium_lab.gateway import CallFailed, CallRequest
+
+    long_answer = " ".join(f"w{i}" for i in range(200))
+    fake_openai.add_model("slow", ModelScript(reply=long_answer, token_delay=0.05))
+    fake_openai.add_model("late", ModelScript(reply=ANSWER, first_token_delay=2.0))
+    gw = gateway(tmp_path)
+    limits = Limits(first_token_timeout=5, total_timeout=0.4)
+    seen: list[str] = []
+    with pytest.raises(CallFailed) as info:
+        await gw.call(
+            CallRequest(model="slow", prompt="Q", limits=limits), lambda t, c: seen.append(t)
+        )
+    assert info.value.kind == "cut_off" and "not finished within 0.4 s" in info.value.message
+    assert info.value.partial_text.startswith("w0 w1") and seen  # it had started
+    assert len(fake_openai.requests_for("slow")) == 1
+    # no first token before the total time is up: a timeout (retried), not a cut-off
+    with pytest.raises(CallFailed) as info:
+        await gw.call(CallRequest(model="late", prompt="Q", limits=limits))
+    assert info.value.kind == "timeout" and "not finished within 0.4 s" in info.value.message
+    # the first token's deadline no longer applies once it came
+    fast = Limits(first_token_timeout=0.3, total_timeout=10)
+    twenty = " ".join(long_answer.split()[:20])
+    fake_openai.add_model("steady", ModelScript(reply=twenty, token_delay=0.03))
+    outcome = await gw.call(CallRequest(model="steady", prompt="Q", limits=fast))
+    assert outcome.text == twenty and outcome.latency_ms > 500
+
+
+# -- the openai SDK's aiohttp client (what the gateway service uses) ----------------------------
+@pytest.mark.parametrize(
+    "fault", ["cut", "malformed", "status", "hang", "refused", "runaway", "bad_key"]
+)
+async def test_aiohttp_client_keeps_the_fault_matrix(fake_openai, judge, tmp_path, fault):
+    gw = gateway(tmp_path, http_transport="aiohttp", fallbacks={"m": ["backup"]})
+    fake_openai.add_model("backup", ModelScript(reply=ANSWER))
+    limits: dict = {"first_token_timeout": 0.3}
+    if fault == "refused":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        fake_openai.add_model("m", api_base=f"http://127.0.0.1:{port}/v1")
+    elif fault == "bad_key":
+        fake_openai.add_model("m", ModelScript(reply=ANSWER, api_key="right"), key="wrong")
+    else:
+        script = {
+            "cut": ModelScript(reply=ANSWER, faults=[Fault.cut(after_chunks=3)]),
+            "malformed": ModelScript(reply=ANSWER, faults=[Fault.malformed(after_chunks=2)]),
+            "status": ModelScript(reply=ANSWER, faults=[Fault.status(500, "boom")]),
+            "hang": ModelScript(reply=ANSWER, faults=[Fault.hang()]),
+            "runaway": ModelScript(fail_always=Fault.runaway()),
+        }[fault]
+        fake_openai.add_model("m", script)
+        if fault == "runaway":
+            limits["max_output_tokens"] = 100
+    try:
+        events, _ = await run_one("m", tmp_path, gw, limits=limits)
+    finally:
+        await gw.aclose()
+    done = member_events(events, "m")
+    if fault in ("cut", "malformed", "status", "hang"):  # retried, then answered
+        assert done.kind == "member_done" and done.served_by == "m" and done.attempts == 2
+        assert done.text == ANSWER
+    elif fault == "refused":  # a connection failure (the adapter says "timeout"), retried
+        assert done.kind == "member_done" and done.served_by == "backup"
+        assert done.attempts == 4
+        assert b'failures_total{kind="connection",model="m"} 1.0' in gw.metrics.render()
+    elif fault == "bad_key":  # not retried
+        assert done.served_by == "backup" and done.attempts == 2
+        assert b'failures_total{kind="auth",model="m"} 1.0' in gw.metrics.render()
+    else:  # cut off, not retried, and the provider's stream is closed
+        assert done.kind == "member_failed" and done.error_type == "cut_off"
+        assert fake_openai.requests_for("backup") == []
+        await fake_openai.async_wait_for(lambda: "m" in fake_openai.disconnects, timeout=10)

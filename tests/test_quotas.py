@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -279,6 +280,120 @@ def test_threads_never_admit_more_than_the_limit(clock: Clock) -> None:
         t.join()
     assert len(admitted) == 100
     assert quotas.usage("many")["requests_per_day"]["used"] == 100
+
+
+# -- deferred counting (the gateway's fast path) -------------------------------------------------
+STORAGES = ["memory", "sqlite"]
+
+
+def storage_uri(kind: str, tmp_path: Path) -> str:
+    return "memory://" if kind == "memory" else f"sqlite:///{tmp_path / 'q.db'}"
+
+
+@pytest.mark.parametrize("kind", STORAGES)
+def test_try_check_admits_users_without_window_limits_at_once(
+    kind: str, tmp_path: Path, clock: Clock
+) -> None:
+    quotas = manager(clock, storage_uri(kind, tmp_path), max_output_tokens_per_call=100)
+    assert quotas.try_check("ann", 500) == (True, 100)  # the same cap check() gives
+    assert quotas.try_check("ann") == (True, 100)
+    # counted: every read of the manager writes the queued counts first
+    assert quotas.usage("ann")["requests_per_minute"]["used"] == 2
+    assert quotas.usage("ann")["requests_per_day"]["used"] == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        quotas.try_check("ann", 0)
+    # a policy with any window limit needs the storage: nothing done, check() it is
+    quotas.set_policy("bob", QuotaPolicy(tokens_per_day=10))
+    assert quotas.try_check("bob", 5) == (False, None)
+    assert quotas.usage("bob")["requests_per_day"]["used"] == 0
+    quotas.close()
+
+
+@pytest.mark.parametrize("kind", STORAGES)
+def test_charge_later_is_seen_by_the_next_check(kind: str, tmp_path: Path, clock: Clock) -> None:
+    quotas = manager(clock, storage_uri(kind, tmp_path), tokens_per_minute=100)
+    assert quotas.check("carol", 50) == 50
+    quotas.charge_later("carol", 30, 40)
+    quotas.charge_later("carol", None, None)  # unreported: nothing queued
+    with pytest.raises(QuotaExceeded) as info:
+        quotas.check("carol", 50)
+    assert (info.value.used, info.value.requested) == (70, 50)
+    with pytest.raises(ValueError, match="negative"):
+        quotas.charge_later("carol", -1, 0)
+    with pytest.raises(TypeError):
+        quotas.charge_later("carol", 1.5, 0)  # type: ignore[arg-type]
+    quotas.close()
+
+
+def test_deferred_counts_are_written_in_the_background_and_on_close(
+    tmp_path: Path, clock: Clock
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'shared.db'}"
+    writer = manager(clock, uri)
+    reader = manager(clock, uri)  # another process, say: sees the file only
+    writer.try_check("dan")
+    writer.charge_later("dan", 10, 20)
+    deadline = time.monotonic() + 10
+    while reader.usage("dan")["tokens_per_day"]["used"] != 30:
+        assert time.monotonic() < deadline, "the writer thread did not write the counts"
+        time.sleep(0.01)
+    assert reader.usage("dan")["requests_per_day"]["used"] == 1
+    writer.charge_later("dan", 5, 0)
+    writer.close()  # writes what is still queued
+    assert reader.usage("dan")["tokens_per_day"]["used"] == 35
+    writer.charge_later("dan", 1, 0)  # after close: written at once
+    assert reader.usage("dan")["tokens_per_day"]["used"] == 36
+    writer.close()
+    reader.close()
+
+
+def test_a_failed_write_keeps_the_deferred_counts(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    quotas = manager(clock, f"sqlite:///{tmp_path / 'q.db'}", requests_per_day=5)
+    quotas.charge_later("eve", 7, 0)
+    storage = quotas.storage
+    real = storage._incr  # type: ignore[attr-defined]
+    failures = [sqlite3.OperationalError("database is locked")]
+
+    def flaky(*args: object, **kwargs: object) -> int:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(storage, "_incr", flaky)
+    with pytest.raises(sqlite3.OperationalError):
+        quotas.check("eve")  # the transaction is rolled back: the check counted nothing
+    quotas.check("eve")  # the queued tokens are written with this one
+    usage = quotas.usage("eve")
+    assert usage["tokens_per_day"]["used"] == 7
+    assert usage["requests_per_day"]["used"] == 1
+    quotas.close()
+
+
+def test_a_sqlite_check_is_one_transaction(tmp_path: Path, clock: Clock) -> None:
+    quotas = manager(clock, f"sqlite:///{tmp_path / 'q.db'}", requests_per_day=2)
+    conn = quotas.storage._connection()  # type: ignore[attr-defined]
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    quotas.check("fred")
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    quotas.check("fred")
+    statements.clear()
+    with pytest.raises(QuotaExceeded):
+        quotas.check("fred")  # refused: counted, then taken back, in the same transaction
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT", "ROLLBACK"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    conn.set_trace_callback(None)
+    assert quotas.usage("fred")["requests_per_day"]["used"] == 2
+    quotas.close()
 
 
 # -- storages -----------------------------------------------------------------------------------

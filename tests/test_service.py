@@ -796,3 +796,82 @@ def test_sqlite_ledger_persists_and_aggregates(tmp_path):
     again.set_quota("user:alice", None)
     assert again.quota_policies() == {}
     again.close()
+
+
+def test_sqlite_ledger_record_later_batches_and_loses_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path)
+    t0 = datetime(2025, 1, 1, 12, tzinfo=UTC).timestamp()
+    stored = threading.Event()
+    told: list[BaseException | None] = []
+
+    def done(error: BaseException | None) -> None:
+        told.append(error)
+        if len(told) == 3:
+            stored.set()
+
+    for i in range(3):
+        ledger.record_later(UsageRecord(t0 + i, "alice", "m", "ok", "m", 1, 2), done)
+    assert stored.wait(10), "the writer thread did not store the records"
+    assert told == [None, None, None]
+    # another connection (a replica) sees them once each is reported stored
+    replica = SQLiteLedger(path)
+    assert [r.time for r in replica.records(user="alice")] == [t0 + 2, t0 + 1, t0]
+
+    # a failed write is reported, and the record stays queued and is stored later
+    real = ledger.record_many
+    failures = [OSError("disk full")]
+
+    def flaky(records):
+        if failures:
+            raise failures.pop()
+        real(records)
+
+    monkeypatch.setattr(ledger, "record_many", flaky)
+    failed = threading.Event()
+    errors: list[BaseException | None] = []
+    ledger.record_later(
+        UsageRecord(t0 + 3, "bob", "m", "quota"), lambda e: (errors.append(e), failed.set())
+    )
+    assert failed.wait(10)
+    assert isinstance(errors[0], OSError)
+    ledger.record_later(UsageRecord(t0 + 4, "bob", "m", "ok"))
+    # reads through the ledger write what is queued first, in order
+    assert [r.outcome for r in ledger.records(user="bob")] == ["ok", "quota"]
+    ledger.record_later(UsageRecord(t0 + 5, "carol", "m", "ok"))
+    ledger.close()  # writes what is left
+    with pytest.raises(RuntimeError, match="closed"):
+        ledger.record_later(UsageRecord(t0 + 6, "carol", "m", "ok"))
+    assert [r.user for r in replica.records(user="carol")] == ["carol"]
+    assert len(replica.records()) == 6
+    replica.close()
+
+
+def test_sqlite_ledger_revision_without_waiting(tmp_path):
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    other = SQLiteLedger(tmp_path / "ledger.db")  # a replica's admin API
+    assert ledger.revision_nowait() == ledger.revision() == 0
+    other.set_acl("user:bob", ["m"])
+    assert ledger.revision_nowait() == ledger.revision() == 1
+    with other._lock:  # a writer busy on the main connection does not block this read
+        other.db.conn.execute("BEGIN IMMEDIATE")
+        assert ledger.revision_nowait() == 1
+        other.db.conn.execute("ROLLBACK")
+    for made in (ledger, other):
+        made.close()
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize(
+    "text",
+    ["word ", "", 'quote " and \\ backslash', "é ü 😀 \u2028\n\t\x00", "\ufdd0content\ufdd0"],
+)
+def test_pre_encoded_content_chunks_are_byte_identical(text, include_usage):
+    from consortium_lab.service import _ChunkFrames
+
+    for model in ("m", 'odd "model" \ufdd0content\ufdd0 name'):
+        frames = _ChunkFrames("chatcmpl-abc", 1_700_000_000, model)
+        fast = frames.content(text, include_usage)
+        assert fast == frames.chunk({"content": text}, None, include_usage)
+        data = json.loads(fast.decode().removeprefix("data: "))
+        assert data["choices"][0]["delta"] == {"content": text} and data["model"] == model

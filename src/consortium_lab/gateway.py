@@ -15,6 +15,7 @@ a service: no cache, retries, fallbacks or quotas of its own, so nothing is done
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -152,6 +153,10 @@ def classify(exc: BaseException) -> str:
     status = _status(exc)
     if _CONTEXT_WINDOW.search(str(exc)):
         return "context_window"
+    if _refused(exc):
+        # The openai SDK's aiohttp adapter reports a refused connection as a connect
+        # timeout; its cause says what happened.
+        return "connection"
     if isinstance(exc, TimeoutError) or name in {
         "APITimeoutError",
         "ReadTimeout",
@@ -171,6 +176,20 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, ConnectionError) or name in {"APIConnectionError", "RemoteProtocolError"}:
         return "connection"
     return "error"
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a connection the OS refused or reset."""
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionError) or isinstance(
+            getattr(cause, "os_error", None), ConnectionError
+        ):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def error_message(exc: BaseException) -> str:
@@ -193,6 +212,13 @@ def _estimate_tokens(chars: int) -> int:
     # Providers report usage only at the end of a stream; four characters per token is the
     # usual estimate for English text and is good enough for a runaway cut-off.
     return chars // 4
+
+
+def _max_chars(max_output_tokens: int | None) -> int | None:
+    """The most characters whose estimate stays within ``max_output_tokens``: a stream is cut
+    off once it has more (``_estimate_tokens(chars) > max_output_tokens``), checked per chunk
+    without a division."""
+    return None if max_output_tokens is None else (max_output_tokens + 1) * 4 - 1
 
 
 class ModelSettings(BaseModel):
@@ -227,6 +253,11 @@ class Gateway:
         shared_cache: share cached answers across users (off by default: a shared cache tells
             one user what another asked).
         log_to_llm: also log every finished response to ``llm``'s own log database.
+        http_transport: the HTTP client under the openai SDK of OpenAI-compatible models:
+            ``httpx`` (the SDK's default) or ``aiohttp`` (the SDK's own aiohttp adapter,
+            ``openai.DefaultAioHttpClient``: much less CPU per streamed chunk and per request
+            under concurrency; what the gateway service uses). Close its connections with
+            :meth:`aclose`.
     """
 
     def __init__(
@@ -251,9 +282,14 @@ class Gateway:
         user: str = "local",
         shared_cache: bool = False,
         log_to_llm: bool = True,
+        http_transport: Literal["httpx", "aiohttp"] = "httpx",
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0 (got {retries})")
+        if http_transport not in ("httpx", "aiohttp"):
+            raise ValueError(
+                f"http_transport must be 'httpx' or 'aiohttp' (got {http_transport!r})"
+            )
         if remote:
             cache, retries, fallbacks, quotas = None, 0, None, None
         if cache is _DEFAULT:
@@ -285,6 +321,7 @@ class Gateway:
         self.user = user
         self.shared_cache = shared_cache
         self.log_to_llm = log_to_llm
+        self.http_transport = http_transport
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         # Async clients hold a connection pool bound to their event loop: one cache per loop.
         self._clients: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = (
@@ -314,12 +351,19 @@ class Gateway:
             from .quotas import QuotaExceeded
 
             try:
-                # SQLite or Redis behind the quota may wait for a lock: not on the event loop.
-                cap = await asyncio.to_thread(self.quotas.check, user, limits.max_output_tokens)
+                # A user without request or token limits cannot be refused: admitted at once,
+                # the request counted in the background (QuotaManager.try_check).
+                try_check = getattr(self.quotas, "try_check", None)
+                admitted, cap = (
+                    try_check(user, limits.max_output_tokens) if try_check else (False, None)
+                )
+                if not admitted:
+                    # SQLite or Redis behind the quota may wait for a lock: not on the loop.
+                    cap = await asyncio.to_thread(self.quotas.check, user, limits.max_output_tokens)
             except QuotaExceeded as exc:
                 self.metrics.quota_rejection(exc.window)
                 raise CallFailed("quota", str(exc), retry_after=exc.retry_after) from exc
-            if cap is not None:
+            if cap is not None and cap != limits.max_output_tokens:
                 limits = limits.model_copy(update={"max_output_tokens": cap})
         key = None
         if self.cache is not None and self._settings(req.model).cache and req.cache != "bypass":
@@ -353,9 +397,13 @@ class Gateway:
             self.metrics.cache_miss(req.model)
         outcome = await self._with_fallbacks(req, limits, on_delta)
         if self.quotas is not None:
-            await asyncio.to_thread(
-                self.quotas.charge, user, outcome.usage.input_tokens, outcome.usage.output_tokens
-            )
+            tokens = (outcome.usage.input_tokens, outcome.usage.output_tokens)
+            charge_later = getattr(self.quotas, "charge_later", None)
+            if charge_later is not None:
+                # Queued and written in the background; the manager's next check reads it.
+                charge_later(user, *tokens)
+            else:
+                await asyncio.to_thread(self.quotas.charge, user, *tokens)
         if key is not None and self.cache is not None:
             ttl = self._settings(req.model).ttl or self.ttl
             entry = CachedAnswer(
@@ -520,58 +568,64 @@ class Gateway:
                 **extra,
             )
 
+        # Deadlines on the loop's clock: the whole call, and the first token.
+        total_at = None if limits.total_timeout is None else start + limits.total_timeout
+        first_at = (
+            None if limits.first_token_timeout is None else start + limits.first_token_timeout
+        )
+        max_chars = _max_chars(limits.max_output_tokens)
         try:
             stream, response = self._open(model, req)
         except Exception as exc:
             raise failed(classify(exc), error_message(exc)) from exc
+        cut = False
         try:
-            while True:
+            # One timeout for the whole stream, moved once when the first token arrives (not
+            # one per chunk: that was a timer armed and cancelled per chunk). It keeps the
+            # reads in this task: the HTTP stream's cancel scopes must be entered and left by
+            # the same task.
+            deadline = _earliest(total_at, first_at)
+            scope = asyncio.timeout_at(None if deadline is None else _loop_time(deadline))
+            try:
+                async with scope:
+                    async for kind, chunk in stream:
+                        if not chunk:
+                            continue
+                        if first_token_ms is None:
+                            first_token_ms = (time.monotonic() - start) * 1000
+                            if first_at is not None:
+                                scope.reschedule(None if total_at is None else _loop_time(total_at))
+                        channel = "reasoning" if kind == "reasoning" else "text"
+                        (reasoning if channel == "reasoning" else text).append(chunk)
+                        chars += len(chunk)
+                        on_delta(chunk, channel)
+                        if max_chars is not None and chars > max_chars:
+                            cut = True
+                            break
+            except TimeoutError:
+                if not scope.expired():
+                    raise  # not ours: classified below like any other error
                 elapsed = time.monotonic() - start
-                waits = []
-                if limits.total_timeout is not None:
-                    waits.append(limits.total_timeout - elapsed)
-                if first_token_ms is None and limits.first_token_timeout is not None:
-                    waits.append(limits.first_token_timeout - elapsed)
-                timeout = max(min(waits), 0.0) if waits else None
-                try:
-                    # asyncio.timeout keeps the read in this task: the HTTP stream's cancel
-                    # scopes must be entered and left by the same task.
-                    async with asyncio.timeout(timeout):
-                        kind, chunk = await anext(stream)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    elapsed = time.monotonic() - start
-                    total_hit = (
-                        limits.total_timeout is not None and elapsed >= limits.total_timeout - 1e-3
-                    )
-                    if total_hit:
-                        # A retry would repeat the whole wait: reported like a runaway answer.
-                        raise failed(
-                            "cut_off" if first_token_ms is not None else "timeout",
-                            f"{model}: answer not finished within {limits.total_timeout:g} s",
-                        ) from None
+                total_hit = (
+                    limits.total_timeout is not None and elapsed >= limits.total_timeout - 1e-3
+                )
+                if total_hit:
+                    # A retry would repeat the whole wait: reported like a runaway answer.
                     raise failed(
-                        "timeout",
-                        f"{model}: no first token within {limits.first_token_timeout:g} s",
+                        "cut_off" if first_token_ms is not None else "timeout",
+                        f"{model}: answer not finished within {limits.total_timeout:g} s",
                     ) from None
-                if not chunk:
-                    continue
-                if first_token_ms is None:
-                    first_token_ms = (time.monotonic() - start) * 1000
-                (reasoning if kind == "reasoning" else text).append(chunk)
-                chars += len(chunk)
-                on_delta(chunk, "reasoning" if kind == "reasoning" else "text")
-                if (
-                    limits.max_output_tokens is not None
-                    and _estimate_tokens(chars) > limits.max_output_tokens
-                ):
-                    await _abort(stream)
-                    raise failed(
-                        "cut_off",
-                        f"{model}: output passed the limit of {limits.max_output_tokens} tokens"
-                        " and was cut off",
-                    )
+                raise failed(
+                    "timeout",
+                    f"{model}: no first token within {limits.first_token_timeout:g} s",
+                ) from None
+            if cut:
+                await _abort(stream)
+                raise failed(
+                    "cut_off",
+                    f"{model}: output passed the limit of {limits.max_output_tokens} tokens"
+                    " and was cut off",
+                )
         except CallFailed:
             raise
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -652,7 +706,11 @@ class Gateway:
         bundle (about 40 ms of CPU here) and opens fresh connections, and it also retries by
         itself (twice, invisibly). We keep the plugin and its request code and only hand it a
         client built once, with its own retries off, so every retry is the gateway's: counted
-        once and visible in the metrics. Models of other plugins are left untouched.
+        once and visible in the metrics. With ``http_transport="aiohttp"`` that client sends
+        through the openai SDK's aiohttp adapter instead of httpx: httpcore's pool checks every
+        idle connection's socket on each request and each response end (quadratic under
+        hundreds of concurrent streams) and keeps only 100 idle connections, so every burst
+        reconnects. Models of other plugins are left untouched.
         """
         build = getattr(model, "get_client", None)
         if build is None or not hasattr(model, "api_base"):
@@ -678,11 +736,26 @@ class Gateway:
                 if ident not in cache:
                     client = build(key, async_=async_)
                     with_options = getattr(client, "with_options", None)
-                    cache[ident] = with_options(max_retries=0) if with_options else client
+                    options: dict[str, Any] = {"max_retries": 0}
+                    if async_ and self.http_transport == "aiohttp":
+                        http_client = _aiohttp_client(client)
+                        if http_client is not None:
+                            options["http_client"] = http_client
+                    cache[ident] = with_options(**options) if with_options else client
                 return cache[ident]
 
         model.get_client = get_client
         return model
+
+    async def aclose(self) -> None:
+        """Close the shared async clients of the running loop (their connection pools)."""
+        with self._lock:
+            clients = list(self._clients.pop(asyncio.get_running_loop(), {}).values())
+        for client in clients:
+            close = getattr(client, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
     async def _log(self, response: Any) -> str | None:
         from .llm_logs import log_to_llm
@@ -693,6 +766,37 @@ class Gateway:
         """Close the cache backend."""
         if self.cache is not None:
             self.cache.close()
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def _loop_time(monotonic_at: float) -> float:
+    """A ``time.monotonic()`` instant on the running loop's clock (``asyncio.timeout_at``)."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_at - time.monotonic())
+
+
+def _aiohttp_client(client: Any) -> Any:
+    """The openai SDK's own aiohttp HTTP client (``openai.DefaultAioHttpClient``), or ``None``
+    where it is not available or the plugin gave the client a special one (llm's
+    ``LLM_OPENAI_SHOW_RESPONSES`` logging client)."""
+    import os
+
+    if os.environ.get("LLM_OPENAI_SHOW_RESPONSES"):
+        return None
+    try:
+        import openai
+
+        made = openai.DefaultAioHttpClient(
+            timeout=getattr(client, "timeout", openai.DEFAULT_TIMEOUT),
+            limits=openai.DEFAULT_CONNECTION_LIMITS,
+        )
+    except Exception:  # no aiohttp, or an SDK without the adapter
+        return None
+    return made
 
 
 async def _abort(stream: AsyncIterator[tuple[str, str]]) -> None:

@@ -31,10 +31,21 @@ Two backends, chosen by :func:`open_ledger`:
 Every change of policies or rules bumps :meth:`Ledger.revision`, which the service checks on
 every request, so a change made through one replica's admin API applies to the next request on
 every replica.
+
+The service adds usage with :meth:`Ledger.record_later`, which never blocks: a writer thread
+stores what is queued in one transaction (one Redis round trip) and reports each record stored
+through a callback; the service answers the request only then, so a record is visible to every
+replica once its request is answered, with one transaction per batch rather than a worker
+thread and a transaction per request. Reading usage through the ledger (:meth:`Ledger.records`,
+:meth:`Ledger.usage`) writes what is queued first, and :meth:`Ledger.close` (or the
+interpreter's normal exit) writes the rest, so no record is lost on a normal shutdown; a
+backend that fails is tried again, and at the end the records that could not be written are
+logged in full.
 """
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
 import json
 import logging
@@ -42,8 +53,9 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +156,15 @@ class UsageRecord:
         return data
 
 
+RecordDone = Callable[[BaseException | None], None]
+"""Told when a queued record is stored (``None``) or could not be (the error; the record stays
+queued), from the thread that wrote it: the ledger's writer thread, or one that read usage or
+closed the ledger (both write the queue first)."""
+
+
+_UNLIMITED = QuotaPolicy()
+
+
 @dataclass(frozen=True)
 class Rules:
     """A snapshot of quota policies and access rules, and how they apply to one user.
@@ -173,7 +194,7 @@ class Rules:
                 values = [getattr(p, name) for p in found]
                 merged[name] = None if any(v is None for v in values) else max(values)
             return QuotaPolicy(**merged)
-        return self.quotas.get("default") or QuotaPolicy()
+        return self.quotas.get("default") or _UNLIMITED
 
     def patterns_for(self, user: str, groups: Iterable[str] = ()) -> tuple[str, ...]:
         """The model patterns ``user`` in ``groups`` may use (empty: none)."""
@@ -196,10 +217,107 @@ class Ledger(ABC):
     quota_storage: str
     """The ``QuotaManager`` storage URI that keeps quota counters beside this ledger."""
 
+    def __init__(self) -> None:
+        self._queue: list[tuple[UsageRecord, RecordDone | None]] = []
+        self._queue_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._closing = False
+
     # -- usage --------------------------------------------------------------------------------
     @abstractmethod
     def record(self, record: UsageRecord) -> None:
-        """Add one usage record."""
+        """Add one usage record (now, waiting for the backend)."""
+
+    def record_many(self, records: Sequence[UsageRecord]) -> None:
+        """Add several usage records, in order (backends do it in one transaction)."""
+        for record in records:
+            self.record(record)
+
+    def record_later(self, record: UsageRecord, done: RecordDone | None = None) -> None:
+        """Queue one usage record for the writer thread, which stores what is queued in one
+        transaction (one round trip), as soon as it has finished the previous batch.
+
+        Never waits for the backend, so an event loop may call it. ``done`` (see
+        :data:`RecordDone`) is called once: with ``None`` when the record is stored, or with the
+        error when storing failed (the record then stays queued and is tried again). Reads
+        through this ledger write the queue first, and :meth:`close` writes what is left.
+
+        Raises:
+            RuntimeError: the ledger is closed.
+        """
+        with self._queue_lock:
+            if self._closing:
+                raise RuntimeError("the ledger is closed")
+            self._queue.append((record, done))
+            if self._writer is None:
+                self._start_writer()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write the queued records now (in order); on failure they stay queued and it raises."""
+        with self._flush_lock:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+            if not batch:
+                return
+            try:
+                self.record_many([record for record, _ in batch])
+            except BaseException as exc:
+                with self._queue_lock:
+                    self._queue[:0] = [(record, None) for record, _ in batch]
+                _notify(batch, exc)
+                raise
+            _notify(batch, None)
+
+    def _close_queue(self) -> None:
+        """Stop the writer and write what is left (logged in full if that fails)."""
+        with self._queue_lock:
+            self._closing = True
+            writer = self._writer
+        if writer is not None:
+            self._wake.set()
+            writer.join()
+        try:
+            self.flush()
+        except Exception:
+            logger.exception(
+                "usage records could not be written to the ledger: %s",
+                json.dumps([record.to_dict() for record, _ in self._queue]),
+            )
+
+    def _start_writer(self) -> None:
+        ref = weakref.ref(self)
+        wake = self._wake
+
+        def run() -> None:
+            while True:
+                if not wake.wait(timeout=5.0):
+                    if ref() is None:
+                        return  # the ledger is gone
+                    continue
+                wake.clear()
+                ledger = ref()
+                if ledger is None or ledger._closing:
+                    return  # close() writes what is left
+                try:
+                    # Whatever queued up while the previous batch was written goes in one.
+                    ledger.flush()
+                except Exception:
+                    logger.exception("usage records not written yet; trying again shortly")
+                    time.sleep(0.5)
+                    wake.set()
+                ledger = None  # no reference between batches: the ledger may be collected
+
+        def at_exit() -> None:
+            ledger = ref()
+            if ledger is not None and not ledger._closing:
+                ledger._close_queue()
+
+        self._writer = threading.Thread(target=run, name="ledger-writer", daemon=True)
+        self._writer.start()
+        atexit.register(at_exit)
 
     @abstractmethod
     def records(
@@ -253,6 +371,11 @@ class Ledger(ABC):
     def revision(self) -> int:
         """A number that changes whenever a policy or rule changes."""
 
+    def revision_nowait(self) -> int | None:
+        """:meth:`revision` if it can be read without waiting (an event loop may call this);
+        ``None`` when it cannot, then call :meth:`revision` from a worker thread."""
+        return None
+
     @abstractmethod
     def check(self) -> bool:
         """Whether the backend answers."""
@@ -271,6 +394,17 @@ class Ledger(ABC):
             quotas={**(base_quotas or {}), **self.quota_policies()},
             acl={**{k: list(v) for k, v in (base_acl or {}).items()}, **self.acl_rules()},
         )
+
+
+def _notify(
+    batch: Sequence[tuple[UsageRecord, RecordDone | None]], error: BaseException | None
+) -> None:
+    for _, done in batch:
+        if done is not None:
+            try:
+                done(error)
+            except Exception:
+                logger.exception("a usage record's done callback failed")
 
 
 def _check_group_by(group_by: Sequence[str]) -> list[str]:
@@ -374,6 +508,13 @@ _USAGE_COLUMNS = (
 )
 
 
+_INSERT_USAGE = (
+    f"INSERT INTO gateway_usage ({', '.join(_USAGE_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _USAGE_COLUMNS)})"
+)
+_REVISION = "SELECT value FROM gateway_meta WHERE key = 'revision'"
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -405,6 +546,7 @@ class SQLiteLedger(Ledger):
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         import sqlite_utils
 
+        super().__init__()
         self.path = Path(path).expanduser().absolute()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
@@ -429,6 +571,12 @@ class SQLiteLedger(Ledger):
                     raise
                 time.sleep(0.02)
         self.quota_storage = f"sqlite:///{self.path}"
+        # A second connection for revision_nowait(): a WAL reader never waits for a writer,
+        # and it fails at once (timeout 0) rather than wait for anything else.
+        self._reader = sqlite3.connect(
+            str(self.path), timeout=0, isolation_level=None, check_same_thread=False
+        )
+        self._reader_lock = threading.Lock()
 
     def _write(self, sql: str, params: Sequence[Any] = (), *, bump: bool = False) -> None:
         with self._lock:
@@ -451,15 +599,36 @@ class SQLiteLedger(Ledger):
             return list(self.db.query(sql, params))
 
     def record(self, record: UsageRecord) -> None:
-        data = asdict(record)
-        data["cached"] = int(record.cached)
-        data["stream"] = int(record.stream)
-        columns = ", ".join(_USAGE_COLUMNS)
-        marks = ", ".join("?" for _ in _USAGE_COLUMNS)
-        self._write(
-            f"INSERT INTO gateway_usage ({columns}) VALUES ({marks})",
-            [data[c] for c in _USAGE_COLUMNS],
-        )
+        self.record_many([record])
+
+    def record_many(self, records: Sequence[UsageRecord]) -> None:
+        rows = [
+            (
+                r.time,
+                r.user,
+                r.model,
+                r.served_by,
+                r.input_tokens,
+                r.output_tokens,
+                r.cost,
+                int(r.cached),
+                r.outcome,
+                r.latency_ms,
+                int(r.stream),
+            )
+            for r in records
+        ]
+        if not rows:
+            return
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT_USAGE, rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def records(
         self,
@@ -470,6 +639,7 @@ class SQLiteLedger(Ledger):
         model: str | None = None,
         limit: int = 100,
     ) -> list[UsageRecord]:
+        self.flush()
         where, params = _filters(since, until, user, model)
         rows = self._rows(
             f"SELECT {', '.join(_USAGE_COLUMNS)} FROM gateway_usage{where}"
@@ -491,6 +661,7 @@ class SQLiteLedger(Ledger):
         group_by: Sequence[str] = ("user", "model"),
     ) -> list[dict[str, Any]]:
         fields = _check_group_by(group_by)
+        self.flush()
         exprs = {f: ("date(time, 'unixepoch')" if f == "day" else f) for f in fields}
         select = [f"{expr} AS {name}" for name, expr in exprs.items()]
         where, params = _filters(since, until, user, model)
@@ -554,6 +725,17 @@ class SQLiteLedger(Ledger):
         rows = self._rows("SELECT value FROM gateway_meta WHERE key = 'revision'")
         return int(rows[0]["value"]) if rows else 0
 
+    def revision_nowait(self) -> int | None:
+        if not self._reader_lock.acquire(blocking=False):
+            return None
+        try:
+            row = self._reader.execute(_REVISION).fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            self._reader_lock.release()
+        return int(row[0]) if row else 0
+
     def check(self) -> bool:
         try:
             self._rows("SELECT 1 AS one")
@@ -562,6 +744,9 @@ class SQLiteLedger(Ledger):
         return True
 
     def close(self) -> None:
+        self._close_queue()
+        with self._reader_lock:
+            self._reader.close()
         with self._lock:
             self.db.conn.close()
 
@@ -590,6 +775,7 @@ class RedisLedger(Ledger):
             raise ImportError(
                 "the Redis ledger needs the 'redis' package: pip install 'consortium-lab[redis]'"
             ) from exc
+        super().__init__()
         self.url = url
         self.prefix = prefix
         self.max_records = max_records
@@ -603,6 +789,15 @@ class RedisLedger(Ledger):
     def record(self, record: UsageRecord) -> None:
         fields = {"record": json.dumps(asdict(record))}
         self._redis.xadd(self._key("usage"), fields, maxlen=self.max_records, approximate=True)
+
+    def record_many(self, records: Sequence[UsageRecord]) -> None:
+        if not records:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for record in records:
+            fields = {"record": json.dumps(asdict(record))}
+            pipe.xadd(self._key("usage"), fields, maxlen=self.max_records, approximate=True)
+        pipe.execute()
 
     def _scan(
         self,
@@ -654,6 +849,7 @@ class RedisLedger(Ledger):
         model: str | None = None,
         limit: int = 100,
     ) -> list[UsageRecord]:
+        self.flush()
         found: list[UsageRecord] = []
         for rec in self._scan(since, until, user, model, reverse=True):
             found.append(rec)
@@ -671,6 +867,7 @@ class RedisLedger(Ledger):
         group_by: Sequence[str] = ("user", "model"),
     ) -> list[dict[str, Any]]:
         _check_group_by(group_by)
+        self.flush()
         return aggregate(self._scan(since, until, user, model), group_by)
 
     def quota_policies(self) -> dict[str, QuotaPolicy]:
@@ -712,6 +909,7 @@ class RedisLedger(Ledger):
             return False
 
     def close(self) -> None:
+        self._close_queue()
         self._redis.close()
 
 

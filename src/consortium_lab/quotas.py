@@ -26,6 +26,17 @@ What is checked when
     limit by at most their output caps (a soft limit); the request limits are exact, also
     across processes.
 
+Deferred counting (the gateway's fast path)
+    :meth:`QuotaManager.try_check` admits a call of a user whose policy sets no request or token
+    limit without waiting for the storage (nothing can refuse such a call), and
+    :meth:`QuotaManager.charge_later` adds a finished call's tokens the same way: both counts are
+    queued and written by a background thread a few milliseconds later, in one batch. Every
+    :meth:`~QuotaManager.check`, :meth:`~QuotaManager.usage` and :meth:`~QuotaManager.reset`
+    writes what is queued first (in the same storage transaction where the storage has them),
+    so nothing in the process ever reads a stale count; :meth:`~QuotaManager.close` (or the
+    interpreter's normal exit) writes the rest. Other processes sharing the storage see the
+    counts a few milliseconds later.
+
 Storage
     Counters live in a ``limits`` storage given as a URI: ``memory://`` (this process only),
     ``redis://host:port`` (``pip install redis``; passed to ``limits`` unchanged) or any other
@@ -45,19 +56,22 @@ Storage
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import logging
 import math
 import os
 import sqlite3
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -72,6 +86,8 @@ __all__ = [
     "sqlite_path",
     "sqlite_storage_class",
 ]
+
+logger = logging.getLogger(__name__)
 
 _INSTALL_HINT = (
     "quotas need the 'limits' package, a dependency of consortium-lab: "
@@ -166,6 +182,19 @@ _WINDOWS = (
 )
 _REQUEST_WINDOWS = tuple(w for w in _WINDOWS if w.kind == "requests")
 _TOKEN_WINDOWS = tuple(w for w in _WINDOWS if w.kind == "tokens")
+
+
+class _Counters(Protocol):
+    """What :class:`QuotaManager` needs of a storage: a ``limits`` storage, or one transaction
+    of the SQLite storage (:meth:`_SQLiteCounters.transaction`)."""
+
+    def get(self, key: str) -> int: ...
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int: ...
+
+
+_Pending = dict[str, list[float]]
+"""Queued increments: counter key -> ``[amount, end of its window]``."""
 
 
 def _in(seconds: float) -> str:
@@ -300,7 +329,16 @@ class QuotaManager:
         self._default = default or QuotaPolicy()
         self._per_user: dict[str, QuotaPolicy] = dict(per_user or {})
         self._clock = clock
+        # _lock serialises the storage's read-modify-write sequences (and may be held while
+        # the storage waits for another process); _policies and _queue are only ever held
+        # for a moment, so the event loop may take them.
         self._lock = threading.RLock()
+        self._policies = threading.Lock()
+        self._queue = threading.Lock()
+        self._pending: _Pending = {}
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._closed = False
         self.storage: Storage = _make_storage(storage)
 
     # -- policies ---------------------------------------------------------------------------
@@ -311,12 +349,12 @@ class QuotaManager:
 
     def set_default(self, policy: QuotaPolicy | None) -> None:
         """Replace the default policy (``None``: unlimited); takes effect at the next call."""
-        with self._lock:
+        with self._policies:
             self._default = policy or QuotaPolicy()
 
     def policy_for(self, user: str) -> QuotaPolicy:
         """The policy that applies to ``user`` now."""
-        with self._lock:
+        with self._policies:
             return self._per_user.get(user, self._default)
 
     def set_policy(self, user: str, policy: QuotaPolicy | None) -> None:
@@ -324,7 +362,7 @@ class QuotaManager:
 
         Takes effect at the user's next call; what they used so far still counts.
         """
-        with self._lock:
+        with self._policies:
             if policy is None:
                 self._per_user.pop(user, None)
             else:
@@ -343,40 +381,36 @@ class QuotaManager:
             The output cap the call must run with: the smaller of ``requested_output_tokens``
             and the policy's ``max_output_tokens_per_call``; ``None`` when neither is set.
         """
-        requested = _count(requested_output_tokens, "requested_output_tokens", allow_none=True)
-        if requested is not None and requested < 1:
-            raise ValueError(f"requested_output_tokens must be at least 1 (got {requested})")
+        requested = self._requested(requested_output_tokens)
         with self._lock:
             policy = self.policy_for(user)
-            caps = [c for c in (requested, policy.max_output_tokens_per_call) if c is not None]
-            cap = min(caps) if caps else None
+            cap = _cap(requested, policy)
             now = self._clock()
-            for window in _TOKEN_WINDOWS:
-                allowed = getattr(policy, window.field)
-                if allowed is None:
-                    continue
-                index, end = window.bounds(now)
-                used = self.storage.get(window.key(user, index))
-                left = allowed - used
-                if left <= 0:
-                    raise self._exceeded(user, window, allowed, now, used=used)
-                if cap is not None and cap > left:
-                    raise self._exceeded(user, window, allowed, now, used=used, requested=cap)
-            counted: list[str] = []
-            try:
-                for window in _REQUEST_WINDOWS:
-                    index, end = window.bounds(now)
-                    key = window.key(user, index)
-                    count = self.storage.incr(key, _expiry(end, now), amount=1)
-                    counted.append(key)
-                    allowed = getattr(policy, window.field)
-                    if allowed is not None and count > allowed:
-                        raise self._exceeded(user, window, allowed, now, used=count - 1)
-            except BaseException:
-                for key in counted:
-                    self._uncount(key, 1)
-                raise
+            with self._counters() as counters:
+                # What was queued first, in the same transaction: nothing is read stale.
+                self._write_pending(counters)
+                refusal = self._admit(counters, user, policy, cap, now)
+            if refusal is not None:
+                raise refusal
             return cap
+
+    def try_check(
+        self, user: str, requested_output_tokens: int | None = None
+    ) -> tuple[bool, int | None]:
+        """:meth:`check` without waiting for the storage, where nothing can refuse the call.
+
+        When ``user``'s policy sets no request or token limit, the call is admitted at once and
+        its request is counted in the background (see "Deferred counting" above): returns
+        ``(True, cap)`` with the cap :meth:`check` would return. Otherwise nothing is done and
+        ``(False, None)`` is returned: call :meth:`check` (which may wait for the storage).
+        Never blocks on storage I/O, so an event loop may call it.
+        """
+        requested = self._requested(requested_output_tokens)
+        policy = self.policy_for(user)
+        if any(getattr(policy, window.field) is not None for window in _WINDOWS):
+            return False, None
+        self._defer(user, _REQUEST_WINDOWS, 1)
+        return True, _cap(requested, policy)
 
     def charge(self, user: str, input_tokens: int | None, output_tokens: int | None) -> None:
         """Add the tokens a finished call really used (``None``: not reported, counts 0)."""
@@ -391,13 +425,36 @@ class QuotaManager:
             return
         with self._lock:
             now = self._clock()
-            for window in _TOKEN_WINDOWS:
-                index, end = window.bounds(now)
-                self.storage.incr(window.key(user, index), _expiry(end, now), amount=total)
+            with self._counters() as counters:
+                self._write_pending(counters)
+                for window in _TOKEN_WINDOWS:
+                    index, end = window.bounds(now)
+                    counters.incr(window.key(user, index), _expiry(end, now), amount=total)
+
+    def charge_later(self, user: str, input_tokens: int | None, output_tokens: int | None) -> None:
+        """:meth:`charge` without waiting for the storage: the tokens are queued (in the windows
+        of now) and written in the background (see "Deferred counting" above). Never blocks on
+        storage I/O, so an event loop may call it."""
+        tokens_in = _count(input_tokens, "input_tokens", allow_none=True) or 0
+        tokens_out = _count(output_tokens, "output_tokens", allow_none=True) or 0
+        if tokens_in < 0 or tokens_out < 0:
+            raise ValueError(
+                f"token counts must not be negative (got input={tokens_in}, output={tokens_out})"
+            )
+        if tokens_in + tokens_out:
+            self._defer(user, _TOKEN_WINDOWS, tokens_in + tokens_out)
+
+    def flush(self) -> None:
+        """Write the counts queued by :meth:`try_check` and :meth:`charge_later` now."""
+        with self._lock:
+            if self._pending:
+                with self._counters() as counters:
+                    self._write_pending(counters)
 
     def usage(self, user: str) -> dict[str, WindowUsage]:
         """What ``user`` has used in each current window, keyed by the policy field name."""
         with self._lock:
+            self.flush()
             policy = self.policy_for(user)
             now = self._clock()
             result: dict[str, WindowUsage] = {}
@@ -416,23 +473,183 @@ class QuotaManager:
     def reset(self, user: str) -> None:
         """Forget what ``user`` used in the current windows (an operator's override)."""
         with self._lock:
+            self.flush()
             now = self._clock()
             for window in _WINDOWS:
                 self.storage.clear(window.key(user, window.bounds(now)[0]))
 
     def close(self) -> None:
-        """Release the storage's resources where it has any (the SQLite connection)."""
-        close = getattr(self.storage, "close", None)
-        if callable(close):
-            close()
+        """Write the queued counts, then release the storage's resources where it has any (the
+        SQLite connection)."""
+        with self._queue:
+            self._closed = True
+            writer = self._writer
+        if writer is not None:
+            self._wake.set()
+            writer.join()
+        try:
+            self.flush()
+        except Exception:
+            logger.exception("quota counts could not be written: %s", self._pending)
+            raise
+        finally:
+            close = getattr(self.storage, "close", None)
+            if callable(close):
+                close()
 
     # -- helpers ----------------------------------------------------------------------------
-    def _uncount(self, key: str, amount: int) -> None:
-        decr = getattr(self.storage, "decr", None)
+    @staticmethod
+    def _requested(requested_output_tokens: int | None) -> int | None:
+        requested = _count(requested_output_tokens, "requested_output_tokens", allow_none=True)
+        if requested is not None and requested < 1:
+            raise ValueError(f"requested_output_tokens must be at least 1 (got {requested})")
+        return requested
+
+    def _counters(self) -> contextlib.AbstractContextManager[_Counters]:
+        """The storage, or one transaction of it where it has them (the SQLite storage: a whole
+        check is then one write transaction instead of one per counter)."""
+        if isinstance(self.storage, _SQLiteCounters):
+            return self.storage.transaction()
+        return contextlib.nullcontext(self.storage)
+
+    def _admit(
+        self, counters: _Counters, user: str, policy: QuotaPolicy, cap: int | None, now: float
+    ) -> QuotaExceeded | None:
+        """Count one request of ``user``, or the refusal (then nothing is counted)."""
+        for window in _TOKEN_WINDOWS:
+            allowed = getattr(policy, window.field)
+            if allowed is None:
+                continue
+            index, end = window.bounds(now)
+            used = counters.get(window.key(user, index))
+            left = allowed - used
+            if left <= 0:
+                return self._exceeded(user, window, allowed, now, used=used)
+            if cap is not None and cap > left:
+                return self._exceeded(user, window, allowed, now, used=used, requested=cap)
+        counted: list[str] = []
+        refusal = None
+        try:
+            for window in _REQUEST_WINDOWS:
+                index, end = window.bounds(now)
+                key = window.key(user, index)
+                count = counters.incr(key, _expiry(end, now), amount=1)
+                counted.append(key)
+                allowed = getattr(policy, window.field)
+                if allowed is not None and count > allowed:
+                    refusal = self._exceeded(user, window, allowed, now, used=count - 1)
+                    break
+        except BaseException:
+            if counters is self.storage:  # a transaction is rolled back as a whole
+                for done in counted:
+                    self._uncount(counters, done, 1)
+            raise
+        if refusal is not None:  # a refused request is not counted
+            for done in counted:
+                self._uncount(counters, done, 1)
+        return refusal
+
+    def _uncount(self, counters: _Counters, key: str, amount: int) -> None:
+        decr = getattr(counters, "decr", None)
         if callable(decr):
             decr(key, amount)
         else:  # Redis and others: INCRBY with a negative amount
-            self.storage.incr(key, 1, amount=-amount)
+            counters.incr(key, 1, amount=-amount)
+
+    # -- deferred counts ----------------------------------------------------------------------
+    def _defer(self, user: str, windows: tuple[_Window, ...], amount: int) -> None:
+        """Queue ``amount`` for ``user``'s current ``windows``; the writer thread adds it."""
+        now = self._clock()
+        with self._queue:
+            for window in windows:
+                index, end = window.bounds(now)
+                key = window.key(user, index)
+                entry = self._pending.get(key)
+                if entry is None:
+                    self._pending[key] = [amount, end]
+                else:
+                    entry[0] += amount
+            closed = self._closed
+            if not closed and self._writer is None:
+                self._start_writer()
+        if closed:  # used after close(): written at once, as check() and charge() do
+            self.flush()
+        elif not self._wake.is_set():
+            self._wake.set()
+
+    def _take_pending(self) -> _Pending:
+        with self._queue:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def _restore_pending(self, pending: _Pending) -> None:
+        with self._queue:
+            for key, (amount, end) in pending.items():
+                entry = self._pending.get(key)
+                if entry is None:
+                    self._pending[key] = [amount, end]
+                else:
+                    entry[0] += amount
+
+    def _write_pending(self, counters: _Counters) -> None:
+        """Add the queued counts to ``counters`` (the caller holds ``_lock``). Counts of a
+        window that has ended meanwhile are dropped (nothing reads that window any more)."""
+        pending = self._take_pending()
+        if not pending:
+            return
+        on_rollback = getattr(counters, "on_rollback", None)
+        if callable(on_rollback):
+            # A transaction is undone as a whole: then every count is queued again.
+            on_rollback(lambda: self._restore_pending(pending))
+        now = self._clock()
+        left = dict(pending)
+        try:
+            for key, (amount, end) in pending.items():
+                if end > now:
+                    counters.incr(key, _expiry(end, now), amount=int(amount))
+                del left[key]
+        except BaseException:
+            if not callable(on_rollback):  # a plain storage keeps what it wrote
+                self._restore_pending(left)
+            raise
+
+    FLUSH_DELAY = 0.005
+    """Seconds the writer thread waits after the first queued count, gathering a batch."""
+
+    def _start_writer(self) -> None:
+        ref = weakref.ref(self)
+        wake = self._wake
+
+        def run() -> None:
+            while True:
+                if not wake.wait(timeout=5.0):
+                    if ref() is None:
+                        return  # the manager is gone
+                    continue
+                time.sleep(QuotaManager.FLUSH_DELAY)
+                wake.clear()
+                manager = ref()
+                if manager is None or manager._closed:
+                    return  # close() writes what is left
+                try:
+                    manager.flush()
+                except Exception:
+                    logger.exception("quota counts not written yet; trying again shortly")
+                    time.sleep(0.5)
+                    wake.set()
+                manager = None  # no reference between batches: the manager may be collected
+
+        def at_exit() -> None:
+            manager = ref()
+            if manager is not None and not manager._closed:
+                manager._closed = True
+                wake.set()
+                with contextlib.suppress(Exception):
+                    manager.flush()
+
+        self._writer = threading.Thread(target=run, name="quota-counts", daemon=True)
+        self._writer.start()
+        atexit.register(at_exit)
 
     def _exceeded(
         self,
@@ -455,6 +672,11 @@ class QuotaManager:
             used=used,
             requested=requested,
         )
+
+
+def _cap(requested: int | None, policy: QuotaPolicy) -> int | None:
+    caps = [c for c in (requested, policy.max_output_tokens_per_call) if c is not None]
+    return min(caps) if caps else None
 
 
 def _expiry(end: float, now: float) -> int:
@@ -611,42 +833,73 @@ class _SQLiteCounters:
             row = self._connection().execute(sql, params).fetchone()
         return None if row is None else row[0]
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_SQLiteTransaction]:
+        """Several counter operations in one write transaction (one ``BEGIN IMMEDIATE``):
+        atomic together, and far cheaper than a transaction each. Rolled back as a whole when
+        the block raises."""
+        with self._guard:
+            conn = self._connection()
+            txn = _SQLiteTransaction(self, conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield txn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                txn.rolled_back()
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                txn.rolled_back()
+                raise
+
+    def _incr(self, conn: sqlite3.Connection, key: str, expiry: int, amount: int) -> int:
+        now = self._time()
+        conn.execute(_INCR, {"key": key, "amount": amount, "expires_at": now + expiry, "now": now})
+        value = conn.execute("SELECT value FROM limits_counters WHERE key = ?", (key,)).fetchone()[
+            0
+        ]
+        self._writes += 1
+        if self._writes % self.CLEANUP_EVERY == 0:
+            conn.execute("DELETE FROM limits_counters WHERE expires_at <= ?", (now,))
+        return int(value)
+
+    def _decr(self, conn: sqlite3.Connection, key: str, amount: int) -> int:
+        now = self._time()
+        conn.execute(
+            "UPDATE limits_counters SET value = MAX(value - ?, 0) WHERE key = ? AND expires_at > ?",
+            (amount, key, now),
+        )
+        row = conn.execute(
+            "SELECT value FROM limits_counters WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _get(self, conn: sqlite3.Connection, key: str) -> int:
+        row = conn.execute(
+            "SELECT value FROM limits_counters WHERE key = ? AND expires_at > ?",
+            (key, self._time()),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add ``amount`` to ``key``'s counter; a new (or expired) one lives ``expiry`` s."""
-        now = self._time()
         with self._write() as conn:
-            conn.execute(
-                _INCR, {"key": key, "amount": amount, "expires_at": now + expiry, "now": now}
-            )
-            value = conn.execute(
-                "SELECT value FROM limits_counters WHERE key = ?", (key,)
-            ).fetchone()[0]
-            self._writes += 1
-            if self._writes % self.CLEANUP_EVERY == 0:
-                conn.execute("DELETE FROM limits_counters WHERE expires_at <= ?", (now,))
-        return int(value)
+            return self._incr(conn, key, expiry, amount)
 
     def decr(self, key: str, amount: int = 1) -> int:
         """Take ``amount`` off ``key``'s counter (never below 0)."""
-        now = self._time()
         with self._write() as conn:
-            conn.execute(
-                "UPDATE limits_counters SET value = MAX(value - ?, 0)"
-                " WHERE key = ? AND expires_at > ?",
-                (amount, key, now),
-            )
-            row = conn.execute(
-                "SELECT value FROM limits_counters WHERE key = ? AND expires_at > ?", (key, now)
-            ).fetchone()
-        return 0 if row is None else int(row[0])
+            return self._decr(conn, key, amount)
 
     def get(self, key: str) -> int:
         """The counter of ``key`` (0 when absent or expired)."""
-        value = self._read(
-            "SELECT value FROM limits_counters WHERE key = ? AND expires_at > ?",
-            (key, self._time()),
-        )
-        return 0 if value is None else int(value)
+        with self._guard:
+            return self._get(self._connection(), key)
 
     def get_expiry(self, key: str) -> float:
         """When ``key``'s counter expires (now, when it does not exist)."""
@@ -680,6 +933,32 @@ class _SQLiteCounters:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+class _SQLiteTransaction:
+    """The counters of :meth:`_SQLiteCounters.transaction`, inside its one transaction."""
+
+    def __init__(self, counters: _SQLiteCounters, conn: sqlite3.Connection) -> None:
+        self._counters = counters
+        self._conn = conn
+        self._undo: list[Callable[[], None]] = []
+
+    def get(self, key: str) -> int:
+        return self._counters._get(self._conn, key)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self._counters._incr(self._conn, key, expiry, amount)
+
+    def decr(self, key: str, amount: int = 1) -> int:
+        return self._counters._decr(self._conn, key, amount)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` if the transaction is rolled back."""
+        self._undo.append(callback)
+
+    def rolled_back(self) -> None:
+        for callback in self._undo:
+            callback()
 
 
 @functools.cache
