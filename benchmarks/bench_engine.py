@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,9 +170,11 @@ async def main(quick: bool) -> None:
     )
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and 10 runs")
+def run_benchmark(main: Callable[[bool], Awaitable[None]], doc: str, quick_help: str) -> None:
+    """The command line of a benchmark: ``--quick``, a temporary home, the loopback server
+    process for the duration of ``main(quick)``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     args = parser.parse_args()
     setup_home()
     server, _ = start_server()
@@ -181,3 +184,7 @@ if __name__ == "__main__":
         assert server.stdin is not None
         server.stdin.close()
         server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    run_benchmark(main, __doc__, "fewer repeats and 10 runs")

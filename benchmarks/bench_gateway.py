@@ -13,7 +13,6 @@ Run: ``.venv/bin/python benchmarks/bench_gateway.py`` (``--quick``: 10 concurren
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import engine_once, rss_mb, setup_home, start_server
+from bench_engine import engine_once, rss_mb, run_benchmark
 from loopback_server import ARBITER, MEMBERS
 
 
@@ -78,14 +77,4 @@ async def main(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 concurrent runs, 3 repeats")
-    args = parser.parse_args()
-    setup_home()
-    server, _ = start_server()
-    try:
-        asyncio.run(main(args.quick))
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=30)
+    run_benchmark(main, __doc__, "10 concurrent runs, 3 repeats")
