@@ -56,21 +56,26 @@ class IsolatedHome:
     llm_user_path: Path  # LLM_USER_PATH
     consortium_home: Path  # CONSORTIUM_LAB_HOME
 
+    @classmethod
+    def make(cls, root: Path) -> IsolatedHome:
+        """The folders under ``root``, created."""
+        paths = cls(
+            root=root,
+            home=root / "home",
+            config=root / "home" / ".config",
+            data=root / "home" / ".local" / "share",
+            llm_user_path=root / "llm",
+            consortium_home=root / "consortium-lab",
+        )
+        for path in (paths.config, paths.data, paths.llm_user_path, paths.consortium_home):
+            path.mkdir(parents=True, exist_ok=True)
+        return paths
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IsolatedHome:
     """Point every home/config/data variable at fresh folders and drop provider keys."""
-    root = tmp_path / "isolated"
-    paths = IsolatedHome(
-        root=root,
-        home=root / "home",
-        config=root / "home" / ".config",
-        data=root / "home" / ".local" / "share",
-        llm_user_path=root / "llm",
-        consortium_home=root / "consortium-lab",
-    )
-    for path in (paths.home, paths.config, paths.data, paths.llm_user_path, paths.consortium_home):
-        path.mkdir(parents=True, exist_ok=True)
+    paths = IsolatedHome.make(tmp_path / "isolated")
     monkeypatch.setenv("HOME", str(paths.home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(paths.config))
     monkeypatch.setenv("XDG_DATA_HOME", str(paths.data))

@@ -45,7 +45,7 @@ from consortium_lab.service import (
 )
 
 from fake_openai import Fault, ModelScript
-from helpers import arbiter_reply, member_reply
+from helpers import arbiter_reply, member_reply, stop_process
 
 BIN = Path(sys.executable).parent
 PROVIDER_KEY = "sk-provider-secret-held-by-the-gateway"
@@ -131,14 +131,7 @@ class GatewayProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, 15)
 
     def request(
         self,

@@ -60,18 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="module")
 def e2e_home(tmp_path_factory: pytest.TempPathFactory) -> IsolatedHome:
-    root = tmp_path_factory.mktemp("e2e")
-    home = IsolatedHome(
-        root=root,
-        home=root / "home",
-        config=root / "home" / ".config",
-        data=root / "home" / ".local" / "share",
-        llm_user_path=root / "llm",
-        consortium_home=root / "consortium-lab",
-    )
-    for path in (home.home, home.config, home.data, home.llm_user_path, home.consortium_home):
-        path.mkdir(parents=True, exist_ok=True)
-    return home
+    return IsolatedHome.make(tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture(scope="module")
