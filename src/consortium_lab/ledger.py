@@ -45,7 +45,6 @@ logged in full.
 
 from __future__ import annotations
 
-import atexit
 import fnmatch
 import json
 import logging
@@ -53,7 +52,6 @@ import re
 import sqlite3
 import threading
 import time
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,6 +59,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .flusher import start_flusher
 from .quotas import QuotaPolicy
 
 __all__ = [
@@ -92,30 +91,27 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
-def check_quota_subject(subject: str) -> str:
-    """Validate a quota subject: ``default``, ``user:<name>`` or ``group:<name>``."""
-    if subject == "default":
+def _check_subject(subject: str, *, everyone: str, what: str) -> str:
+    if subject == everyone:
         return subject
     kind, sep, name = subject.partition(":")
     if not sep or kind not in ("user", "group"):
         raise ValueError(
-            f"quota subject must be 'default', 'user:<name>' or 'group:<name>' (got {subject!r})"
+            f"{what} subject must be '{everyone}', 'user:<name>' or 'group:<name>' "
+            f"(got {subject!r})"
         )
     _check_name(kind, name)
     return subject
+
+
+def check_quota_subject(subject: str) -> str:
+    """Validate a quota subject: ``default``, ``user:<name>`` or ``group:<name>``."""
+    return _check_subject(subject, everyone="default", what="quota")
 
 
 def check_acl_subject(subject: str) -> str:
     """Validate an ACL subject: ``*`` (everyone), ``user:<name>`` or ``group:<name>``."""
-    if subject == "*":
-        return subject
-    kind, sep, name = subject.partition(":")
-    if not sep or kind not in ("user", "group"):
-        raise ValueError(
-            f"ACL subject must be '*', 'user:<name>' or 'group:<name>' (got {subject!r})"
-        )
-    _check_name(kind, name)
-    return subject
+    return _check_subject(subject, everyone="*", what="ACL")
 
 
 def _check_patterns(models: Iterable[str]) -> list[str]:
@@ -288,36 +284,14 @@ class Ledger(ABC):
             )
 
     def _start_writer(self) -> None:
-        ref = weakref.ref(self)
-        wake = self._wake
-
-        def run() -> None:
-            while True:
-                if not wake.wait(timeout=5.0):
-                    if ref() is None:
-                        return  # the ledger is gone
-                    continue
-                wake.clear()
-                ledger = ref()
-                if ledger is None or ledger._closing:
-                    return  # close() writes what is left
-                try:
-                    # Whatever queued up while the previous batch was written goes in one.
-                    ledger.flush()
-                except Exception:
-                    logger.exception("usage records not written yet; trying again shortly")
-                    time.sleep(0.5)
-                    wake.set()
-                ledger = None  # no reference between batches: the ledger may be collected
-
-        def at_exit() -> None:
-            ledger = ref()
-            if ledger is not None and not ledger._closing:
-                ledger._close_queue()
-
-        self._writer = threading.Thread(target=run, name="ledger-writer", daemon=True)
-        self._writer.start()
-        atexit.register(at_exit)
+        self._writer = start_flusher(
+            self,
+            self._wake,
+            name="ledger-writer",
+            what="usage records",
+            done=lambda ledger: ledger._closing,
+            on_exit=lambda ledger: ledger._close_queue(),
+        )
 
     @abstractmethod
     def records(

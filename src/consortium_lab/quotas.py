@@ -56,7 +56,6 @@ Storage
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import logging
@@ -66,7 +65,6 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +72,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from .flusher import start_flusher
 
 if TYPE_CHECKING:
     from limits.storage import Storage
@@ -617,39 +617,21 @@ class QuotaManager:
     """Seconds the writer thread waits after the first queued count, gathering a batch."""
 
     def _start_writer(self) -> None:
-        ref = weakref.ref(self)
-        wake = self._wake
+        def on_exit(manager: QuotaManager) -> None:
+            manager._closed = True
+            manager._wake.set()
+            with contextlib.suppress(Exception):
+                manager.flush()
 
-        def run() -> None:
-            while True:
-                if not wake.wait(timeout=5.0):
-                    if ref() is None:
-                        return  # the manager is gone
-                    continue
-                time.sleep(QuotaManager.FLUSH_DELAY)
-                wake.clear()
-                manager = ref()
-                if manager is None or manager._closed:
-                    return  # close() writes what is left
-                try:
-                    manager.flush()
-                except Exception:
-                    logger.exception("quota counts not written yet; trying again shortly")
-                    time.sleep(0.5)
-                    wake.set()
-                manager = None  # no reference between batches: the manager may be collected
-
-        def at_exit() -> None:
-            manager = ref()
-            if manager is not None and not manager._closed:
-                manager._closed = True
-                wake.set()
-                with contextlib.suppress(Exception):
-                    manager.flush()
-
-        self._writer = threading.Thread(target=run, name="quota-counts", daemon=True)
-        self._writer.start()
-        atexit.register(at_exit)
+        self._writer = start_flusher(
+            self,
+            self._wake,
+            name="quota-counts",
+            what="quota counts",
+            done=lambda manager: manager._closed,
+            on_exit=on_exit,
+            delay=QuotaManager.FLUSH_DELAY,
+        )
 
     def _exceeded(
         self,
