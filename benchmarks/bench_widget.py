@@ -1,7 +1,7 @@
 """The chat widget on the real Voila chat page, in headless Chromium, with loopback models.
 
 It starts what the end-to-end tests start (the loopback OpenAI-compatible server of
-``tests/fake_openai.py``, standalone Voila through ``consortium_lab.app.running`` serving the
+``tests/fake_openai.py``, standalone Voila through ``consortium_lab.apps.voila.running`` serving the
 real ``notebooks/chat.ipynb``, Debian's Chromium through Playwright with the e2e Chromium flags)
 and measures:
 
@@ -68,7 +68,7 @@ from helpers import arbiter_reply  # noqa: E402
 MEMBERS = 4
 TOKENS = 4000
 TOKEN_DELAY = 0.0005  # as in tests/e2e/test_chat_e2e.py::test_stress_four_members_4000_tokens
-TARGET_RATE = 20  # consortium_lab.widget.MAX_MESSAGES_PER_SECOND
+TARGET_RATE = 20  # consortium_lab.widget.chat.MAX_MESSAGES_PER_SECOND
 
 # Page open: when the widget is interactive (browser clock, ms since navigation start).
 OPEN_SCRIPT = """
@@ -318,7 +318,7 @@ def close_tab(tab: Tab, base: str) -> None:
 
 def page_opens(browser: Any, proc: Any, base: str, *, pooled: int, samples: int) -> list[float]:
     """``samples`` page opens, each in a fresh context once the kernels are as expected."""
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
 
     port = int(base.rstrip("/").rsplit(":", 1)[1])
     times = []
@@ -338,7 +338,7 @@ def page_opens(browser: Any, proc: Any, base: str, *, pooled: int, samples: int)
 
 def stress(browser: Any, proc: Any, base: str, texts: dict[str, str]) -> dict[str, Any]:
     """The e2e stress test on a page with a preheated kernel, instrumented: the raw figures."""
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
 
     port = int(base.rstrip("/").rsplit(":", 1)[1])
     wait_kernels(proc, port, pooled=1)
@@ -520,7 +520,7 @@ def report(
 def main(quick: bool) -> int:
     from playwright.sync_api import sync_playwright
 
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
 
     if not CHROMIUM.exists():
         print(f"{CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)

@@ -12,7 +12,7 @@ it prints ``PAUSED <run id>`` once M member_done events are recorded and waits f
 stdin before going on. It prints ``DONE <run id>`` at the end.
 
 ``llm-log`` logs ``count`` responses from each of ``threads`` threads to llm's log database
-(``LLM_USER_PATH``) with :func:`consortium_lab.llm_logs.log_to_llm` and prints each id.
+(``LLM_USER_PATH``) with :func:`consortium_lab.gateway.llm_logs.log_to_llm` and prints each id.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from consortium_lab.events import (
+from consortium_lab.engine.events import (
     ArbiterDelta,
     Event,
     IterationFinished,
@@ -152,7 +152,7 @@ def wait_for_file(path: str | None, limit: float = 120.0) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from consortium_lab.store import RunStore
+    from consortium_lab.sinks.runlog import RunStore
 
     wait_for_file(args.go_file)
     store = RunStore(args.db)
@@ -203,7 +203,7 @@ def async_echo_model() -> Any:
 
 
 def _llm_log(args: argparse.Namespace) -> int:
-    from consortium_lab.llm_logs import log_to_llm
+    from consortium_lab.gateway.llm_logs import log_to_llm
 
     model = echo_model()
     wait_for_file(args.go_file)

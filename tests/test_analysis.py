@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from consortium_lab.analysis import (
+from consortium_lab.analysis.agreement import (
     STOP_WORDS,
     Span,
     Token,
@@ -20,7 +20,7 @@ from consortium_lab.analysis import (
     tokenize,
     word_frequencies,
 )
-from consortium_lab.result import MemberResult
+from consortium_lab.engine.result import MemberResult
 
 SKY = {
     "a#1": "The Sky is blue, because of Rayleigh scattering!",

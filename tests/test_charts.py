@@ -11,8 +11,9 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from consortium_lab import charts, runs
-from consortium_lab.events import (
+from consortium_lab import runs
+from consortium_lab.analysis import charts
+from consortium_lab.engine.events import (
     Event,
     IterationFinished,
     IterationStarted,
@@ -24,8 +25,8 @@ from consortium_lab.events import (
     SynthesisReady,
     Usage,
 )
-from consortium_lab.result import RunResult
-from consortium_lab.store import RunStore
+from consortium_lab.engine.result import RunResult
+from consortium_lab.sinks.runlog import RunStore
 
 RUN_ID = "run-charts-1"
 

@@ -11,7 +11,13 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from consortium_lab import configs
-from consortium_lab.config import ConfigWarning, ConsortiumConfig, check_models, parse_model_spec
+from consortium_lab.apps.cli import main as cli_main
+from consortium_lab.config.consortium import (
+    ConfigWarning,
+    ConsortiumConfig,
+    check_models,
+    parse_model_spec,
+)
 from consortium_lab.paths import upstream_db_path
 
 from fake_openai import ModelScript
@@ -130,7 +136,7 @@ def test_invalid_rows_are_listed_and_flagged_never_raise(fake_openai):
     assert not listed["junk"].ok and "JSON" in listed["junk"].error
     with pytest.raises(ValueError, match="invalid"):
         configs.get("broken")
-    result = CliRunner().invoke(__import__("consortium_lab.cli").cli.main, ["configs", "list"])
+    result = CliRunner().invoke(cli_main, ["configs", "list"])
     assert result.exit_code == 0 and "broken  INVALID" in result.output
 
 
@@ -170,7 +176,7 @@ def test_saved_config_without_arbiter_gets_the_first_member(fake_openai):
 def test_event_schema_file_is_current():
     from pathlib import Path
 
-    from consortium_lab.events import event_json_schema
+    from consortium_lab.engine.events import event_json_schema
 
     path = Path(__file__).resolve().parent.parent / "docs" / "events.schema.json"
     assert json.loads(path.read_text()) == event_json_schema(), (

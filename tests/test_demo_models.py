@@ -11,9 +11,14 @@ import pytest
 from click.testing import CliRunner
 from llm.cli import cli as llm_cli
 
-from consortium_lab import catalog, prompts
+from consortium_lab.config import catalog
 from consortium_lab.demo_models import MODEL_IDS, confidence_from_agreement
-from consortium_lab.parsing import parse_arbiter_response, parse_member_response, parse_ranking
+from consortium_lab.prompts import templates as prompts
+from consortium_lab.prompts.parsing import (
+    parse_arbiter_response,
+    parse_member_response,
+    parse_ranking,
+)
 
 MEMBERS = ("demo-analyst", "demo-optimist", "demo-skeptic")
 QUESTION = "Should a small city invest in solar power for its public buildings?"

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from consortium_lab import Consortium, ConsortiumConfig
-from consortium_lab.catalog import UnknownModelError
-from consortium_lab.config import ConfigWarning
-from consortium_lab.events import parse_event
+from consortium_lab.config.catalog import UnknownModelError
+from consortium_lab.config.consortium import ConfigWarning
+from consortium_lab.engine.events import parse_event
 
 from fake_openai import Fault, ModelScript
 from helpers import arbiter_reply, last_user_text, member_reply

@@ -16,7 +16,7 @@ import pytest
 from consortium_lab import Consortium, Conversation, runs
 from consortium_lab.compat import create_consortium
 from consortium_lab.paths import runs_db_path
-from consortium_lab.store import RunStore
+from consortium_lab.sinks.runlog import RunStore
 
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply

@@ -1,4 +1,5 @@
-"""consortium_lab.llm_logs: responses land in llm's own log database, visible to ``llm logs``."""
+"""consortium_lab.gateway.llm_logs: responses land in llm's own log database, visible to ``llm
+logs``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from consortium_lab.llm_logs import llm_logging_on, llm_logs_db_path, log_to_llm
+from consortium_lab.gateway.llm_logs import llm_logging_on, llm_logs_db_path, log_to_llm
 
 from _store_writer import async_echo_model, echo_model
 
@@ -135,7 +136,7 @@ def test_explicit_path(tmp_path: Path) -> None:
 
 
 def test_failures_warn_and_return_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="consortium_lab.llm_logs")
+    caplog.set_level(logging.WARNING, logger="consortium_lab.gateway.llm_logs")
     not_awaited = async_echo_model().prompt("never awaited")
     assert log_to_llm(not_awaited) is None
     assert log_to_llm("not a response") is None

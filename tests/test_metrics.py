@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consortium_lab.metrics import CONTENT_TYPE, LATENCY_BUCKETS, Metrics
+from consortium_lab.gateway.metrics import CONTENT_TYPE, LATENCY_BUCKETS, Metrics
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402

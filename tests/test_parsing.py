@@ -1,4 +1,4 @@
-"""Tests for ``consortium_lab.parsing``: concrete cases plus property-based robustness."""
+"""Tests for ``consortium_lab.prompts.parsing``: concrete cases plus property-based robustness."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consortium_lab.parsing import (
+from consortium_lab.prompts.parsing import (
     ArbiterParse,
     MemberParse,
     normalize_confidence,

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from consortium_lab import prompts
-from consortium_lab.config import ConsortiumConfig, Limits
-from consortium_lab.pricing import (
+from consortium_lab.config.consortium import ConsortiumConfig, Limits
+from consortium_lab.gateway.pricing import (
     PRICES_ENV,
     Price,
     PriceTable,
@@ -19,6 +18,7 @@ from consortium_lab.pricing import (
     estimate_tokens,
     format_money,
 )
+from consortium_lab.prompts import templates as prompts
 
 
 def table(**models: tuple[float, float]) -> PriceTable:
@@ -67,7 +67,7 @@ def test_packaged_table_loads_and_is_marked_as_a_sample(monkeypatch: pytest.Monk
 
 def test_packaged_table_is_in_the_package_data() -> None:
     # Hatch packages every file under src/consortium_lab; make sure ours sits there and parses.
-    path = Path(__file__).parents[1] / "src" / "consortium_lab" / "prices.json"
+    path = Path(__file__).parents[1] / "src" / "consortium_lab" / "gateway" / "prices.json"
     assert json.loads(path.read_text(encoding="utf-8"))["models"]
 
 
@@ -78,7 +78,7 @@ def test_wheel_contains_the_price_table(tmp_path: Path) -> None:
     wheel = next(iter(builder.build(directory=str(tmp_path), versions=["standard"])))
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-    assert "consortium_lab/prices.json" in names
+    assert "consortium_lab/gateway/prices.json" in names
     assert "consortium_lab/static/widget.js" in names  # the widget bundle ships in the wheel
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from consortium_lab.quotas import (
+from consortium_lab.gateway.quotas import (
     QuotaExceeded,
     QuotaManager,
     QuotaPolicy,
@@ -493,7 +493,7 @@ _WORKER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from consortium_lab.quotas import QuotaExceeded, QuotaManager, QuotaPolicy
+    from consortium_lab.gateway.quotas import QuotaExceeded, QuotaManager, QuotaPolicy
 
     uri, go, attempts = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     quotas = QuotaManager(QuotaPolicy(requests_per_day=int(sys.argv[4])), storage=uri)
@@ -544,7 +544,9 @@ def test_import_works_without_the_gateway_extra(tmp_path: Path) -> None:
         sys.modules["limits"] = None  # as if not installed
         sys.modules["prometheus_client"] = None
         import consortium_lab
-        from consortium_lab import metrics, pricing, quotas
+        from consortium_lab.gateway import metrics
+        from consortium_lab.gateway import pricing
+        from consortium_lab.gateway import quotas
         quotas.QuotaPolicy(requests_per_day=1)
         pricing.PriceTable.load()
         try:

@@ -13,10 +13,10 @@ import redis
 
 import test_service as svc
 from consortium_lab import Gateway
-from consortium_lab.cache import CachedAnswer, RedisResponseCache
-from consortium_lab.gateway import CallRequest
-from consortium_lab.ledger import RedisLedger, SQLiteLedger, UsageRecord, open_ledger
-from consortium_lab.quotas import QuotaExceeded, QuotaManager, QuotaPolicy
+from consortium_lab.gateway.cache import CachedAnswer, RedisResponseCache
+from consortium_lab.gateway.core import CallRequest
+from consortium_lab.gateway.ledger import RedisLedger, SQLiteLedger, UsageRecord, open_ledger
+from consortium_lab.gateway.quotas import QuotaExceeded, QuotaManager, QuotaPolicy
 
 from fake_openai import ModelScript
 

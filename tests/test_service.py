@@ -31,10 +31,10 @@ import pytest
 import yaml
 
 from consortium_lab import Consortium, Gateway
-from consortium_lab.connect import GatewayConnectError, connect, gateway_key_name
-from consortium_lab.ledger import Rules, SQLiteLedger, UsageRecord
-from consortium_lab.quotas import QuotaPolicy
-from consortium_lab.service import (
+from consortium_lab.apps.connect import GatewayConnectError, connect, gateway_key_name
+from consortium_lab.gateway.ledger import Rules, SQLiteLedger, UsageRecord
+from consortium_lab.gateway.quotas import QuotaPolicy
+from consortium_lab.service.app import (
     HubTokens,
     Identity,
     ServiceSettings,
@@ -686,7 +686,7 @@ async def test_static_tokens_file_is_reloaded_and_hub_tokens_construct(tmp_path)
 
 
 def test_messages_to_call_maps_turns():
-    from consortium_lab.service import ChatMessage
+    from consortium_lab.service.app import ChatMessage
 
     def msgs(*pairs: tuple[str, Any]) -> list[ChatMessage]:
         return [ChatMessage(role=r, content=c) for r, c in pairs]  # type: ignore[arg-type]
@@ -860,7 +860,7 @@ def test_sqlite_ledger_revision_without_waiting(tmp_path):
     ["word ", "", 'quote " and \\ backslash', "é ü 😀 \u2028\n\t\x00", "\ufdd0content\ufdd0"],
 )
 def test_pre_encoded_content_chunks_are_byte_identical(text, include_usage):
-    from consortium_lab.service import _ChunkFrames
+    from consortium_lab.service.app import _ChunkFrames
 
     for model in ("m", 'odd "model" \ufdd0content\ufdd0 name'):
         frames = _ChunkFrames("chatcmpl-abc", 1_700_000_000, model)

@@ -1,4 +1,4 @@
-"""The run log (consortium_lab.store) and the public consortium_lab.runs module."""
+"""The run log (consortium_lab.sinks.runlog) and the public consortium_lab.runs module."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from consortium_lab import runs
-from consortium_lab.events import (
+from consortium_lab.engine.events import (
     ArbiterDelta,
     Event,
     MemberDelta,
@@ -28,7 +28,7 @@ from consortium_lab.events import (
     RunStarted,
     parse_event,
 )
-from consortium_lab.store import RunStore, owner_is_alive, process_start_token
+from consortium_lab.sinks.runlog import RunStore, owner_is_alive, process_start_token
 
 from _store_writer import FAILING_MODEL, build_run_events, expected_counts, member_model
 
@@ -180,7 +180,7 @@ def test_schema_is_created_idempotently(db_path: Path) -> None:
 
 
 def test_failed_and_cancelled_runs(store: RunStore) -> None:
-    from consortium_lab.events import RunFailed, RunFinished
+    from consortium_lab.engine.events import RunFailed, RunFinished
 
     failed, cancelled = new_id(), new_id()
     record(store, build_run_events(failed, iterations=1, finish=False))
@@ -324,7 +324,7 @@ def test_to_pandas_empty_log(db_path: Path) -> None:
 
 
 def test_conversation_history_keeps_each_members_own_answers(store: RunStore) -> None:
-    from consortium_lab.events import MemberFailed, RunFinished
+    from consortium_lab.engine.events import MemberFailed, RunFinished
 
     conversation = "conv-" + new_id()
 
@@ -466,7 +466,7 @@ def test_heartbeat_thread_refreshes_running_runs(db_path: Path) -> None:
 
 
 def build_run_finished(run_id: str) -> Event:
-    from consortium_lab.events import RunFinished
+    from consortium_lab.engine.events import RunFinished
 
     return RunFinished(run_id=run_id, iterations=0)
 

@@ -22,14 +22,14 @@ import pytest
 pytest.importorskip("anywidget")
 
 from consortium_lab import configs, runs
-from consortium_lab.events import (
+from consortium_lab.engine.events import (
     IterationStarted,
     MemberDelta,
     MemberDone,
     RunStarted,
 )
-from consortium_lab.store import RunStore
-from consortium_lab.widget import (
+from consortium_lab.sinks.runlog import RunStore
+from consortium_lab.widget.chat import (
     MAX_MESSAGES_PER_SECOND,
     ChatWidget,
     DeltaBatcher,
@@ -236,7 +236,7 @@ async def test_front_end_messages(trio, monkeypatch, tmp_path):
 async def test_word_cloud_rows_in_the_turn_ui(fake_openai, monkeypatch, tmp_path):
     """Each member's word-cloud rows (charts.word_rows of its last answer: stop words
     removed, sized by frequency) ship in the turn's ui; the spec is in chart_specs."""
-    from consortium_lab import charts
+    from consortium_lab.analysis import charts
 
     answer_a = "The sky is blue. Blue light scatters: Rayleigh scattering of blue light."
     fake_openai.add_model("wa", ModelScript(reply=member_reply(answer_a, 0.8)))
@@ -475,7 +475,7 @@ def test_bundle_is_built_and_used():
 
 
 def test_app_notebooks_and_voila_command():
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
 
     nb_dir = app.notebooks_dir()
     assert {p.name for p in nb_dir.glob("*.ipynb")} >= {
@@ -493,7 +493,7 @@ def test_app_notebooks_and_voila_command():
 
 
 def test_chat_widget_uses_demo_models_without_a_key(fake_openai, tmp_path):
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
 
     assert not app.provider_key_set()
     widget = app.chat_widget(store=tmp_path / "runs.db")
@@ -503,7 +503,7 @@ def test_chat_widget_uses_demo_models_without_a_key(fake_openai, tmp_path):
 
 
 async def test_dashboard_from_the_run_log(trio, tmp_path):
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
 
     db = tmp_path / "runs.db"
     empty = app.dashboard(path=db)

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import configs, runs
-from .config import ConsortiumConfig, Limits
-from .connect import connect
-from .engine import Consortium, Conversation, Run
-from .events import SCHEMA_VERSION, Event, parse_event
-from .gateway import Gateway
-from .parsing import ArbiterParse, parse_arbiter_response, parse_member_response
-from .result import RunResult
+from consortium_lab import configs, runs
+from consortium_lab.apps.connect import connect
+from consortium_lab.config.consortium import ConsortiumConfig, Limits
+from consortium_lab.engine.consortium import Consortium, Conversation, Run
+from consortium_lab.engine.events import SCHEMA_VERSION, Event, parse_event
+from consortium_lab.engine.result import RunResult
+from consortium_lab.gateway.core import Gateway
+from consortium_lab.prompts.parsing import (
+    ArbiterParse,
+    parse_arbiter_response,
+    parse_member_response,
+)
 
 __version__ = "0.1.0"
 
@@ -28,7 +32,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # The widget needs the [widget] extra (anywidget, ipywidgets): imported on first use only.
     if name == "ChatWidget":
-        from .widget import ChatWidget
+        from consortium_lab.widget.chat import ChatWidget
 
         return ChatWidget
     raise AttributeError(f"module 'consortium_lab' has no attribute {name!r}")

@@ -14,9 +14,9 @@ import asyncio
 import concurrent.futures
 from typing import Any
 
-from .config import ConsortiumConfig, parse_models
-from .engine import Consortium
-from .result import RunResult
+from consortium_lab.config.consortium import ConsortiumConfig, parse_models
+from consortium_lab.engine.consortium import Consortium
+from consortium_lab.engine.result import RunResult
 
 
 class CompatOrchestrator:

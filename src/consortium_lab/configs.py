@@ -26,8 +26,8 @@ from typing import Any
 import sqlite_utils
 from pydantic import ValidationError
 
-from .config import ConsortiumConfig
-from .paths import upstream_db_path
+from consortium_lab.config.consortium import ConsortiumConfig
+from consortium_lab.paths import upstream_db_path
 
 TABLE = "consortium_configs"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -11,7 +11,7 @@ Every function takes an optional ``path`` to a run log file; the default is the 
     frame = runs.to_pandas()                 # one row per member response
 
 Opening the log also marks runs whose process died as ``interrupted`` (see
-:mod:`consortium_lab.store`); such a run reopens with what it had completed.
+:mod:`consortium_lab.sinks.runlog`); such a run reopens with what it had completed.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from .store import RunStore
+from consortium_lab.sinks.runlog import RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .result import RunResult
+    from consortium_lab.engine.result import RunResult
 
 __all__ = ["EXPORT_FORMATS", "delete", "export", "get", "list", "to_pandas"]
 
@@ -98,10 +98,10 @@ def list(
 
 
 def get(run_id: str, *, path: str | Path | None = None) -> RunResult:
-    """Rebuild run ``run_id`` as a :class:`~consortium_lab.result.RunResult` by folding its
+    """Rebuild run ``run_id`` as a :class:`~consortium_lab.engine.result.RunResult` by folding its
     recorded events. Its ``status`` is the run log's (so an interrupted run reads
     ``interrupted``). Raises ``KeyError`` for an unknown id."""
-    from .result import RunResult
+    from consortium_lab.engine.result import RunResult
 
     with _open(path) as store:
         row = store.get_run_row(run_id)

@@ -107,9 +107,9 @@ def voila(models: FakeOpenAI, e2e_home: IsolatedHome) -> Iterator[VoilaServer]:
     """Standalone Voila (preheated chat kernel, as `consortium-lab demo` runs it) on
     127.0.0.1 with the module's environment; stopped at teardown."""
     pytest.importorskip("voila")
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
 
-    static = Path(app.__file__).parent / "static" / "widget.js"
+    static = app.HERE / "static" / "widget.js"
     if not static.exists():
         pytest.fail("the widget bundle is not built: run `npm ci && npm run build` in widgets/")
     log = e2e_home.root / "voila.log"

@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from consortium_lab import app  # noqa: E402
+from consortium_lab.apps import voila as app  # noqa: E402
 
 ARGS = [
     "--no-sandbox",

@@ -1,4 +1,4 @@
-// Live charts: a Vega-Lite spec built in Python (consortium_lab.charts) is embedded once per
+// Live charts: a Vega-Lite spec built in Python (consortium_lab.analysis.charts) is embedded once per
 // chart; rows are then appended with view.change(name, changeset().insert(rows)), never by
 // re-embedding. vega, vega-lite and vega-embed are bundled: nothing is fetched at run time.
 

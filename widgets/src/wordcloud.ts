@@ -1,6 +1,6 @@
 // Word clouds per member, folded away in a <details> "Word clouds": nothing is embedded until
 // it is opened. The rows (dataset `words`: {member, word, count, x, y, size}) are laid out in
-// Python (consortium_lab.charts.word_rows) and arrive in the turn's ui.charts.words; the spec
+// Python (consortium_lab.analysis.charts.word_rows) and arrive in the turn's ui.charts.words; the spec
 // is chart_specs.words (charts.word_cloud(), no member filter), embedded once per member with
 // only that member's rows, through the same vega-embed path as the live charts.
 

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from .catalog import UnknownModelError
+from consortium_lab.config.catalog import UnknownModelError
 
 DEMO_MEMBERS = ("demo-analyst", "demo-optimist", "demo-skeptic")
 DEMO_ARBITER = "demo-arbiter"
@@ -88,8 +88,8 @@ def _settings(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _build(config_name: str | None, settings: dict[str, Any], **engine: Any) -> Any:
     from pydantic import ValidationError
 
-    from . import configs
-    from .engine import Consortium
+    from consortium_lab import configs
+    from consortium_lab.engine.consortium import Consortium
 
     try:
         base = configs.get(config_name) if config_name else None
@@ -103,7 +103,7 @@ def _build(config_name: str | None, settings: dict[str, Any], **engine: Any) -> 
 
 
 def _run(consortium: Any, prompt: str, as_json: bool, cache: str = "use") -> None:
-    from .printer import TerminalPrinter
+    from consortium_lab.sinks.printer import TerminalPrinter
 
     if not as_json:
         consortium.sinks.append(TerminalPrinter())
@@ -204,7 +204,7 @@ def demo(
     try:
         import voila  # noqa: F401
 
-        from . import app
+        from consortium_lab.apps import voila as app
     except ImportError as exc:
         _fail(
             f"the chat app needs the 'app' extra ({exc.name} is missing): "
@@ -227,8 +227,8 @@ def configs_save(name: str, **kwargs: Any) -> None:
     """Save a consortium as NAME (it also runs as `llm -m NAME`)."""
     from pydantic import ValidationError
 
-    from . import configs
-    from .config import ConsortiumConfig, check_models
+    from consortium_lab import configs
+    from consortium_lab.config.consortium import ConsortiumConfig, check_models
 
     settings = _settings(kwargs)
     if "models" not in settings:
@@ -247,7 +247,7 @@ def configs_save(name: str, **kwargs: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def configs_list(as_json: bool) -> None:
     """List saved consortiums; invalid ones are flagged, never hidden."""
-    from . import configs
+    from consortium_lab import configs
 
     saved = configs.list()
     if as_json:
@@ -275,7 +275,7 @@ def configs_list(as_json: bool) -> None:
 @click.argument("name")
 def configs_show(name: str) -> None:
     """Print a saved consortium as JSON."""
-    from . import configs
+    from consortium_lab import configs
 
     try:
         saved = configs.get_saved(name)
@@ -290,7 +290,7 @@ def configs_show(name: str) -> None:
 @click.argument("name")
 def configs_remove(name: str) -> None:
     """Delete a saved consortium."""
-    from . import configs
+    from consortium_lab import configs
 
     try:
         configs.remove(name)
@@ -303,7 +303,7 @@ def configs_remove(name: str) -> None:
 @click.argument("names", nargs=-1)
 def configs_export(names: tuple[str, ...]) -> None:
     """Print saved consortiums (all valid ones, or NAMES) as JSON."""
-    from . import configs
+    from consortium_lab import configs
 
     try:
         click.echo(configs.export(list(names) or None))
@@ -316,7 +316,7 @@ def configs_export(names: tuple[str, ...]) -> None:
 @click.option("--replace", is_flag=True, help="Overwrite configs that already exist.")
 def configs_import(file: Any, replace: bool) -> None:
     """Import consortiums from a JSON FILE made by `configs export` ('-' for standard input)."""
-    from . import configs
+    from consortium_lab import configs
 
     try:
         names = configs.import_json(file.read(), replace=replace)
@@ -345,7 +345,7 @@ def runs_group(ctx: click.Context, db: Path | None) -> None:
 @click.pass_obj
 def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
     """List recent runs, newest first."""
-    from . import runs
+    from consortium_lab import runs
 
     rows = runs.list(limit=limit, path=db)
     if as_json:
@@ -368,7 +368,7 @@ def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def runs_show(db: Path | None, run_id: str) -> None:
     """Show a run as Markdown."""
-    from . import runs
+    from consortium_lab import runs
 
     try:
         click.echo(runs.export(run_id, format="markdown", path=db))
@@ -389,7 +389,7 @@ def runs_show(db: Path | None, run_id: str) -> None:
 @click.pass_obj
 def runs_export(db: Path | None, run_id: str, fmt: str) -> None:
     """Print a run as JSON (the export format) or Markdown."""
-    from . import runs
+    from consortium_lab import runs
 
     try:
         click.echo(runs.export(run_id, format=fmt, path=db))
@@ -402,7 +402,7 @@ def runs_export(db: Path | None, run_id: str, fmt: str) -> None:
 @click.pass_obj
 def runs_delete(db: Path | None, run_id: str) -> None:
     """Delete a run from the log."""
-    from . import runs
+    from consortium_lab import runs
 
     try:
         runs.delete(run_id, path=db)
@@ -415,7 +415,7 @@ def runs_delete(db: Path | None, run_id: str) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include models whose key is missing.")
 def models_cmd(show_all: bool) -> None:
     """List the models that can be members or arbiter here."""
-    from .catalog import list_models
+    from consortium_lab.config.catalog import list_models
 
     for info in list_models(include_unusable=show_all):
         aliases = f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""
@@ -479,12 +479,12 @@ def gateway_cmd(
 
     It holds the provider keys (its own llm key store and environment), authenticates callers
     by bearer token, and applies per-user quotas, access rules and cache. Kernels connect with
-    consortium_lab.connect(URL, TOKEN).
+    consortium_lab.apps.connect(URL, TOKEN).
     """
     from pydantic import ValidationError
 
     try:
-        from . import service
+        from consortium_lab.service import app as service
     except ImportError as exc:
         _fail(f"the gateway service needs its extra: pip install 'consortium-lab[gateway]' ({exc})")
     if help_settings:

@@ -31,11 +31,11 @@ from typing import Any, Literal
 import llm
 from pydantic import BaseModel
 
-from .cache import CachedAnswer, ResponseCache, cache_key, open_cache
-from .config import Limits
-from .events import Stage, Usage
-from .paths import data_dir
-from .routing import Router, Strategy
+from consortium_lab.config.consortium import Limits
+from consortium_lab.gateway.cache import CachedAnswer, ResponseCache, cache_key, open_cache
+from consortium_lab.gateway.routing import Router, Strategy
+from consortium_lab.gateway.types import Stage, Usage
+from consortium_lab.paths import data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -246,8 +246,9 @@ class Gateway:
         groups: ``{logical_model: [llm_model, ...]}``: one model served by several deployments.
         routing: ``least-busy`` or ``lowest-latency`` choice among a group's deployments.
         model_settings: per-model :class:`ModelSettings` (never cache, own TTL, concurrency).
-        quotas: a :class:`~consortium_lab.quotas.QuotaManager` applied per ``CallRequest.user``.
-        prices: a :class:`~consortium_lab.pricing.PriceTable` for cost per call.
+        quotas: a :class:`~consortium_lab.gateway.quotas.QuotaManager` applied per
+        ``CallRequest.user``.
+        prices: a :class:`~consortium_lab.gateway.pricing.PriceTable` for cost per call.
         remote: this gateway fronts a gateway service: no cache, retries, fallbacks or quotas.
         user: the identity quotas and the cache are keyed by when a request names none.
         shared_cache: share cached answers across users (off by default: a shared cache tells
@@ -313,7 +314,7 @@ class Gateway:
         self.quotas = quotas
         self.prices = prices
         if metrics is None:
-            from .metrics import Metrics
+            from consortium_lab.gateway.metrics import Metrics
 
             metrics = Metrics()
         self.metrics = metrics
@@ -348,7 +349,7 @@ class Gateway:
         user = req.user or self.user
         limits = self._limits(req)
         if self.quotas is not None:
-            from .quotas import QuotaExceeded
+            from consortium_lab.gateway.quotas import QuotaExceeded
 
             try:
                 # A user without request or token limits cannot be refused: admitted at once,
@@ -758,7 +759,7 @@ class Gateway:
                     await close()
 
     async def _log(self, response: Any) -> str | None:
-        from .llm_logs import log_to_llm
+        from consortium_lab.gateway.llm_logs import log_to_llm
 
         return await asyncio.to_thread(log_to_llm, response)
 

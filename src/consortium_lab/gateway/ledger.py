@@ -1,6 +1,6 @@
 """The gateway service's ledger: usage, quota policies and access rules, kept across restarts.
 
-The gateway service (:mod:`consortium_lab.service`) keeps three things here:
+The gateway service (:mod:`consortium_lab.service.app`) keeps three things here:
 
 usage
     One :class:`UsageRecord` per chat request it answered or refused: when, who, which model,
@@ -9,7 +9,7 @@ usage
     prompt or the answer: the admin analytics read aggregates (:meth:`Ledger.usage`), not
     what people asked.
 quota policies
-    A :class:`~consortium_lab.quotas.QuotaPolicy` per *subject*: ``default``,
+    A :class:`~consortium_lab.gateway.quotas.QuotaPolicy` per *subject*: ``default``,
     ``user:<name>`` or ``group:<name>``.
 access rules (ACL)
     Model patterns per subject: ``*`` (everyone), ``user:<name>`` or ``group:<name>``; a
@@ -23,7 +23,8 @@ brings the baseline back). How the entries that apply to one user combine is dec
 Two backends, chosen by :func:`open_ledger`:
 
 - :class:`SQLiteLedger` (the default): one SQLite file in WAL mode, written through
-  sqlite-utils. The quota counters of :class:`~consortium_lab.quotas.QuotaManager` go into the
+  sqlite-utils. The quota counters of :class:`~consortium_lab.gateway.quotas.QuotaManager` go into
+  the
   same file (``sqlite:///<file>``), so a restart keeps what everybody used.
 - :class:`RedisLedger`: for several gateway replicas; usage is a Redis stream (capped), policies
   and rules are hashes, the quota counters use the same Redis server.
@@ -59,8 +60,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .flusher import start_flusher
-from .quotas import QuotaPolicy
+from consortium_lab.gateway.flusher import start_flusher
+from consortium_lab.gateway.quotas import QuotaPolicy
 
 __all__ = [
     "GROUP_BY",

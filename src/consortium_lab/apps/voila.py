@@ -9,7 +9,7 @@ without its CDN icon font, so the page loads nothing from outside). Needs the ``
 
 In the notebooks::
 
-    from consortium_lab import app
+    from consortium_lab.apps import voila as app
     app.wait_for_page()          # a preheated kernel waits here for its page
     app.chat_widget()            # the chat, offline demo models when no provider key is set
 """
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .widget import ChatWidget
+    from consortium_lab.widget.chat import ChatWidget
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent
 TEMPLATE = "consortium"
 LANDING = "chat.ipynb"
 DASHBOARD = "dashboard.ipynb"
@@ -214,8 +214,8 @@ def serve(port: int | None = None, *, preheat: bool = True, open_browser: bool =
 def warm_up() -> None:
     """Import the library and load ``llm``'s model plugins (the slow part of opening the chat),
     so a preheated kernel has done it before its page is asked for."""
-    from . import widget  # noqa: F401
-    from .catalog import list_models
+    from consortium_lab.config.catalog import list_models
+    from consortium_lab.widget import chat as widget  # noqa: F401
 
     list_models()
 
@@ -234,7 +234,7 @@ def wait_for_page() -> None:
 def provider_key_set() -> bool:
     """True when some model other than the offline demo ones is usable (a key is set or the
     model needs none, as local models do)."""
-    from .catalog import list_models
+    from consortium_lab.config.catalog import list_models
 
     return any(not m.is_demo for m in list_models())
 
@@ -242,7 +242,7 @@ def provider_key_set() -> bool:
 def chat_widget(**kwargs: Any) -> ChatWidget:
     """The chat: the last conversation of the run log, else a new one, with the offline demo
     models when no provider key is set (``demo=False`` in ``kwargs`` turns that off)."""
-    from .widget import ChatWidget, demo_config
+    from consortium_lab.widget.chat import ChatWidget, demo_config
 
     demo = kwargs.pop("demo", None)
     if demo is None:
@@ -260,8 +260,9 @@ def dashboard(path: str | Path | None = None) -> Any:
 
     import ipywidgets as widgets
 
-    from . import charts, configs, runs
-    from .widget import VegaChart
+    from consortium_lab import configs, runs
+    from consortium_lab.analysis import charts
+    from consortium_lab.widget.chat import VegaChart
 
     rows = runs.list(path=path)
     frame = runs.to_pandas(path=path)

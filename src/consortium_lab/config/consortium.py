@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from . import catalog
-from .parsing import normalize_confidence
+from consortium_lab.config import catalog
+from consortium_lab.config.rules import normalize_confidence
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """``ChatWidget``: the consortium chat as one composite anywidget.
 
 The widget renders the engine's event stream and holds no orchestration logic of its own:
-asking runs ``Consortium.stream(...)`` through a :class:`~consortium_lab.engine.Conversation`
+asking runs ``Consortium.stream(...)`` through a
+:class:`~consortium_lab.engine.consortium.Conversation`
 as an asyncio task on the kernel's running event loop, and every event goes to the front end.
 
 State
@@ -50,13 +51,14 @@ from typing import Any
 import anywidget
 import traitlets as t
 
-from . import analysis, catalog
-from . import configs as saved_configs_store
-from .config import ConsortiumConfig, check_models
-from .engine import Consortium, Conversation, Run
-from .events import ArbiterDelta, Event, MemberDelta, RunFailed, RunFinished
-from .pricing import Estimate
-from .result import RunResult
+from consortium_lab import configs as saved_configs_store
+from consortium_lab.analysis import agreement as analysis
+from consortium_lab.config import catalog
+from consortium_lab.config.consortium import ConsortiumConfig, check_models
+from consortium_lab.engine.consortium import Consortium, Conversation, Run
+from consortium_lab.engine.events import ArbiterDelta, Event, MemberDelta, RunFailed, RunFinished
+from consortium_lab.engine.result import RunResult
+from consortium_lab.gateway.pricing import Estimate
 
 __all__ = [
     "MAX_MESSAGES_PER_SECOND",
@@ -72,7 +74,7 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGES_PER_SECOND = 20
 """The most ``events`` messages a widget sends per second while a run streams."""
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 PAST_RUNS_LIMIT = 50
 WORDS = "words"
 WORD_CLOUD_TOP = 40
@@ -218,9 +220,9 @@ def _js_spans(text: str, spans: list[analysis.Span]) -> list[dict[str, Any]]:
 
 
 def chart_rows(result: RunResult) -> dict[str, list[dict[str, Any]]]:
-    """The rows of the named chart datasets of one run (see :mod:`consortium_lab.charts`):
+    """The rows of the named chart datasets of one run (see :mod:`consortium_lab.analysis.charts`):
     ``confidence``, ``member_confidence`` and ``consensus``."""
-    from . import charts
+    from consortium_lab.analysis import charts
 
     return {
         charts.CONFIDENCE: charts.confidence_rows(result),
@@ -235,10 +237,11 @@ def threshold_key(threshold: Any) -> str:
 
 
 def chart_specs(thresholds: Any = (0.8,)) -> dict[str, Any]:
-    """The live charts' Vega-Lite specs, built with :mod:`consortium_lab.charts`; they read the
+    """The live charts' Vega-Lite specs, built with :mod:`consortium_lab.analysis.charts`; they
+    read the
     named datasets and carry no rows. ``confidence`` maps each threshold (see
     :func:`threshold_key`) to its chart, since the threshold rule is part of the spec."""
-    from . import charts
+    from consortium_lab.analysis import charts
 
     return {
         "confidence": {
@@ -296,7 +299,7 @@ class _HighlightCache:
     def words(self, run_id: str, it: Any, order: Mapping[str, int]) -> list[dict[str, Any]]:
         """Rows of dataset ``words`` (:func:`charts.word_rows`) for the answers of one
         iteration, in config order: laid out once per (run, iteration, answers done)."""
-        from . import charts
+        from consortium_lab.analysis import charts
 
         done = [m for m in it.answers if m.status == "done"]
         key = ("words", run_id, it.number, len(done))
@@ -492,7 +495,7 @@ class ChatWidget(anywidget.AnyWidget):
             None: the config of the conversation restored from the run log, else the
             offline demo models.
         consortium: use this :class:`Consortium` (its config, gateway and run log).
-        gateway: the :class:`~consortium_lab.gateway.Gateway` for model calls.
+        gateway: the :class:`~consortium_lab.gateway.core.Gateway` for model calls.
         store: the run log (a ``RunStore``, a path, ``None`` for the per-user file).
         restore: rebuild the last conversation of the run log (what a reloaded page shows).
 
@@ -683,7 +686,7 @@ class ChatWidget(anywidget.AnyWidget):
 
     def export_run(self, run_id: str, format: str = "json") -> str:
         """The run as the export text (``json`` or ``markdown``)."""
-        from . import runs
+        from consortium_lab import runs
 
         store = self.store
         if store is None:
@@ -692,7 +695,7 @@ class ChatWidget(anywidget.AnyWidget):
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run from the run log (and from the chat shown)."""
-        from . import runs
+        from consortium_lab import runs
 
         store = self.store
         if store is None:
@@ -722,7 +725,7 @@ class ChatWidget(anywidget.AnyWidget):
         return self._default_config()
 
     def _latest_config(self) -> ConsortiumConfig | None:
-        from .store import RunStore
+        from consortium_lab.sinks.runlog import RunStore
 
         store_arg = self._store_arg
         if store_arg is False:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .events import (
+from consortium_lab.engine.events import (
     Event,
     IterationFinished,
     IterationStarted,

@@ -1,6 +1,6 @@
 """What model calls cost, from a price table the operator edits; no price is written in code.
 
-The table is JSON (the package ships a sample, ``consortium_lab/prices.json``)::
+The table is JSON (the package ships a sample, ``consortium_lab/gateway/prices.json``)::
 
     {
       "updated": "2025-06-01",
@@ -34,8 +34,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from . import prompts
-from .config import ConsortiumConfig
+from consortium_lab.config.consortium import ConsortiumConfig
+from consortium_lab.prompts import templates as prompts
 
 __all__ = [
     "PRICES_ENV",
@@ -119,7 +119,7 @@ class PriceTable(BaseModel):
             path = os.environ.get(PRICES_ENV) or None
         if path is None:
             source = f"consortium_lab/{_PACKAGE_FILE} (packaged sample)"
-            resource = importlib.resources.files("consortium_lab").joinpath(_PACKAGE_FILE)
+            resource = importlib.resources.files("consortium_lab.gateway").joinpath(_PACKAGE_FILE)
             text = resource.read_text(encoding="utf-8")
         else:
             file = Path(path).expanduser()
@@ -228,7 +228,8 @@ def estimate(
     ``config.max_iterations`` (compare mode: 1). Every call may write up to
     ``max_output_tokens`` (default ``config.limits.max_output_tokens``). A call's input is
     estimated at four characters per token from the prompt as the engine builds it from the
-    real templates of :mod:`consortium_lab.prompts`, with every answer, synthesis and earlier
+    real templates of :mod:`consortium_lab.prompts.templates`, with every answer, synthesis and
+    earlier
     turn it quotes taken at its maximum length.
     """
     cap = config.limits.max_output_tokens if max_output_tokens is None else max_output_tokens

@@ -15,22 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-SCHEMA_VERSION = 1
+from consortium_lab.gateway.types import Stage, Usage
 
-Stage = Literal["answer", "peer_review", "chair", "arbiter"]
-"""What a model call is for: a member's answer, a council member's review of its peers, the
-council chairman's synthesis, or the arbiter's synthesis/ranking."""
+SCHEMA_VERSION = 1
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-class Usage(BaseModel):
-    """Token usage as reported by the model's provider (``None`` where it reports nothing)."""
-
-    input_tokens: int | None = None
-    output_tokens: int | None = None
 
 
 class _Event(BaseModel):

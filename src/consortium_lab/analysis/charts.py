@@ -27,7 +27,8 @@ Live charts and named datasets
 
     The row builders (:func:`confidence_rows`, :func:`member_confidence_rows`,
     :func:`consensus_rows`, :func:`word_rows`, or :func:`result_rows` for all four) compute
-    these rows from a :class:`~consortium_lab.result.RunResult` (also one folded from events so
+    these rows from a :class:`~consortium_lab.engine.result.RunResult` (also one folded from events
+    so
     far), and :func:`with_data` inlines rows into a spec (as top-level ``datasets``, so the
     names keep working) for a notebook or a static export.
 
@@ -56,10 +57,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import altair as alt
 import pandas as pd
 
-from .analysis import consensus, member_key, member_texts, word_frequencies
+from consortium_lab.analysis.agreement import consensus, member_key, member_texts, word_frequencies
 
 if TYPE_CHECKING:
-    from .result import MemberResult, RunResult
+    from consortium_lab.engine.result import MemberResult, RunResult
 
 __all__ = [
     "CONFIDENCE",
@@ -404,8 +405,10 @@ def member_confidence_rows(result: RunResult) -> list[dict[str, Any]]:
 
 
 def consensus_rows(result: RunResult) -> list[dict[str, Any]]:
-    """Rows of dataset ``consensus``: ``[{consensus}]``, the
-    :func:`~consortium_lab.analysis.consensus` of the successful answers of the last iteration
+    """Rows of dataset ``consensus``: ``[{consensus}]``,
+    the
+    :func:`~consortium_lab.analysis.agreement.consensus` of the successful answers of the last
+    iteration
     that has answers; ``[]`` when it is undefined (fewer than two non-empty answers)."""
     value = consensus(member_texts(_sorted_members(result, result.final_answers)))
     return [] if value is None else [{"consensus": value}]
@@ -476,7 +479,7 @@ def word_rows(
     height: float = WORD_CLOUD_HEIGHT,
 ) -> list[dict[str, Any]]:
     """Rows of dataset ``words`` for each ``{member: text}``: the member's ``top``
-    :func:`~consortium_lab.analysis.word_frequencies` laid out on a ``width`` × ``height``
+    :func:`~consortium_lab.analysis.agreement.word_frequencies` laid out on a ``width`` × ``height``
     pixel canvas, one layout per member.
 
     Layout: words are placed in frequency order (ties by word) along an Archimedean spiral

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from .flusher import start_flusher
+from consortium_lab.gateway.flusher import start_flusher
 
 if TYPE_CHECKING:
     from limits.storage import Storage

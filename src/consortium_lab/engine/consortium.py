@@ -1,8 +1,9 @@
 """The async orchestrator: fan-out to members, arbiter synthesis, iteration — as one event stream.
 
 :class:`Consortium` is the entry point. ``consortium.stream(prompt)`` returns a :class:`Run`, an
-async iterator of :mod:`~consortium_lab.events`; ``await consortium.run(prompt)`` folds it into a
-:class:`~consortium_lab.result.RunResult`. Sinks (the run log, the CLI printer, the widget)
+async iterator of :mod:`~consortium_lab.engine.events`; ``await consortium.run(prompt)`` folds it
+into a
+:class:`~consortium_lab.engine.result.RunResult`. Sinks (the run log, the CLI printer, the widget)
 receive the same events; the engine itself never touches SQLite, widgets or HTTP.
 """
 
@@ -15,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import prompts
-from .config import STORED, ConsortiumConfig, check_setting_names, parse_models
-from .config import check_models as _check_models
-from .events import (
+from consortium_lab.config.consortium import (
+    STORED,
+    ConsortiumConfig,
+    check_setting_names,
+    parse_models,
+)
+from consortium_lab.config.consortium import check_models as _check_models
+from consortium_lab.engine.events import (
     ArbiterDelta,
     Event,
     IterationFinished,
@@ -32,17 +37,18 @@ from .events import (
     Stage,
     SynthesisReady,
 )
-from .gateway import CacheMode, CallFailed, CallRequest, Gateway
-from .parsing import (
+from consortium_lab.engine.result import RunResult
+from consortium_lab.gateway.core import CacheMode, CallFailed, CallRequest, Gateway
+from consortium_lab.prompts import templates as prompts
+from consortium_lab.prompts.parsing import (
     ArbiterParse,
     parse_arbiter_response,
     parse_member_response,
     parse_ranking,
 )
-from .result import RunResult
 
 if TYPE_CHECKING:
-    from .pricing import Estimate
+    from consortium_lab.gateway.pricing import Estimate
 
 Sink = Callable[[Event], None]
 MemberKey = tuple[str, int]
@@ -82,8 +88,10 @@ class Consortium:
 
     Args:
         config: a config (or a dict of one); keyword settings override its fields.
-        gateway: the :class:`Gateway` every model call goes through (a default one if None).
-        store: the run log: a :class:`~consortium_lab.store.RunStore`, a path, ``None`` for the
+        gateway: the :class:`Gateway` every model call goes through (a default one if
+        None).
+        store: the run log: a :class:`~consortium_lab.sinks.runlog.RunStore`, a path, ``None`` for
+        the
             default per-user file, or ``False`` to keep no log.
         check_models: verify that every model exists and is usable before running.
         sinks: extra callables that receive every event.
@@ -123,7 +131,7 @@ class Consortium:
     def store(self) -> Any:
         """The run log this consortium writes to (None when logging is off)."""
         if self._store is None and self._store_arg is not False:
-            from .store import RunStore
+            from consortium_lab.sinks.runlog import RunStore
 
             arg = self._store_arg
             self._store = (
@@ -184,7 +192,7 @@ class Consortium:
         """The most this consortium can spend on ``prompt`` before it runs: "about N calls,
         ~$X at most", from the output caps and the gateway's price table (the packaged,
         operator-editable table when the gateway has none)."""
-        from .pricing import PriceTable, estimate
+        from consortium_lab.gateway.pricing import PriceTable, estimate
 
         prices = self.gateway.prices if self.gateway.prices is not None else PriceTable.load()
         return estimate(self.config, prompt, prices)
@@ -709,7 +717,7 @@ class Conversation:
     ) -> Conversation:
         """Rebuild a conversation (each member's own history) from the run log; its last
         run's config is used when no consortium is given."""
-        from .store import RunStore
+        from consortium_lab.sinks.runlog import RunStore
 
         store = store if isinstance(store, RunStore) else RunStore(store)
         runs = store.list_runs(conversation_id=conversation_id)

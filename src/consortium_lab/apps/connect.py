@@ -107,7 +107,9 @@ def connect(
     already applies the cache, retries, fallbacks and quotas, so give the kernel's engine a
     remote gateway, which does none of that again::
 
-        from consortium_lab import Consortium, Gateway, connect
+        from consortium_lab import Consortium, Gateway
+
+        from consortium_lab.apps import connect
         models = connect("http://127.0.0.1:8750", token, prefix="gw-")
         consortium = Consortium(models=models[:3], arbiter=models[0],
                                 gateway=Gateway(remote=True))

@@ -93,7 +93,7 @@ from statistics import fmean
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
-    from .result import MemberResult
+    from consortium_lab.engine.result import MemberResult
 
 __all__ = [
     "STOP_WORDS",

@@ -1,9 +1,9 @@
 """The gateway as an HTTP service speaking the OpenAI chat-completions protocol.
 
 ``consortium-lab gateway`` runs it. Kernels reach it with ``llm``'s own OpenAI-compatible model
-support (see :func:`consortium_lab.connect`), so a user's kernel holds no provider key: the
+support (see :func:`consortium_lab.apps.connect`), so a user's kernel holds no provider key: the
 service holds them (its own ``llm`` key store and environment) and every call passes the
-in-process :class:`~consortium_lab.gateway.Gateway` here, with its cache, retries, fallbacks,
+in-process :class:`~consortium_lab.gateway.core.Gateway` here, with its cache, retries, fallbacks,
 quotas and metrics.
 
 Endpoints::
@@ -19,7 +19,7 @@ Requests carry ``Authorization: Bearer <token>``. A token is resolved to an :cla
 (user, groups) by an authenticator: :class:`StaticTokens` (a file of tokens, for a standalone
 service) or :class:`HubTokens` (JupyterHub API tokens). Quotas and the response cache are kept
 per user (a cache shared across users is an explicit setting). Usage, quota policies and
-access rules live in the service's :mod:`~consortium_lab.ledger` and survive restarts.
+access rules live in the service's :mod:`~consortium_lab.gateway.ledger` and survive restarts.
 
 Admin API (``Authorization: Bearer <admin token>``; bodies and answers are JSON)::
 
@@ -79,11 +79,17 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .config import Limits
-from .gateway import CallFailed, CallOutcome, CallRequest, Gateway, ModelSettings
-from .ledger import Ledger, Rules, UsageRecord, check_acl_subject, check_quota_subject
-from .quotas import QuotaManager, QuotaPolicy
-from .routing import Strategy
+from consortium_lab.config.consortium import Limits
+from consortium_lab.gateway.core import CallFailed, CallOutcome, CallRequest, Gateway, ModelSettings
+from consortium_lab.gateway.ledger import (
+    Ledger,
+    Rules,
+    UsageRecord,
+    check_acl_subject,
+    check_quota_subject,
+)
+from consortium_lab.gateway.quotas import QuotaManager, QuotaPolicy
+from consortium_lab.gateway.routing import Strategy
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession, web
@@ -298,7 +304,7 @@ class ServiceSettings(BaseModel):
         """The SQLite ledger file (the default when ``ledger`` is not set)."""
         if self.ledger is not None:
             return self.ledger.expanduser()
-        from .paths import data_dir
+        from consortium_lab.paths import data_dir
 
         return data_dir() / "gateway" / "ledger.db"
 
@@ -935,7 +941,7 @@ def _llm_options(model_id: str) -> tuple[frozenset[str], type[BaseModel] | None]
 def discover_models(settings: ServiceSettings) -> Offered:
     """Which models to offer: usable llm models matching ``models`` and not ``exclude_models``,
     and the configured groups (blocking: reads llm's plugins and files)."""
-    from .catalog import list_models
+    from consortium_lab.config.catalog import list_models
 
     ids: list[str] = []
     names: dict[str, str] = {}
@@ -1083,9 +1089,9 @@ class GatewayService:
         authenticator: Authenticator | None = None,
         ledger: Ledger | None = None,
     ) -> None:
-        from .ledger import open_ledger
-        from .metrics import Metrics
-        from .pricing import PriceTable
+        from consortium_lab.gateway.ledger import open_ledger
+        from consortium_lab.gateway.metrics import Metrics
+        from consortium_lab.gateway.pricing import PriceTable
 
         self.settings = settings
         self.ledger = ledger or open_ledger(settings.redis or settings.ledger_path())
@@ -1302,7 +1308,7 @@ class GatewayService:
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        from .metrics import CONTENT_TYPE
+        from consortium_lab.gateway.metrics import CONTENT_TYPE
 
         if self.settings.metrics_require_admin:
             await self._identity(request, admin=True)

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .catalog import DEMO_PREFIX
-from .events import (
+from consortium_lab.config.catalog import DEMO_PREFIX
+from consortium_lab.engine.events import (
     ArbiterDelta,
     Event,
     IterationStarted,

@@ -73,8 +73,8 @@ from typing import Any, Literal, TypeVar
 
 import sqlite_utils
 
-from . import paths
-from .events import (
+from consortium_lab import paths
+from consortium_lab.engine.events import (
     ArbiterDelta,
     Event,
     IterationFinished,

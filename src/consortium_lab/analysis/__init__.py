@@ -1,0 +1,1 @@
+"""Agreement measures and Altair chart specs built from run results."""

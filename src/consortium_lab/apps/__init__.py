@@ -1,0 +1,1 @@
+"""What people run: the CLI, the Voila chat app launcher and ``connect()``."""

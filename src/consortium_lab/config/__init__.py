@@ -1,0 +1,1 @@
+"""The consortium config: fields, validation rules and the models ``llm`` can use here."""

@@ -1,0 +1,1 @@
+"""The async orchestrator: fan-out, synthesis, iteration; one stream of typed events."""

@@ -1,0 +1,1 @@
+"""Every model call: cache, retries, routing, limits, quotas, pricing and metrics."""

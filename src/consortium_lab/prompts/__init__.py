@@ -1,0 +1,1 @@
+"""Prompt templates and the tolerant parsers of what members and arbiters answer."""

@@ -1,0 +1,1 @@
+"""Consumers of the event stream: the run log and the terminal printer."""
