@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from figures import record  # noqa: E402
+
 from loopback_server import ARBITER, MEMBERS  # noqa: E402
 
 
@@ -140,6 +142,12 @@ async def main(quick: bool) -> None:
     many_cpu, many_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     rss_many = rss_mb()
 
+    record("engine: first member token added", (first - fastest_first) * 1000, "ms")
+    record("engine: total / critical path", total / critical, "x")
+    record("engine: CPU per run", one_cpu * 1000, "ms")
+    record(f"engine: {concurrent} concurrent runs / one run", many_wall / one_wall, "x")
+    record(f"engine: CPU per run, {concurrent} at once", many_cpu / concurrent * 1000, "ms")
+    record("engine: peak RSS", rss_many, "MB")
     print(
         f"# consortium_lab engine benchmark ({len(MEMBERS)} members, 2 iterations, "
         f"{repeats} repeats, medians)"

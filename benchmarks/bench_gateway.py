@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from figures import record
+
 from bench_engine import engine_once, rss_mb, run_benchmark
 from loopback_server import ARBITER, MEMBERS
 
@@ -59,6 +61,9 @@ async def main(quick: bool) -> None:
     await asyncio.gather(*(c.run(f"concurrent run {i}") for i in range(concurrent)))
     many_cpu, many_wall = time.process_time() - cpu0, time.perf_counter() - wall0
 
+    record("gateway: cached re-run / uncached", c_ / u, "x")
+    record("gateway: CPU per run", one_cpu * 1000, "ms")
+    record(f"gateway: {concurrent} concurrent runs / one run", many_wall / one_wall, "x")
     print(f"# consortium_lab gateway benchmark ({len(MEMBERS)} members, 2 iterations)")
     print(f"uncached run (median of {repeats})          {u * 1000:8.1f} ms")
     print(

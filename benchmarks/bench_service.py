@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -28,12 +29,24 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from figures import record
+
 from bench_engine import setup_home, start_server
 from loopback_server import MEMBERS
 
 MODEL = next(iter(MEMBERS))
 TOKEN = "bench-token-0123456789abcdef"
 LEVELS = (1, 50, 200)
+
+
+def cli_command() -> list[str]:
+    """``consortium-lab`` run from the code on ``sys.path``, so that ``compare.py`` can point
+    this benchmark at another commit's source (the installed script names one module path)."""
+    for module in ("consortium_lab.apps.cli", "consortium_lab.cli"):  # now, before the layout
+        if importlib.util.find_spec(module) is not None:
+            code = f"import sys; sys.argv[0] = 'consortium-lab'; from {module} import main; main()"
+            return [sys.executable, "-c", code]
+    raise RuntimeError("no consortium_lab CLI module found")
 
 
 def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
@@ -51,10 +64,9 @@ def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
             }
         )
     )
-    exe = Path(sys.executable).parent / "consortium-lab"
     proc = subprocess.Popen(
         [
-            str(exe),
+            *cli_command(),
             "gateway",
             "--config",
             str(config),
@@ -138,16 +150,19 @@ async def main(provider_url: str, service_url: str, service_pid: int, quick: boo
             cpu = cpu_seconds(service_pid)
             via = await level(client, via_url, auth, n, rounds)
             cpu_per_stream = (cpu_seconds(service_pid) - cpu) / len(via)
+            record(f"service: CPU per stream at {n}", cpu_per_stream * 1000, "ms")
             row = []
             for q in (0.5, 0.99):
                 d, v = pct(direct, q), pct(via, q)
+                record(f"service: added p{q * 100:g} at {n} streams", (v - d) * 1000, "ms")
                 row.append(
                     f"{d * 1000:9.1f}ms {v * 1000:7.1f}ms {(v - d) * 1000:+7.1f}ms"
                     f" {(v - d) / d:+6.1%}"
                 )
             print(f"{n:>7} {row[0]} {row[1]} {cpu_per_stream * 1000:12.2f}ms")
             assert statistics.mean(via) > 0
-        print(f"service peak RSS after 200 streams: {peak_rss_mb(service_pid):.0f} MB")
+        peak = record("service: peak RSS", peak_rss_mb(service_pid), "MB")
+        print(f"service peak RSS after 200 streams: {peak:.0f} MB")
 
 
 if __name__ == "__main__":
