@@ -143,16 +143,9 @@ class SQLiteCounters:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._guard:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        """One write transaction's connection (see :meth:`transaction`)."""
+        with self.transaction() as txn:
+            yield txn.conn
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> Any:
         with self._guard:
@@ -266,17 +259,17 @@ class SQLiteTransaction:
 
     def __init__(self, counters: SQLiteCounters, conn: sqlite3.Connection) -> None:
         self._counters = counters
-        self._conn = conn
+        self.conn = conn
         self._undo: list[Callable[[], None]] = []
 
     def get(self, key: str) -> int:
-        return self._counters._get(self._conn, key)
+        return self._counters._get(self.conn, key)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self._counters._incr(self._conn, key, expiry, amount)
+        return self._counters._incr(self.conn, key, expiry, amount)
 
     def decr(self, key: str, amount: int = 1) -> int:
-        return self._counters._decr(self._conn, key, amount)
+        return self._counters._decr(self.conn, key, amount)
 
     def on_rollback(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` if the transaction is rolled back."""
