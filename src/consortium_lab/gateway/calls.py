@@ -1,0 +1,62 @@
+"""What the gateway is asked (a :class:`CallRequest`) and what it answers (a
+:class:`CallOutcome`), with the per-model settings it applies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from consortium_lab.config.consortium import Limits
+from consortium_lab.gateway.types import Stage, Usage
+
+__all__ = ["CacheMode", "CallOutcome", "CallRequest", "DeltaCallback", "ModelSettings"]
+
+
+DeltaCallback = Callable[[str, str], None]
+"""Called with ``(text, channel)`` for each streamed piece; channel is 'text' or 'reasoning',
+or 'restart' (with empty text) when a retry or fallback starts the answer over."""
+
+CacheMode = Literal["use", "bypass", "refresh"]
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One model call: who is asked, what, with which history, options and limits."""
+
+    model: str
+    prompt: str
+    system: str | None = None
+    history: tuple[tuple[str, str], ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=lambda: Limits())
+    stage: Stage = "answer"
+    instance: int = 1
+    cache: CacheMode = "use"
+    user: str | None = None
+
+
+@dataclass
+class CallOutcome:
+    """A finished call."""
+
+    text: str
+    reasoning: str
+    usage: Usage
+    latency_ms: float
+    first_token_ms: float | None
+    served_by: str
+    cached: bool = False
+    attempts: int = 1
+    response_id: str | None = None
+    cost: float | None = None
+
+
+class ModelSettings(BaseModel):
+    """Per-model gateway settings (``Gateway(model_settings={"gpt-4o": {...}})``)."""
+
+    cache: bool = True
+    ttl: float | None = None
+    concurrency: int | None = None
