@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
 import llm
 
@@ -106,3 +107,27 @@ def resolve(name: str, *, field_name: str = "models", models: list[ModelInfo] | 
         return names[name]
     suggestions = difflib.get_close_matches(name, list(names), n=5, cutoff=0.5)
     raise UnknownModelError(name, field_name, suggestions)
+
+
+# -- one model, looked up by id (the service's model discovery) -------------------------------
+def get_model(model_id: str) -> llm.AsyncModel | llm.Model:
+    """The ``llm`` model object for an id or alias: its async form when it has one.
+
+    Raises ``llm.UnknownModelError`` when ``llm`` knows neither form.
+    """
+    try:
+        return llm.get_async_model(model_id)
+    except llm.UnknownModelError:
+        return llm.get_model(model_id)
+
+
+def model_options(model_id: str) -> tuple[frozenset[str], type[Any] | None]:
+    """The option names a model takes and its ``Options`` class (pydantic), for checking a
+    request's options; ``(frozenset(), None)`` when ``llm`` does not know the model."""
+    try:
+        model = get_model(model_id)
+    except llm.UnknownModelError:
+        return frozenset(), None
+    options_class = getattr(model, "Options", None)
+    fields = getattr(options_class, "model_fields", {}) or {}
+    return frozenset(fields), options_class
