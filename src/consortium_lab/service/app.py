@@ -15,10 +15,11 @@ Endpoints::
     GET  /health                liveness and the ledger's state (no authentication)
     /admin/...                  quotas, access rules and usage (admin tokens; see below)
 
-Requests carry ``Authorization: Bearer <token>``. A token is resolved to an :class:`Identity`
-(user, groups) by an authenticator: :class:`StaticTokens` (a file of tokens, for a standalone
-service) or :class:`HubTokens` (JupyterHub API tokens). Quotas and the response cache are kept
-per user (a cache shared across users is an explicit setting). Usage, quota policies and
+Requests carry ``Authorization: Bearer <token>``. A token is resolved to an
+:class:`~.auth.Identity` (user, groups) by an authenticator: :class:`~.auth.StaticTokens` (a
+file of tokens, for a standalone service) or :class:`~.auth.HubTokens` (JupyterHub API tokens).
+Quotas and the response cache are kept per user (a cache shared across users is an explicit
+setting). Usage, quota policies and
 access rules live in the service's :mod:`~consortium_lab.gateway.ledger` and survive restarts.
 
 Admin API (``Authorization: Bearer <admin token>``; bodies and answers are JSON)::

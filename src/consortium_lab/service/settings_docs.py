@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from traitlets import Enum, TraitType
+from traitlets import Enum
 
 from consortium_lab.config.consortium import Limits
 from consortium_lab.gateway.quotas import QuotaPolicy
@@ -30,13 +30,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _shown_default(name: str, trait: TraitType[Any, Any]) -> Any:
-    default = _plain(getattr(ServiceSettings(), name))
-    if trait.metadata.get("secret") and default:
-        return "***"
-    return default
-
-
 def settings_help() -> str:
     """Every setting with its default and help (``consortium-lab gateway --help-settings``)."""
     traits = ServiceSettings.class_traits(config=True)
@@ -45,8 +38,12 @@ def settings_help() -> str:
         " options override the file):",
         "",
     ]
+    fresh = ServiceSettings()
     for name in ServiceSettings.names():
-        default = json.dumps(_shown_default(name, traits[name]), default=str)
+        value = _plain(getattr(fresh, name))
+        if traits[name].metadata.get("secret") and value:
+            value = "***"
+        default = json.dumps(value, default=str)
         lines.append(f"  {name}  (default: {default})")
         lines.append(f"      {traits[name].help}")
     lines += [
@@ -75,8 +72,8 @@ def help_all() -> str:
         )
         if isinstance(trait, Enum):
             lines.append(f"    Choices: {trait.info()}")
-        shown = _shown_default(name, trait)
-        lines.append(f"    Default: {'***' if shown == '***' else trait.default_value_repr()}")
+        # A secret's default is empty: nothing to hide.
+        lines.append(f"    Default: {trait.default_value_repr()}")
         lines.append("")
     return "\n".join(lines)
 
