@@ -106,3 +106,26 @@ def resolve(name: str, *, field_name: str = "models", models: list[ModelInfo] | 
         return names[name]
     suggestions = difflib.get_close_matches(name, list(names), n=5, cutoff=0.5)
     raise UnknownModelError(name, field_name, suggestions)
+
+
+def lookup(model_id: str) -> tuple[llm.AsyncModel | None, llm.Model | None]:
+    """The ``llm`` model objects of ``model_id`` (an id or alias): ``(async model, None)`` when
+    ``llm`` has an async one, else ``(None, sync model)``.
+
+    Each call asks every ``llm`` plugin to register its models again (milliseconds of CPU):
+    callers on a hot path keep what it returns. Raises ``llm.UnknownModelError``.
+    """
+    try:
+        return llm.get_async_model(model_id), None
+    except llm.UnknownModelError:
+        return None, llm.get_model(model_id)
+
+
+def options_class(model_id: str) -> type[llm.Options] | None:
+    """The ``Options`` class (pydantic) of an ``llm`` model, or None when ``llm`` does not know
+    the model (or a plugin fails to load it): then there is nothing to check options against."""
+    try:
+        async_model, model = lookup(model_id)
+    except Exception:
+        return None
+    return getattr(async_model or model, "Options", None)
