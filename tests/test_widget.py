@@ -31,7 +31,9 @@ from consortium_lab.engine.events import (
 from consortium_lab.sinks.runlog import RunStore
 from consortium_lab.widget.batching import MAX_MESSAGES_PER_SECOND, DeltaBatcher
 from consortium_lab.widget.chat import ChatWidget
+from consortium_lab.widget.messages import KERNEL_MESSAGE
 from consortium_lab.widget.vega import VegaChart
+from test_widget_messages import schema_validator
 
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
@@ -40,13 +42,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Capture:
-    """Stands in for ``widget.send``: records (time, content)."""
+    """Stands in for ``widget.send``: records (time, content), and checks every message against
+    the one message schema (the pydantic models and the committed JSON schema)."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[float, dict]] = []
+        self.schema = schema_validator("KernelMessage")
 
     def __call__(self, content, buffers=None) -> None:
-        self.messages.append((time.monotonic(), json.loads(json.dumps(content))))
+        content = json.loads(json.dumps(content))
+        KERNEL_MESSAGE.validate_python(content)
+        self.schema.validate(content)
+        self.messages.append((time.monotonic(), content))
 
     def of(self, kind: str) -> list[dict]:
         return [m for _, m in self.messages if m.get("type") == kind]

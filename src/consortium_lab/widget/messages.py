@@ -207,9 +207,15 @@ FRONTEND_TYPES: dict[str, type[BaseModel]] = _by_type(FrontendMessage)
 # -- kernel -> page -------------------------------------------------------------------------------
 
 
+def _type_required(schema: dict[str, Any]) -> None:
+    schema["required"] = ["type", *[f for f in schema.get("required", []) if f != "type"]]
+
+
 class _KernelMessage(_Message):
     # Sent as ``model_dump(exclude_unset=True)``, so optional fields left out stay out; the
-    # type is always sent, though it has a default.
+    # type is always sent (and required by the schema), though it has a default.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_type_required)
+
     @model_validator(mode="after")
     def _type_is_set(self) -> _KernelMessage:
         self.model_fields_set.add("type")
