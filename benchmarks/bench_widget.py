@@ -68,7 +68,7 @@ from helpers import arbiter_reply  # noqa: E402
 MEMBERS = 4
 TOKENS = 4000
 TOKEN_DELAY = 0.0005  # as in tests/e2e/test_chat_e2e.py::test_stress_four_members_4000_tokens
-TARGET_RATE = 20  # consortium_lab.widget.chat.MAX_MESSAGES_PER_SECOND
+TARGET_RATE = 20  # consortium_lab.widget.batching.MAX_MESSAGES_PER_SECOND
 
 # Page open: when the widget is interactive (browser clock, ms since navigation start).
 OPEN_SCRIPT = """

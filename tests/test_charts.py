@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from consortium_lab import runs
-from consortium_lab.analysis import charts
+from consortium_lab.analysis import charts, theme
+from consortium_lab.analysis import dashboard as usage
+from consortium_lab.analysis import rows as chart_rows
 from consortium_lab.engine.events import (
     Event,
     IterationFinished,
@@ -171,7 +173,7 @@ def test_live_chart_validates_and_reads_its_named_dataset(name: str) -> None:
     assert _named_data(spec) == {name}
     assert "datasets" not in spec  # no rows of its own: a front end streams them in
     _assert_self_contained(spec)
-    assert name in charts.DATASETS
+    assert name in chart_rows.DATASETS
 
 
 def test_word_cloud_spec() -> None:
@@ -181,8 +183,8 @@ def test_word_cloud_spec() -> None:
     enc = spec["encoding"]
     assert enc["x"]["scale"] is None and enc["y"]["scale"] is None  # Python's pixels as-is
     assert enc["size"] == {"field": "size", "type": "quantitative", "scale": None, "legend": None}
-    assert spec["width"] == charts.WORD_CLOUD_WIDTH
-    assert spec["height"] == charts.WORD_CLOUD_HEIGHT
+    assert spec["width"] == chart_rows.WORD_CLOUD_WIDTH
+    assert spec["height"] == chart_rows.WORD_CLOUD_HEIGHT
     _assert_self_contained(spec)
     assert "transform" not in charts.spec(charts.word_cloud())
 
@@ -207,7 +209,7 @@ def test_confidence_chart_threshold_rule() -> None:
 def test_member_confidence_chart_shows_unknown_distinctly() -> None:
     spec = charts.spec(charts.member_confidence_chart())
     bars = spec["layer"][0]
-    assert bars["encoding"]["color"]["value"] == charts.UNKNOWN_FILL
+    assert bars["encoding"]["color"]["value"] == theme.UNKNOWN_FILL
     assert bars["encoding"]["color"]["condition"]["test"] == "isValid(datum.confidence)"
     assert bars["encoding"]["strokeDash"]["value"] == [4, 3]
     assert spec["layer"][1]["encoding"]["text"] == {"value": "?"}
@@ -222,7 +224,7 @@ def test_charts_import_leaves_data_transformers_alone() -> None:
 
 
 def test_confidence_rows(result: RunResult) -> None:
-    assert charts.confidence_rows(result) == [
+    assert chart_rows.confidence_rows(result) == [
         {"iteration": 1, "confidence": 0.6},
         {"iteration": 2, "confidence": 0.9},
     ]
@@ -230,7 +232,7 @@ def test_confidence_rows(result: RunResult) -> None:
 
 def test_member_confidence_rows(result: RunResult) -> None:
     # Config order, failed members and peer reviews left out, unknown confidence kept as None.
-    assert charts.member_confidence_rows(result) == [
+    assert chart_rows.member_confidence_rows(result) == [
         {"member": "m-a#1", "iteration": 1, "confidence": 0.7},
         {"member": "m-b#1", "iteration": 1, "confidence": None},
         {"member": "m-a#1", "iteration": 2, "confidence": 0.9},
@@ -241,16 +243,16 @@ def test_member_confidence_rows(result: RunResult) -> None:
 
 def test_consensus_rows(result: RunResult) -> None:
     # Last iteration: two identical answers and one disjoint: (1 + 0 + 0) / 3.
-    assert charts.consensus_rows(result) == [{"consensus": pytest.approx(1 / 3, abs=1e-15)}]
+    assert chart_rows.consensus_rows(result) == [{"consensus": pytest.approx(1 / 3, abs=1e-15)}]
     one = RunResult.from_events(run_events()[:3])  # one answer so far: undefined
-    assert charts.consensus_rows(one) == []
+    assert chart_rows.consensus_rows(one) == []
     two = RunResult.from_events(run_events()[:5])  # two disjoint answers and a failure
-    assert charts.consensus_rows(two) == [{"consensus": 0.0}]
+    assert chart_rows.consensus_rows(two) == [{"consensus": 0.0}]
 
 
 def test_row_builders_on_a_partial_run() -> None:
     partial = RunResult.from_events(run_events()[:2])
-    assert charts.result_rows(partial) == {
+    assert chart_rows.result_rows(partial) == {
         charts.CONFIDENCE: [],
         charts.MEMBER_CONFIDENCE: [],
         charts.CONSENSUS: [],
@@ -263,8 +265,8 @@ def test_word_rows_layout_is_deterministic_and_fits() -> None:
         "m-a#1": "Blue blue blue sky sky scattering of light, Rayleigh Rayleigh.",
         "m-b#1": "Green grass. " * 3 + " ".join(f"word{i}" for i in range(60)),
     }
-    rows = charts.word_rows(texts, top=40)
-    assert rows == charts.word_rows(texts, top=40)
+    rows = chart_rows.word_rows(texts, top=40)
+    assert rows == chart_rows.word_rows(texts, top=40)
     first = [row for row in rows if row["member"] == "m-a#1"]
     assert [(r["word"], r["count"]) for r in first] == [
         ("blue", 3),
@@ -274,11 +276,12 @@ def test_word_rows_layout_is_deterministic_and_fits() -> None:
         ("scattering", 1),
     ]
     top = first[0]
-    assert (top["x"], top["y"]) == (charts.WORD_CLOUD_WIDTH / 2, charts.WORD_CLOUD_HEIGHT / 2)
-    assert top["size"] == charts.WORD_CLOUD_MAX_FONT
-    assert first[-1]["size"] == charts.WORD_CLOUD_MIN_FONT
+    width, height = chart_rows.WORD_CLOUD_WIDTH, chart_rows.WORD_CLOUD_HEIGHT
+    assert (top["x"], top["y"]) == (width / 2, height / 2)
+    assert top["size"] == chart_rows.WORD_CLOUD_MAX_FONT
+    assert first[-1]["size"] == chart_rows.WORD_CLOUD_MIN_FONT
     for row in rows:
-        assert 0 < row["x"] < charts.WORD_CLOUD_WIDTH and 0 < row["y"] < charts.WORD_CLOUD_HEIGHT
+        assert 0 < row["x"] < width and 0 < row["y"] < height
         assert set(row) == {"member", "word", "count", "x", "y", "size"}
     assert 0 < len([r for r in rows if r["member"] == "m-b#1"]) <= 40
     # No two words of one member overlap, even with the narrowest glyph-width estimate.
@@ -291,19 +294,19 @@ def test_word_rows_layout_is_deterministic_and_fits() -> None:
         for i, a in enumerate(boxes):
             for b in boxes[i + 1 :]:
                 assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
-    assert charts.word_rows({"empty": " ... "}) == []
+    assert chart_rows.word_rows({"empty": " ... "}) == []
 
 
 def test_result_rows_and_with_data(result: RunResult) -> None:
-    data = charts.result_rows(result)
-    assert set(data) == set(charts.DATASETS)
+    data = chart_rows.result_rows(result)
+    assert set(data) == set(chart_rows.DATASETS)
     members = {row["member"] for row in data[charts.WORDS]}
-    assert members == {"m-a#1", "m-b#1", "m-b#2", charts.SYNTHESIS_KEY}
+    assert members == {"m-a#1", "m-b#1", "m-b#2", chart_rows.SYNTHESIS_KEY}
 
     chart = charts.confidence_chart(0.8)
     inlined = charts.with_data(chart, {charts.CONFIDENCE: data[charts.CONFIDENCE]})
     spec = charts.spec(inlined)
-    assert spec["datasets"] == {charts.CONFIDENCE: charts.confidence_rows(result)}
+    assert spec["datasets"] == {charts.CONFIDENCE: chart_rows.confidence_rows(result)}
     assert _named_data(spec) == {charts.CONFIDENCE}  # still named: changesets still work
     assert "datasets" not in charts.spec(chart)  # the original is untouched
     _assert_self_contained(spec)
@@ -331,24 +334,24 @@ def _values(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_dashboard_charts_from_run_log_frame(frame: pd.DataFrame) -> None:
-    runs_spec = charts.spec(charts.runs_over_time_chart(frame))
+    runs_spec = charts.spec(usage.runs_over_time_chart(frame))
     assert _values(runs_spec) == [{"day": "2025-01-02", "status": "completed", "runs": 1}]
 
-    models = charts.spec(charts.models_used_chart(frame))
+    models = charts.spec(usage.models_used_chart(frame))
     assert sorted(_values(models), key=lambda r: (r["model"], r["status"])) == [
         {"model": "m-a", "status": "done", "answers": 2},
         {"model": "m-b", "status": "done", "answers": 3},
         {"model": "m-b", "status": "failed", "answers": 1},
     ]
 
-    confidence = charts.spec(charts.confidence_by_model_chart(frame))
+    confidence = charts.spec(usage.confidence_by_model_chart(frame))
     by_model = {row["model"]: row for row in _values(confidence)}
     assert by_model["m-a"]["mean_confidence"] == pytest.approx(0.8)
     assert by_model["m-a"]["answers"] == 2  # the peer review is not an answer
     assert by_model["m-b"]["mean_confidence"] == pytest.approx(0.65)  # unknown left out
     assert by_model["m-b"]["answers"] == 2
 
-    latency = charts.spec(charts.latency_by_model_chart(frame))
+    latency = charts.spec(usage.latency_by_model_chart(frame))
     by_model = {row["model"]: row for row in _values(latency)}
     assert by_model["m-b"] == {
         "model": "m-b",
@@ -361,7 +364,7 @@ def test_dashboard_charts_from_run_log_frame(frame: pd.DataFrame) -> None:
     }
     assert by_model["m-a"]["calls"] == 3  # every stage counts for latency
 
-    tokens = charts.spec(charts.tokens_by_model_chart(frame))
+    tokens = charts.spec(usage.tokens_by_model_chart(frame))
     assert sorted(_values(tokens), key=lambda r: (r["model"], r["direction"])) == [
         {"model": "m-a", "direction": "input", "tokens": 30},
         {"model": "m-a", "direction": "output", "tokens": 60},
@@ -369,7 +372,7 @@ def test_dashboard_charts_from_run_log_frame(frame: pd.DataFrame) -> None:
         {"model": "m-b", "direction": "output", "tokens": 40},
     ]
 
-    dashboard = charts.spec(charts.usage_dashboard(frame))
+    dashboard = charts.spec(usage.usage_dashboard(frame))
     assert len(dashboard["vconcat"]) == 3
     for spec in (runs_spec, models, confidence, latency, tokens, dashboard):
         _assert_self_contained(spec)
@@ -395,14 +398,14 @@ def test_dashboard_charts_from_small_frame_and_empty_frame() -> None:
             "output_tokens": [3, 4, None],
         }
     )
-    assert _values(charts.spec(charts.runs_over_time_chart(small))) == [
+    assert _values(charts.spec(usage.runs_over_time_chart(small))) == [
         {"day": "2025-03-01", "status": "completed", "runs": 1},
         {"day": "2025-03-03", "status": "failed", "runs": 1},
     ]
-    charts.spec(charts.usage_dashboard(small))
+    charts.spec(usage.usage_dashboard(small))
 
     empty = small.iloc[0:0]
-    spec = charts.spec(charts.usage_dashboard(empty))
+    spec = charts.spec(usage.usage_dashboard(empty))
     _assert_self_contained(spec)
     with pytest.raises(ValueError, match="latency_ms"):
-        charts.latency_by_model_chart(small.drop(columns=["latency_ms"]))
+        usage.latency_by_model_chart(small.drop(columns=["latency_ms"]))

@@ -7,6 +7,7 @@
 // messages, nothing waits for an answer.
 
 import { h, setAttr, setText, uid } from "./dom";
+import type { EstimateRequest } from "./messages.gen";
 
 export const ESTIMATE_DELAY_MS = 300;
 
@@ -28,7 +29,7 @@ export class EstimateBox {
   private disposed = false;
 
   constructor(
-    private send: (msg: Record<string, any>) => void,
+    private send: (msg: EstimateRequest) => void,
     /** The draft prompt, read when the request is sent (not when it is scheduled). */
     private prompt: () => string,
     readonly delay: number = ESTIMATE_DELAY_MS,

@@ -1,5 +1,6 @@
 // consortium_lab ChatWidget front end (anywidget). Renders the engine's event stream; all
-// orchestration stays in Python. See src/consortium_lab/widget.py for the message protocol.
+// orchestration stays in Python. The messages and the model's traits are typed by
+// messages.gen.ts, generated from src/consortium_lab/widget/messages.py and the ChatWidget.
 
 import "./styles.css";
 import { changed, field, h, pct, setAttr, setText, uid } from "./dom";
@@ -14,15 +15,11 @@ import {
 import { TurnComponent } from "./turn";
 import { EstimateBox } from "./estimate";
 import { MemberSettings, OptionsField } from "./memberSettings";
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import type { ChatModel, FrontendMessage, KernelMessage } from "./messages.gen";
 
-interface Model {
-  get(name: string): any;
-  set(name: string, value: any): void;
-  save_changes(): void;
-  on(event: string, cb: (...args: any[]) => void): void;
-  off(event?: string | null, cb?: ((...args: any[]) => void) | null): void;
-  send(content: any, callbacks?: any, buffers?: any): void;
-}
+export type Model = AnyModel<ChatModel>;
+type Send = (msg: FrontendMessage) => void;
 
 const MODES = [
   ["consortium", "consortium — an arbiter synthesizes"],
@@ -30,7 +27,7 @@ const MODES = [
   ["compare", "compare — members side by side"],
 ];
 
-class ChatApp {
+export class ChatApp {
   readonly root: HTMLElement;
   private streams = new StreamStore();
   private turns = new Map<string, TurnComponent>();
@@ -122,7 +119,7 @@ class ChatApp {
     model.on("change:models", () => this.settings.render());
     model.on("change:saved_configs", () => this.settings.render());
     model.on("change:past_runs", () => this.history.render(model.get("past_runs")));
-    model.on("msg:custom", (msg: any) => this.onMessage(msg));
+    model.on("msg:custom", (msg: KernelMessage) => this.onMessage(msg));
   }
 
   start(): void {
@@ -133,7 +130,7 @@ class ChatApp {
     this.estimate.schedule();
   }
 
-  send(msg: Record<string, any>): void {
+  send(msg: FrontendMessage): void {
     this.model.send(msg);
   }
 
@@ -145,10 +142,10 @@ class ChatApp {
     this.estimate.schedule();
   }
 
-  onMessage(msg: any): void {
+  onMessage(msg: KernelMessage): void {
     if (!msg || typeof msg !== "object") return;
     if (msg.type === "events") {
-      this.streams.apply(msg.events as StreamEvent[]);
+      this.streams.apply(msg.events as unknown as StreamEvent[]);
       this.root.dataset.messages = String(this.streams.messages);
       this.root.dataset.deltas = String(this.streams.deltas);
       this.schedule();
@@ -275,7 +272,7 @@ class Settings {
 
   constructor(
     private model: Model,
-    private send: (m: Record<string, any>) => void,
+    private send: Send,
   ) {
     this.summary = h("summary", { class: "cl-settings-summary" });
     this.search = h("input", { type: "search", placeholder: "Search models", autocomplete: "off" });
@@ -492,7 +489,7 @@ class History {
   readonly el: HTMLDetailsElement;
   private list: HTMLUListElement;
 
-  constructor(private send: (m: Record<string, any>) => void) {
+  constructor(private send: Send) {
     this.list = h("ul", { class: "cl-history-list" });
     this.el = h(
       "details",
@@ -539,7 +536,7 @@ class History {
 
 // -- anywidget entry --------------------------------------------------------------------------
 
-function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
+function render({ model, el }: Pick<RenderProps<ChatModel>, "model" | "el">): () => void {
   const app = new ChatApp(model);
   el.classList.add("cl-host");
   el.replaceChildren(app.root);
@@ -547,4 +544,5 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   return () => app.dispose();
 }
 
+export { render };
 export default { render };

@@ -5,6 +5,8 @@
 // coalesced `events` messages and live only here, in a StreamStore, until the member's
 // `member_done` (then the full text in the trait replaces the streamed text).
 
+import type { SnapshotStream } from "./messages.gen";
+
 export type Json = Record<string, any>;
 
 export interface StreamEvent {
@@ -13,7 +15,7 @@ export interface StreamEvent {
   model: string;
   instance?: number | null;
   iteration: number;
-  stage?: string;
+  stage?: string | null;
   channel?: string;
   text?: string;
   [key: string]: any;
@@ -24,7 +26,7 @@ export function streamKey(e: {
   model: string;
   instance?: number | null;
   iteration: number;
-  stage?: string;
+  stage?: string | null;
   channel?: string;
 }): string {
   const kind = e.kind === "arbiter_delta" || e.kind === "synthesis" ? "arbiter" : "member";
@@ -97,7 +99,7 @@ export class StreamStore {
   }
 
   /** A `snapshot` message: the streams so far of the live run, replacing what is held. */
-  snapshot(runId: string | null, streams: StreamEvent[]): void {
+  snapshot(runId: string | null, streams: SnapshotStream[]): void {
     if (!runId) return;
     const map = this.streams(runId);
     for (const s of streams) {

@@ -4,11 +4,12 @@ import { LiveChart } from "./charts";
 import { changed, h, pct, setAttr, setText } from "./dom";
 import { highlightSpans } from "./highlight";
 import { renderMarkdownInto } from "./sanitize";
+import type { FrontendMessage } from "./messages.gen";
 import type { IterationView, MemberView, SynthesisView, TurnView } from "./state";
 import { WordClouds } from "./wordcloud";
 
 export interface TurnActions {
-  send(msg: Record<string, any>): void;
+  send(msg: FrontendMessage): void;
   specs(): Record<string, any>;
 }
 

@@ -242,7 +242,8 @@ def provider_key_set() -> bool:
 def chat_widget(**kwargs: Any) -> ChatWidget:
     """The chat: the last conversation of the run log, else a new one, with the offline demo
     models when no provider key is set (``demo=False`` in ``kwargs`` turns that off)."""
-    from consortium_lab.widget.chat import ChatWidget, demo_config
+    from consortium_lab.widget.chat import ChatWidget
+    from consortium_lab.widget.settings import demo_config
 
     demo = kwargs.pop("demo", None)
     if demo is None:
@@ -261,8 +262,8 @@ def dashboard(path: str | Path | None = None) -> Any:
     import ipywidgets as widgets
 
     from consortium_lab import configs, runs
-    from consortium_lab.analysis import charts
-    from consortium_lab.widget.chat import VegaChart
+    from consortium_lab.analysis import dashboard as usage
+    from consortium_lab.widget.vega import VegaChart
 
     rows = runs.list(path=path)
     frame = runs.to_pandas(path=path)
@@ -326,14 +327,14 @@ def dashboard(path: str | Path | None = None) -> Any:
     )
     parts = [header, summary]
     if len(frame):
-        # One chart per widget (not charts.usage_dashboard's single concatenated spec, whose
+        # One chart per widget (not usage.usage_dashboard's single concatenated spec, whose
         # side-by-side charts share one colour scale): they wrap on narrow screens.
         builders = (
-            charts.runs_over_time_chart,
-            charts.models_used_chart,
-            charts.confidence_by_model_chart,
-            charts.latency_by_model_chart,
-            charts.tokens_by_model_chart,
+            usage.runs_over_time_chart,
+            usage.models_used_chart,
+            usage.confidence_by_model_chart,
+            usage.latency_by_model_chart,
+            usage.tokens_by_model_chart,
         )
         parts.append(
             widgets.GridBox(
