@@ -1,4 +1,4 @@
-"""How ``runlog-v1.db`` was made: run log schema 1, written by the code before the records (commit 54aea97).
+"""How ``runlog-v1.db`` was made: run log schema 1, by the code before the records (54aea97).
 
 Kept so the fixture can be understood, not re-run: the file must stay as that release wrote it.
 It was made with the release's own code and the offline demo models::

@@ -70,7 +70,7 @@ class TerminalPrinter:
                 extra += f" served by {event.served_by}"
             line.state, line.detail = (
                 "done",
-                f"confidence {conf}, {event.latency_ms / 1000:.1f} s{extra}",
+                f"confidence {conf}, {(event.latency_ms or 0) / 1000:.1f} s{extra}",
             )
             self._draw(force=True)
             if not self.live:
