@@ -23,6 +23,7 @@ from consortium_lab.engine.events import (
     Stage,
     SynthesisReady,
 )
+from consortium_lab.engine.records import CallStats
 from consortium_lab.gateway.core import CacheMode, CallFailed, CallRequest, Gateway
 from consortium_lab.prompts import templates as prompts
 from consortium_lab.prompts.parsing import (
@@ -296,14 +297,7 @@ class RunLoop:
             parse_ok=parsed.parse_ok,
             warnings=parsed.warnings,
             raw=outcome.text,
-            latency_ms=outcome.latency_ms,
-            usage=outcome.usage,
-            served_by=outcome.served_by,
-            cached=outcome.cached,
-            attempts=outcome.attempts,
-            cost=outcome.cost,
-            first_token_ms=outcome.first_token_ms,
-            response_id=outcome.response_id,
+            **CallStats.fields_of(outcome),
         )
         yield parsed
 
@@ -317,16 +311,19 @@ class RunLoop:
 
         async def one(call: _Call) -> None:
             model, instance = call.key
+            who: dict[str, Any] = {
+                "run_id": ctx.run_id,
+                "model": model,
+                "instance": instance,
+                "iteration": iteration,
+                "stage": call.stage,
+            }
 
             def on_delta(chunk: str, channel: str) -> None:
                 if stream_deltas:
                     queue.put_nowait(
                         MemberDelta(
-                            run_id=ctx.run_id,
-                            model=model,
-                            instance=instance,
-                            iteration=iteration,
-                            stage=call.stage,
+                            **who,
                             text=chunk,
                             channel="reasoning" if channel == "reasoning" else "text",
                             restart=channel == "restart",
@@ -336,37 +333,23 @@ class RunLoop:
             try:
                 outcome = await self.gateway.call(call.request, on_delta)
                 parsed = parse_member_response(outcome.text)
+                answer = call.stage == "answer"
                 queue.put_nowait(
                     MemberDone(
-                        run_id=ctx.run_id,
-                        model=model,
-                        instance=instance,
-                        iteration=iteration,
-                        stage=call.stage,
+                        **who,
+                        **CallStats.fields_of(outcome),
                         text=outcome.text,
-                        answer=parsed.answer if call.stage == "answer" else outcome.text,
-                        thought_process=parsed.thought_process if call.stage == "answer" else "",
+                        answer=parsed.answer if answer else outcome.text,
+                        thought_process=parsed.thought_process if answer else "",
                         reasoning=outcome.reasoning,
-                        confidence=parsed.confidence if call.stage == "answer" else None,
-                        latency_ms=outcome.latency_ms,
-                        first_token_ms=outcome.first_token_ms,
-                        usage=outcome.usage,
-                        served_by=outcome.served_by,
-                        cached=outcome.cached,
-                        attempts=outcome.attempts,
-                        response_id=outcome.response_id,
-                        cost=outcome.cost,
-                        parse_warnings=parsed.warnings if call.stage == "answer" else [],
+                        confidence=parsed.confidence if answer else None,
+                        parse_warnings=parsed.warnings if answer else [],
                     )
                 )
             except CallFailed as exc:
                 queue.put_nowait(
                     MemberFailed(
-                        run_id=ctx.run_id,
-                        model=model,
-                        instance=instance,
-                        iteration=iteration,
-                        stage=call.stage,
+                        **who,
                         error=exc.message,
                         error_type=exc.kind,
                         text=exc.partial_text,

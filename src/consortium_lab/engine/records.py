@@ -28,9 +28,14 @@ class Record(BaseModel):
     """A record: built from the event that carries it, flattened into a row and back."""
 
     @classmethod
-    def of(cls, source: BaseModel) -> Self:
+    def fields_of(cls, source: object) -> dict[str, Any]:
+        """This record's fields read off ``source`` (an event, a gateway outcome...)."""
+        return {name: getattr(source, name) for name in cls.model_fields}
+
+    @classmethod
+    def of(cls, source: object) -> Self:
         """This record's fields of ``source`` (an event that carries it), as a plain record."""
-        return cls.model_validate({name: getattr(source, name) for name in cls.model_fields})
+        return cls.model_validate(cls.fields_of(source))
 
     @classmethod
     def flat_fields(cls) -> list[str]:

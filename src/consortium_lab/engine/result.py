@@ -13,16 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from consortium_lab.engine.events import (
-    Event,
-    IterationStarted,
-    MemberDone,
-    MemberFailed,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    SynthesisReady,
-)
+from consortium_lab.engine import events as ev
 from consortium_lab.engine.records import MemberRecord, SynthesisRecord
 
 if TYPE_CHECKING:
@@ -63,11 +54,11 @@ class RunResult(BaseModel):
 
     # -- building -------------------------------------------------------------------------
     @classmethod
-    def from_events(cls, events: Iterable[Event]) -> RunResult:
+    def from_events(cls, events: Iterable[ev.Event]) -> RunResult:
         """Fold a run's events (deltas are ignored) into a result."""
         result: RunResult | None = None
         for event in events:
-            if isinstance(event, RunStarted):
+            if isinstance(event, ev.RunStarted):
                 result = cls(
                     run_id=event.run_id,
                     prompt=event.prompt,
@@ -84,18 +75,18 @@ class RunResult(BaseModel):
             raise ValueError("no run_started event: nothing to build a result from")
         return result
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: ev.Event) -> None:
         """Fold one more event into this result."""
-        if isinstance(event, IterationStarted):
+        if isinstance(event, ev.IterationStarted):
             self._iteration(event.iteration)
-        elif isinstance(event, (MemberDone, MemberFailed)):
+        elif isinstance(event, (ev.MemberDone, ev.MemberFailed)):
             self._iteration(event.iteration).members.append(MemberRecord.of(event))
-        elif isinstance(event, SynthesisReady):
+        elif isinstance(event, ev.SynthesisReady):
             self._iteration(event.iteration).synthesis = SynthesisRecord.of(event)
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, ev.RunFinished):
             self.status = event.status
             self.finished_at = event.at
-        elif isinstance(event, RunFailed):
+        elif isinstance(event, ev.RunFailed):
             self.status = "failed"
             self.error = event.reason
             self.errors = dict(event.errors)

@@ -9,19 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
-from consortium_lab.engine.events import (
-    ArbiterDelta,
-    Event,
-    IterationFinished,
-    IterationStarted,
-    MemberDelta,
-    MemberDone,
-    MemberFailed,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    SynthesisReady,
-)
+from consortium_lab.engine import events as ev
 from consortium_lab.sinks.runlog.connection import encode, utc_now
 from consortium_lab.sinks.runlog.liveness import Liveness
 from consortium_lab.sinks.runlog.migrations import RunStatus
@@ -59,7 +47,7 @@ def _mode_and_arbiter(config: Mapping[str, Any]) -> tuple[str, str | None]:
 class Writer(Liveness):
     """The recording part of the run log."""
 
-    def record(self, event: Event, *, strict: bool = False) -> bool:
+    def record(self, event: ev.Event, *, strict: bool = False) -> bool:
         """Write one event in its own committed transaction; returns whether it was written.
 
         ``run_started`` inserts the conversation (when new) and the run with its owner;
@@ -71,7 +59,7 @@ class Writer(Liveness):
         ``run_started`` for a run already recorded) is logged as a warning and never reaches
         the run. ``strict=True`` raises it instead.
         """
-        if isinstance(event, (MemberDelta, ArbiterDelta)):
+        if isinstance(event, (ev.MemberDelta, ev.ArbiterDelta)):
             return False
         try:
             self._record(event)
@@ -88,23 +76,23 @@ class Writer(Liveness):
             return False
         return True
 
-    def record_many(self, events: Iterable[Event], *, strict: bool = False) -> int:
+    def record_many(self, events: Iterable[ev.Event], *, strict: bool = False) -> int:
         """:meth:`record` each event in order; returns how many were written."""
         return sum(self.record(event, strict=strict) for event in events)
 
-    def _record(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
+    def _record(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
             self._write(lambda db: self._record_run_started(db, event), what="run_started")
             with self._lock:
                 self._active.add(event.run_id)
             self._ensure_heartbeat()
             return
         self._write(lambda db: self._record_event(db, event), what=event.kind)
-        if isinstance(event, (RunFinished, RunFailed)):
+        if isinstance(event, (ev.RunFinished, ev.RunFailed)):
             with self._lock:
                 self._active.discard(event.run_id)
 
-    def _record_run_started(self, db: sqlite_utils.Database, event: RunStarted) -> None:
+    def _record_run_started(self, db: sqlite_utils.Database, event: ev.RunStarted) -> None:
         if db.execute("SELECT 1 FROM runs WHERE id = ?", [event.run_id]).fetchone():
             raise ValueError(f"run {event.run_id!r} is already in the run log")
         conversation_id = event.conversation_id or event.run_id
@@ -134,16 +122,16 @@ class Writer(Liveness):
         )
         self._append_event(db, event)
 
-    def _record_event(self, db: sqlite_utils.Database, event: Event) -> None:
+    def _record_event(self, db: sqlite_utils.Database, event: ev.Event) -> None:
         run_id = event.run_id
-        if isinstance(event, IterationStarted | IterationFinished):
+        if isinstance(event, ev.IterationStarted | ev.IterationFinished):
             db.execute(
                 "UPDATE runs SET iteration_count = max(iteration_count, ?) WHERE id = ?",
                 [event.iteration, run_id],
             )
-        elif isinstance(event, MemberDone | MemberFailed):
+        elif isinstance(event, ev.MemberDone | ev.MemberFailed):
             db.table("member_responses").insert(member_row(event))
-        elif isinstance(event, SynthesisReady):
+        elif isinstance(event, ev.SynthesisReady):
             db.table("arbiter_decisions").insert(decision_row(event))
             db.execute(
                 "UPDATE runs SET final_synthesis = ?, final_confidence = ?,"
@@ -151,22 +139,22 @@ class Writer(Liveness):
                 " WHERE id = ?",
                 [event.synthesis, event.confidence, event.iteration, event.model, run_id],
             )
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, ev.RunFinished):
             db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, iteration_count = ?,"
                 " final_confidence = coalesce(?, final_confidence), error = NULL WHERE id = ?",
                 [event.status, event.at, event.iterations, event.confidence, run_id],
             )
-        elif isinstance(event, RunFailed):
+        elif isinstance(event, ev.RunFailed):
             db.execute(
                 "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
                 [event.at, event.reason, run_id],
             )
-        if not isinstance(event, (RunFinished, RunFailed)):
+        if not isinstance(event, (ev.RunFinished, ev.RunFailed)):
             self._touch(db, [run_id])
         self._append_event(db, event)
 
-    def _append_event(self, db: sqlite_utils.Database, event: Event) -> None:
+    def _append_event(self, db: sqlite_utils.Database, event: ev.Event) -> None:
         row = db.execute(
             "SELECT coalesce(max(seq), 0) + 1 FROM events WHERE run_id = ?", [event.run_id]
         ).fetchone()
