@@ -92,6 +92,8 @@ def build_run_events(
                 served_by=model,
                 cached=i == 0,
                 response_id=f"resp-{run_id}-{iteration}-{i}",
+                cost=0.25,
+                parse_warnings=["no confidence stated"],
             )
         yield MemberFailed(
             run_id=run_id,
@@ -120,6 +122,8 @@ def build_run_events(
             latency_ms=200.0,
             usage=Usage(input_tokens=100, output_tokens=50),
             served_by="arbiter-model",
+            attempts=2,
+            cost=1.5,
         )
         yield IterationFinished(
             run_id=run_id,

@@ -42,6 +42,55 @@ async def test_run_is_logged_and_reads_back_identically(trio):
     assert set(frame["model"]) == {"a", "b"}
 
 
+# A run is logged one way: Run records each event before its consumer sees it (what
+# RunStore.consume used to do beside it).
+
+
+async def test_the_run_records_every_event_it_yields(trio, tmp_path):
+    with RunStore(tmp_path / "runs.db") as store:
+        run = Consortium(models=["a", "b"], arbiter="judge", store=store).stream("Q?")
+        seen = [event async for event in run]
+        assert seen[0].kind == "run_started" and seen[-1].kind == "run_finished"
+        kept = [e for e in seen if e.kind not in ("member_delta", "arbiter_delta")]
+        assert store.get_events(run.run_id) == kept
+        assert store.get_run_row(run.run_id)["status"] == "completed"
+        assert store.member_records(run.run_id) == [
+            m for it in run.result.iterations for m in it.members
+        ]
+
+
+async def test_a_run_the_engine_breaks_is_logged_as_failed(trio, tmp_path, monkeypatch):
+    from consortium_lab.engine.iteration import RunLoop
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("engine broke")
+        yield  # an async generator, as the real one
+
+    monkeypatch.setattr(RunLoop, "_judge", broken)
+    with RunStore(tmp_path / "runs.db") as store:
+        run = Consortium(models=["a"], arbiter="judge", store=store).stream("Q?")
+        with pytest.raises(RuntimeError, match="engine broke"):
+            async for _ in run:
+                pass
+        row = store.get_run_row(run.run_id)
+        assert row["status"] == "failed" and "engine broke" in row["error"]
+        assert len(store.member_responses(run.run_id)) == 1  # what completed is kept
+        assert run.result.status == "failed"
+
+
+async def test_a_run_goes_on_when_its_log_refuses_an_event(trio, tmp_path, caplog):
+    from consortium_lab.engine.events import RunStarted
+
+    with RunStore(tmp_path / "runs.db") as store:
+        run = Consortium(models=["a", "b"], arbiter="judge", store=store).stream("Q?")
+        store.record(RunStarted(run_id=run.run_id, prompt="taken", config={}))
+        async for _ in run:
+            pass
+        assert run.result.status == "completed"
+        assert "could not record run_started" in caplog.text
+        assert store.get_run_row(run.run_id)["status"] == "completed"
+
+
 async def test_member_and_arbiter_responses_reach_llm_logs(trio):
     result = await Consortium(models=["a", "b"], arbiter="judge").run("Logged?")
     ids = [m.model for m in result.iterations[0].members]

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "engine": 4,
     "sinks": 5,
     "runs": 5,
+    "sqlite": 0,
     "analysis": 6,
     "widget": 7,
     "service": 8,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -12,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,17 @@ from consortium_lab.engine.events import (
     Event,
     MemberDelta,
     MemberDone,
+    MemberFailed,
     RunStarted,
+    SynthesisReady,
     parse_event,
 )
-from consortium_lab.sinks.runlog import RunStore, owner_is_alive, process_start_token
+from consortium_lab.sinks.runlog import (
+    MIGRATIONS,
+    RunStore,
+    owner_is_alive,
+    process_start_token,
+)
 
 from _store_writer import FAILING_MODEL, build_run_events, expected_counts, member_model
 
@@ -175,8 +181,97 @@ def test_schema_is_created_idempotently(db_path: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()
-    assert versions == [1]
+    assert versions == [version for version, _, _ in MIGRATIONS] == [1, 2]
     assert {"conversations", "runs", "member_responses", "arbiter_decisions", "events"} <= tables
+
+
+# -- schema 1 files, and the columns the records own ------------------------------------------
+
+RUNLOG_V1 = Path(__file__).with_name("data") / "runlog-v1.db"
+
+
+def _table(path: Path, sql: str) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def test_a_schema_1_run_log_is_migrated_and_reads_back_intact(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    path.write_bytes(RUNLOG_V1.read_bytes())
+    before = {
+        table: _table(path, f"SELECT * FROM {table} ORDER BY rowid")
+        for table in ("runs", "conversations", "member_responses", "arbiter_decisions", "events")
+    }
+    assert [r["version"] for r in _table(path, "SELECT version FROM schema_migrations")] == [1]
+    assert len(before["runs"]) == 3 and before["member_responses"]
+
+    with RunStore(path) as store:
+        assert store.schema_version() == 2
+        versions = _table(path, "SELECT version, name FROM schema_migrations ORDER BY version")
+        assert versions == [{"version": 1, "name": "initial"}, {"version": 2, "name": "records"}]
+        # Nothing lost: every old row and value is still there, in the same order.
+        for table, rows in before.items():
+            after = _table(path, f"SELECT * FROM {table} ORDER BY rowid")
+            assert [{k: row[k] for k in old} for old, row in zip(rows, after, strict=True)] == rows
+        # The new columns are filled from the events, which always carried them (that
+        # release priced nothing: cost stays unknown).
+        for row in store.member_responses():
+            assert isinstance(row["parse_warnings"], list) and row["cost"] is None
+        decisions = store.arbiter_decisions()
+        assert decisions and all(d["attempts"] == 1 and d["cost"] is None for d in decisions)
+        for run in store.list_runs():
+            records = store.member_records(run["id"])
+            result = runs.get(run["id"], path=path)
+            assert result.status == run["status"] == "completed"
+            folded = [m for it in result.iterations for m in it.members]
+            assert folded == records  # the table and the events tell the same story
+            syntheses = [it.synthesis for it in result.iterations if it.synthesis]
+            assert syntheses == store.synthesis_records(run["id"])
+            assert result.to_dict()["synthesis"]["synthesis"] == run["final_synthesis"]
+        conversation = next(r for r in store.list_runs() if r["turn"] == 2)["conversation_id"]
+        history = store.conversation_history(conversation)
+        assert history and all(len(turns) == 2 for turns in history.values())
+
+    # Opened again: nothing more to apply, nothing changed.
+    with RunStore(path) as again:
+        assert again.schema_version() == 2
+    assert len(_table(path, "SELECT * FROM schema_migrations")) == 2
+
+
+def test_every_record_field_has_its_column(store: RunStore) -> None:
+    from consortium_lab.engine.records import MemberRecord, SynthesisRecord
+
+    def columns(table: str) -> list[str]:
+        return [r["name"] for r in _table(store.path, f"PRAGMA table_info({table})")]
+
+    for table, record in (
+        ("member_responses", MemberRecord),
+        ("arbiter_decisions", SynthesisRecord),
+    ):
+        missing = set(record.flat_fields()) - set(columns(table))
+        assert not missing, f"{table} lacks {sorted(missing)}: add a migration"
+
+
+def test_records_round_trip_through_the_tables(store: RunStore) -> None:
+    run_id = new_id()
+    events = list(build_run_events(run_id, iterations=1))
+    record(store, events)
+    members = [e for e in events if isinstance(e, (MemberDone, MemberFailed))]
+    from consortium_lab.engine.records import MemberRecord, SynthesisRecord
+
+    assert store.member_records(run_id) == [MemberRecord.of(e) for e in members]
+    done = store.member_records(run_id)[0]
+    assert done.cost == 0.25 and done.parse_warnings == ["no confidence stated"]
+    assert done.usage.input_tokens == 11
+    failed = store.member_records(run_id)[-1]
+    assert failed.status == "failed" and failed.text == "par" and failed.error_type == "error"
+    synthesis = next(e for e in events if isinstance(e, SynthesisReady))
+    assert store.synthesis_records(run_id) == [SynthesisRecord.of(synthesis)]
+    assert store.synthesis_records(run_id)[0].attempts == 2
 
 
 def test_failed_and_cancelled_runs(store: RunStore) -> None:
@@ -388,60 +483,6 @@ def test_title_is_truncated_to_one_line(store: RunStore) -> None:
 # -- consume ------------------------------------------------------------------------------------
 
 
-async def _aiter(
-    events: Iterable[Event], fail_with: BaseException | None = None
-) -> AsyncIterator[Event]:
-    for event in events:
-        await asyncio.sleep(0)
-        yield event
-    if fail_with is not None:
-        raise fail_with
-
-
-async def test_consume_records_and_reyields(store: RunStore) -> None:
-    run_id = new_id()
-    events = list(build_run_events(run_id))
-    seen = [event async for event in store.consume(_aiter(events))]
-    assert seen == events  # deltas included, order unchanged
-    assert store.get_events(run_id) == stored(events)
-    row = store.get_run_row(run_id)
-    assert row is not None and row["status"] == "completed"
-
-
-async def test_consume_closes_runs_whose_stream_stops(store: RunStore) -> None:
-    ended, failed, closed = new_id(), new_id(), new_id()
-    async for _ in store.consume(_aiter(build_run_events(ended, finish=False))):
-        pass
-    with pytest.raises(RuntimeError):
-        async for _ in store.consume(
-            _aiter(build_run_events(failed, finish=False), fail_with=RuntimeError("engine broke"))
-        ):
-            pass
-    stream = store.consume(_aiter(build_run_events(closed)))
-    async for event in stream:
-        if isinstance(event, MemberDone):
-            break
-    await stream.aclose()
-
-    rows = {run_id: store.get_run_row(run_id) for run_id in (ended, failed, closed)}
-    assert rows[ended]["status"] == "interrupted"  # type: ignore[index]
-    assert rows[failed]["status"] == "failed"  # type: ignore[index]
-    assert "engine broke" in rows[failed]["error"]  # type: ignore[index]
-    assert rows[closed]["status"] == "cancelled"  # type: ignore[index]
-    assert len(store.member_responses(closed)) == 1
-
-
-async def test_consume_survives_a_recording_failure(store: RunStore, caplog: Any) -> None:
-    run_id = new_id()
-    store.record(RunStarted(run_id=run_id, prompt="p", config={}))
-    events = list(build_run_events(run_id, iterations=1))  # run_started again: refused
-    seen = [event async for event in store.consume(_aiter(events))]
-    assert seen == events
-    assert "could not record run_started" in caplog.text
-    row = store.get_run_row(run_id)
-    assert row is not None and row["status"] == "completed"
-
-
 # -- heartbeat and liveness ---------------------------------------------------------------------
 
 
@@ -648,7 +689,7 @@ def test_processes_racing_on_a_fresh_file(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
         assert "database is locked" not in err
     assert count(db, "runs", "status = 'completed'") == len(ids)
-    assert count(db, "schema_migrations") == 1
+    assert count(db, "schema_migrations") == len(MIGRATIONS)
 
 
 def test_threads_share_one_store(store: RunStore, db_path: Path) -> None:

@@ -18,6 +18,7 @@ from consortium_lab.apps.connect import connect
 from consortium_lab.config.consortium import ConsortiumConfig, Limits
 from consortium_lab.engine.consortium import Consortium, Conversation, Run
 from consortium_lab.engine.events import SCHEMA_VERSION, Event, parse_event
+from consortium_lab.engine.plugins import pm as _plugins
 from consortium_lab.engine.result import RunResult
 from consortium_lab.gateway.core import Gateway
 from consortium_lab.prompts.parsing import (
@@ -25,6 +26,12 @@ from consortium_lab.prompts.parsing import (
     parse_arbiter_response,
     parse_member_response,
 )
+from consortium_lab.sinks.runlog import plugin as _runlog_plugin
+
+# The engine opens its default run log through a hook; the run log answers it (imports go down
+# the layers: the engine never imports the sinks).
+if not _plugins.is_registered(_runlog_plugin):
+    _plugins.register(_runlog_plugin, name="consortium_lab.runlog")
 
 __version__ = "0.1.0"
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from consortium_lab.sinks.runlog import RunStore
+from consortium_lab.sinks.runlog import FRAME_COLUMNS, RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,41 +36,6 @@ ExportFormat = Literal["json", "markdown"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
 _TIME_COLUMNS = ("run_started_at", "run_finished_at", "created_at")
-_FRAME_COLUMNS = (
-    "run_id",
-    "conversation_id",
-    "turn",
-    "prompt",
-    "mode",
-    "arbiter",
-    "run_status",
-    "run_started_at",
-    "run_finished_at",
-    "iteration_count",
-    "final_confidence",
-    "run_error",
-    "iteration",
-    "model",
-    "instance",
-    "stage",
-    "status",
-    "text",
-    "answer",
-    "thought_process",
-    "reasoning",
-    "confidence",
-    "latency_ms",
-    "first_token_ms",
-    "input_tokens",
-    "output_tokens",
-    "served_by",
-    "cached",
-    "attempts",
-    "error",
-    "error_type",
-    "response_id",
-    "created_at",
-)
 
 
 @contextmanager
@@ -139,14 +104,16 @@ def delete(run_id: str, *, path: str | Path | None = None) -> None:
 
 
 def to_pandas(*, path: str | Path | None = None) -> pd.DataFrame:
-    """Every member response of every run as a DataFrame, one row per response, with its run's
-    columns joined (``run_status``, ``run_started_at``, ``prompt``, ``mode``, ``arbiter``...).
-    Time columns are timezone-aware datetimes and ``cached`` is a bool."""
+    """Every member response of every run as a DataFrame, one row per response: the fields of
+    its :class:`~consortium_lab.engine.records.MemberRecord` (``usage`` as ``input_tokens`` and
+    ``output_tokens``; ``cost``, ``parse_warnings``...) with its run's columns joined
+    (``run_status``, ``run_started_at``, ``prompt``, ``mode``, ``arbiter``...). Time columns are
+    timezone-aware datetimes and ``cached`` is a bool."""
     import pandas as pd
 
     with _open(path) as store:
         rows = store.member_frame_rows()
-    frame = pd.DataFrame(rows, columns=builtins.list(_FRAME_COLUMNS))
+    frame = pd.DataFrame(rows, columns=builtins.list(FRAME_COLUMNS))
     for column in _TIME_COLUMNS:
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     frame["cached"] = frame["cached"].astype(bool)

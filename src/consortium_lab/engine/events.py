@@ -13,9 +13,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field, model_validator
 
+from consortium_lab.engine.records import MemberCall, MemberRecord, SynthesisRecord
 from consortium_lab.gateway.types import Stage, Usage
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ArbiterDelta",
+    "Event",
+    "IterationFinished",
+    "IterationStarted",
+    "MemberDelta",
+    "MemberDone",
+    "MemberFailed",
+    "RunFailed",
+    "RunFinished",
+    "RunStarted",
+    "Stage",
+    "SynthesisReady",
+    "Usage",
+    "event_json_schema",
+    "parse_event",
+]
 
 SCHEMA_VERSION = 1
 
@@ -47,14 +67,7 @@ class IterationStarted(_Event):
     iteration: int
 
 
-class _MemberEvent(_Event):
-    model: str = Field(description="The model id asked (as configured).")
-    instance: int = Field(description="1-based instance number of this model in the config.")
-    iteration: int
-    stage: Stage = "answer"
-
-
-class MemberDelta(_MemberEvent):
+class MemberDelta(_Event, MemberCall):
     """A piece of a member's streamed text (``channel='reasoning'`` for separate reasoning)."""
 
     kind: Literal["member_delta"] = "member_delta"
@@ -67,41 +80,39 @@ class MemberDelta(_MemberEvent):
     )
 
 
-class MemberDone(_MemberEvent):
-    """A member finished: full text, parsed parts, and how the call was served."""
+class MemberDone(_Event, MemberRecord):
+    """A member finished: its :class:`~consortium_lab.engine.records.MemberRecord` (full text,
+    parsed parts, and how the call was served)."""
 
     kind: Literal["member_done"] = "member_done"
-    text: str
-    answer: str
-    thought_process: str = ""
-    reasoning: str = Field("", description="Reasoning the model streamed separately.")
-    confidence: float | None = Field(None, description="Member's own confidence, None if unstated.")
-    latency_ms: float
-    first_token_ms: float | None = None
-    usage: Usage = Field(default_factory=Usage)
-    served_by: str = Field(description="The model that actually answered (a fallback, maybe).")
-    cached: bool = False
-    attempts: int = 1
-    response_id: str | None = Field(None, description="The id of the response in llm's log.")
-    cost: float | None = Field(None, description="Cost from the gateway's price table.")
-    parse_warnings: list[str] = Field(
-        default_factory=list, description="What the member-format parser had to guess."
-    )
+    status: Literal["done"] = "done"
 
 
-class MemberFailed(_MemberEvent):
-    """A member failed; ``error`` is the model's own message. The run goes on without it."""
+class MemberFailed(_Event, MemberRecord):
+    """A member failed: its record with ``error`` (the model's own message) and
+    ``error_type``; ``text`` (also sent as ``partial_text``) is what it had streamed. The run
+    goes on without it."""
 
     kind: Literal["member_failed"] = "member_failed"
+    status: Literal["failed"] = "failed"
     error: str
-    error_type: str = Field(
-        description="rate_limit, server_error, timeout, connection, malformed, auth, "
-        "bad_request, context_window, empty, cut_off, quota, cooldown or error."
-    )
-    partial_text: str = ""
-    latency_ms: float | None = None
-    served_by: str | None = None
-    attempts: int = 1
+    error_type: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_text_is_text(cls, data: Any) -> Any:
+        # Schema 1 named a failure's text `partial_text`; it is the record's `text` now.
+        if isinstance(data, dict) and "partial_text" in data:
+            data = dict(data)
+            partial = data.pop("partial_text")
+            data.setdefault("text", partial)
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def partial_text(self) -> str:
+        """The text streamed before the failure (``text``; kept for schema-1 readers)."""
+        return self.text
 
 
 class ArbiterDelta(_Event):
@@ -113,28 +124,11 @@ class ArbiterDelta(_Event):
     restart: bool = Field(False, description="The synthesis starts over (see MemberDelta).")
 
 
-class SynthesisReady(_Event):
-    """The arbiter's (or chairman's) parsed decision for one iteration."""
+class SynthesisReady(_Event, SynthesisRecord):
+    """The arbiter's (or chairman's) parsed decision for one iteration: its
+    :class:`~consortium_lab.engine.records.SynthesisRecord`."""
 
     kind: Literal["synthesis"] = "synthesis"
-    iteration: int
-    model: str
-    synthesis: str
-    confidence: float | None
-    analysis: str = ""
-    dissent: str = ""
-    needs_iteration: bool = False
-    refinement_areas: list[str] = Field(default_factory=list)
-    ranking: list[int] = Field(default_factory=list)
-    parse_ok: bool = True
-    warnings: list[str] = Field(default_factory=list)
-    raw: str = ""
-    latency_ms: float | None = None
-    usage: Usage = Field(default_factory=Usage)
-    served_by: str | None = None
-    cached: bool = False
-    attempts: int = 1
-    cost: float | None = None
 
 
 class IterationFinished(_Event):
@@ -187,5 +181,6 @@ def parse_event(data: dict[str, Any] | str | bytes) -> Event:
 
 
 def event_json_schema() -> dict[str, Any]:
-    """The JSON schema of the event stream (documented in ``docs/events.md``)."""
-    return _adapter.json_schema()
+    """The JSON schema of the event stream as it is written (documented in
+    ``docs/events.md``): serialization mode, so ``member_failed``'s ``partial_text`` is in it."""
+    return _adapter.json_schema(mode="serialization")

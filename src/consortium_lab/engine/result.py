@@ -13,81 +13,26 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from consortium_lab.engine.events import (
-    Event,
-    IterationFinished,
-    IterationStarted,
-    MemberDone,
-    MemberFailed,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    Stage,
-    SynthesisReady,
-)
+from consortium_lab.engine import events as ev
+from consortium_lab.engine.records import MemberRecord, SynthesisRecord
 
 if TYPE_CHECKING:
     import pandas as pd
 
 Status = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 
-
-class MemberResult(BaseModel):
-    """One model call of a member in one iteration (answer or peer review)."""
-
-    model: str
-    instance: int
-    iteration: int
-    stage: Stage = "answer"
-    status: Literal["done", "failed"]
-    text: str = ""
-    answer: str = ""
-    thought_process: str = ""
-    reasoning: str = ""
-    confidence: float | None = None
-    latency_ms: float | None = None
-    first_token_ms: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    served_by: str | None = None
-    cached: bool = False
-    attempts: int = 1
-    error: str | None = None
-    error_type: str | None = None
-    cost: float | None = None
-    parse_warnings: list[str] = Field(default_factory=list)
-
-
-class Synthesis(BaseModel):
-    """The arbiter's parsed decision for one iteration."""
-
-    model: str
-    synthesis: str
-    confidence: float | None
-    analysis: str = ""
-    dissent: str = ""
-    needs_iteration: bool = False
-    refinement_areas: list[str] = Field(default_factory=list)
-    ranking: list[int] = Field(default_factory=list)
-    parse_ok: bool = True
-    warnings: list[str] = Field(default_factory=list)
-    raw: str = ""
-    latency_ms: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    served_by: str | None = None
-    cached: bool = False
-    attempts: int = 1
-    cost: float | None = None
+# The names a result's readers know its parts by: they are the records themselves.
+MemberResult = MemberRecord
+Synthesis = SynthesisRecord
 
 
 class IterationResult(BaseModel):
     number: int
-    members: list[MemberResult] = Field(default_factory=list)
-    synthesis: Synthesis | None = None
+    members: list[MemberRecord] = Field(default_factory=list)
+    synthesis: SynthesisRecord | None = None
 
     @property
-    def answers(self) -> list[MemberResult]:
+    def answers(self) -> list[MemberRecord]:
         """The members' answers of this iteration (peer reviews excluded)."""
         return [m for m in self.members if m.stage == "answer"]
 
@@ -109,11 +54,11 @@ class RunResult(BaseModel):
 
     # -- building -------------------------------------------------------------------------
     @classmethod
-    def from_events(cls, events: Iterable[Event]) -> RunResult:
+    def from_events(cls, events: Iterable[ev.Event]) -> RunResult:
         """Fold a run's events (deltas are ignored) into a result."""
         result: RunResult | None = None
         for event in events:
-            if isinstance(event, RunStarted):
+            if isinstance(event, ev.RunStarted):
                 result = cls(
                     run_id=event.run_id,
                     prompt=event.prompt,
@@ -130,72 +75,18 @@ class RunResult(BaseModel):
             raise ValueError("no run_started event: nothing to build a result from")
         return result
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: ev.Event) -> None:
         """Fold one more event into this result."""
-        if isinstance(event, IterationStarted):
+        if isinstance(event, ev.IterationStarted):
             self._iteration(event.iteration)
-        elif isinstance(event, MemberDone):
-            self._iteration(event.iteration).members.append(
-                MemberResult(
-                    status="done",
-                    input_tokens=event.usage.input_tokens,
-                    output_tokens=event.usage.output_tokens,
-                    **event.model_dump(
-                        include={
-                            "model",
-                            "instance",
-                            "iteration",
-                            "stage",
-                            "text",
-                            "answer",
-                            "thought_process",
-                            "reasoning",
-                            "confidence",
-                            "latency_ms",
-                            "first_token_ms",
-                            "served_by",
-                            "cached",
-                            "attempts",
-                            "cost",
-                            "parse_warnings",
-                        }
-                    ),
-                )
-            )
-        elif isinstance(event, MemberFailed):
-            self._iteration(event.iteration).members.append(
-                MemberResult(
-                    status="failed",
-                    text=event.partial_text,
-                    **event.model_dump(
-                        include={
-                            "model",
-                            "instance",
-                            "iteration",
-                            "stage",
-                            "error",
-                            "error_type",
-                            "latency_ms",
-                            "served_by",
-                            "attempts",
-                        }
-                    ),
-                )
-            )
-        elif isinstance(event, SynthesisReady):
-            self._iteration(event.iteration).synthesis = Synthesis(
-                input_tokens=event.usage.input_tokens,
-                output_tokens=event.usage.output_tokens,
-                **event.model_dump(
-                    exclude={"kind", "run_id", "at", "schema_version", "iteration", "usage"}
-                ),
-            )
-        elif isinstance(event, IterationFinished):
-            pass
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, (ev.MemberDone, ev.MemberFailed)):
+            self._iteration(event.iteration).members.append(MemberRecord.of(event))
+        elif isinstance(event, ev.SynthesisReady):
+            self._iteration(event.iteration).synthesis = SynthesisRecord.of(event)
+        elif isinstance(event, ev.RunFinished):
             self.status = event.status
             self.finished_at = event.at
-        elif isinstance(event, RunFailed):
+        elif isinstance(event, ev.RunFailed):
             self.status = "failed"
             self.error = event.reason
             self.errors = dict(event.errors)
@@ -211,7 +102,7 @@ class RunResult(BaseModel):
 
     # -- reading --------------------------------------------------------------------------
     @property
-    def synthesis(self) -> Synthesis | None:
+    def synthesis(self) -> SynthesisRecord | None:
         """The last iteration's synthesis (None in compare mode or before the arbiter spoke)."""
         for it in reversed(self.iterations):
             if it.synthesis is not None:
@@ -232,15 +123,18 @@ class RunResult(BaseModel):
         return self.synthesis.confidence if self.synthesis else None
 
     @property
-    def final_answers(self) -> list[MemberResult]:
+    def final_answers(self) -> list[MemberRecord]:
         """Members' answers of the last iteration that has any, in config order."""
-        order = {model: i for i, model in enumerate(self.models_used)}
         for it in reversed(self.iterations):
             if it.answers:
-                return sorted(
-                    it.answers, key=lambda m: (order.get(m.model, len(order)), m.instance)
-                )
+                return self.in_config_order(it.answers)
         return []
+
+    def in_config_order(self, members: Iterable[MemberRecord]) -> list[MemberRecord]:
+        """``members`` sorted as the config lists their models, then by instance (a model the
+        config does not list goes last)."""
+        order = {model: i for i, model in enumerate(self.models_used)}
+        return sorted(members, key=lambda m: (order.get(m.model, len(order)), m.model, m.instance))
 
     @property
     def models_used(self) -> list[str]:
@@ -310,7 +204,7 @@ class RunResult(BaseModel):
         rows = []
         for it in self.iterations:
             for m in it.members:
-                row = m.model_dump()
+                row = m.to_flat()
                 row["run_id"] = self.run_id
                 row["synthesis_confidence"] = it.synthesis.confidence if it.synthesis else None
                 rows.append(row)

@@ -14,18 +14,15 @@ logged as a warning and :func:`log_to_llm` returns None.
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
+
+from consortium_lab.sqlite import BUSY_TIMEOUT_S, LOCK_RETRIES, with_lock_retry
 
 __all__ = ["llm_logging_on", "llm_logs_db_path", "log_to_llm"]
 
 logger = logging.getLogger(__name__)
-
-BUSY_TIMEOUT_S = 30.0
-LOCK_RETRIES = 8
 
 
 def llm_logs_db_path() -> Path:
@@ -53,11 +50,6 @@ def _responses(response: Any) -> list[Any]:
     if isinstance(response, _BaseChainResponse):
         return list(response._responses)
     raise TypeError(f"cannot log {type(response).__name__} to llm: not an llm response")
-
-
-def _is_locked(error: BaseException) -> bool:
-    message = str(error).lower()
-    return "locked" in message or "busy" in message
 
 
 _migrated: set[tuple[str, int]] = set()
@@ -125,16 +117,11 @@ def log_to_llm(
             if not getattr(item, "_done", False):
                 raise ValueError(f"response {getattr(item, 'id', '?')} is not complete yet")
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(retries):
-            try:
-                _log_once(db_path, responses, busy_timeout)
-                break
-            except sqlite3.OperationalError as error:
-                if not _is_locked(error) or attempt == retries - 1:
-                    raise
-                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                logger.debug("llm log %s: %s; retrying in %.2fs", db_path, error, delay)
-                time.sleep(delay)
+        with_lock_retry(
+            lambda: _log_once(db_path, responses, busy_timeout),
+            what=f"llm log {db_path}",
+            retries=retries,
+        )
         return str(responses[-1].id) if responses else None
     except Exception as error:
         logger.warning("could not log a response to llm's log database: %s", error, exc_info=True)

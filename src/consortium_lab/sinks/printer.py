@@ -12,18 +12,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from consortium_lab.config.catalog import DEMO_PREFIX
-from consortium_lab.engine.events import (
-    ArbiterDelta,
-    Event,
-    IterationStarted,
-    MemberDelta,
-    MemberDone,
-    MemberFailed,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    SynthesisReady,
-)
+from consortium_lab.engine import events as ev
 
 
 def label(model: str) -> str:
@@ -50,19 +39,19 @@ class TerminalPrinter:
         self._drawn = 0
         self._last_draw = 0.0
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
             models = ", ".join(label(m) for m in event.config.get("models", {}))
             self._print(f"Asking {models}")
-        elif isinstance(event, IterationStarted):
+        elif isinstance(event, ev.IterationStarted):
             self._commit()
             self._print(f"— iteration {event.iteration} —")
             self.lines = {}
-        elif isinstance(event, MemberDelta):
+        elif isinstance(event, ev.MemberDelta):
             line = self._line(f"{label(event.model)} #{event.instance}", event.stage)
             line.state, line.chars = "streaming", line.chars + len(event.text)
             self._draw()
-        elif isinstance(event, MemberDone):
+        elif isinstance(event, ev.MemberDone):
             line = self._line(f"{label(event.model)} #{event.instance}", event.stage)
             conf = "unknown" if event.confidence is None else f"{event.confidence:.0%}"
             extra = " (cached)" if event.cached else ""
@@ -70,22 +59,22 @@ class TerminalPrinter:
                 extra += f" served by {event.served_by}"
             line.state, line.detail = (
                 "done",
-                f"confidence {conf}, {event.latency_ms / 1000:.1f} s{extra}",
+                f"confidence {conf}, {(event.latency_ms or 0) / 1000:.1f} s{extra}",
             )
             self._draw(force=True)
             if not self.live:
                 self._print(f"  {line.name}: {line.detail}")
-        elif isinstance(event, MemberFailed):
+        elif isinstance(event, ev.MemberFailed):
             line = self._line(f"{label(event.model)} #{event.instance}", event.stage)
             line.state, line.detail = "failed", f"{event.error_type}: {event.error}"
             self._draw(force=True)
             if not self.live:
                 self._print(f"  {line.name}: FAILED {line.detail}")
-        elif isinstance(event, ArbiterDelta):
+        elif isinstance(event, ev.ArbiterDelta):
             line = self._line(f"{label(event.model)} (arbiter)", "arbiter")
             line.state, line.chars = "synthesizing", line.chars + len(event.text)
             self._draw()
-        elif isinstance(event, SynthesisReady):
+        elif isinstance(event, ev.SynthesisReady):
             self._commit()
             conf = "unknown" if event.confidence is None else f"{event.confidence:.0%}"
             warn = (
@@ -95,10 +84,10 @@ class TerminalPrinter:
             )
             more = ", wants another iteration" if event.needs_iteration else ""
             self._print(f"  synthesis by {label(event.model)}: confidence {conf}{more}{warn}")
-        elif isinstance(event, RunFailed):
+        elif isinstance(event, ev.RunFailed):
             self._commit()
             self._print(f"Run failed: {event.reason}")
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, ev.RunFinished):
             self._commit()
             self._print(f"Finished after {event.iterations} iteration(s) ({event.status}).")
 

@@ -1,0 +1,425 @@
+"""One run's loop: fan-out to the members, the arbiter's synthesis, and the next iteration,
+yielded as one stream of events (:class:`RunLoop`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from consortium_lab.config.consortium import ConsortiumConfig
+from consortium_lab.engine.events import (
+    ArbiterDelta,
+    Event,
+    IterationFinished,
+    IterationStarted,
+    MemberDelta,
+    MemberDone,
+    MemberFailed,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    Stage,
+    SynthesisReady,
+)
+from consortium_lab.engine.records import CallStats
+from consortium_lab.gateway.core import CacheMode, CallFailed, CallRequest, Gateway
+from consortium_lab.prompts import templates as prompts
+from consortium_lab.prompts.parsing import (
+    ArbiterParse,
+    parse_arbiter_response,
+    parse_member_response,
+    parse_ranking,
+)
+
+if TYPE_CHECKING:
+    from consortium_lab.engine.conversation import Conversation
+
+__all__ = ["MemberKey", "RunContext", "RunLoop", "aggregate_ranking", "cancel_all"]
+
+MemberKey = tuple[str, int]
+
+
+@dataclass
+class RunContext:
+    """What every call of one run shares: its id, its in-flight tasks (to cancel them), and
+    the cache mode and user its requests carry."""
+
+    run_id: str
+    cache: CacheMode = "use"
+    user: str | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    cancelled: bool = False
+
+    def request(self, **fields: Any) -> CallRequest:
+        return CallRequest(cache=self.cache, user=self.user, **fields)
+
+
+@dataclass
+class _Call:
+    """A call in flight: which member, which stage, and the request."""
+
+    key: MemberKey
+    stage: Stage
+    request: CallRequest
+
+
+class RunLoop:
+    """The orchestration of one run with ``config``, every model call through ``gateway``."""
+
+    def __init__(self, config: ConsortiumConfig, gateway: Gateway) -> None:
+        self.config = config
+        self.gateway = gateway
+
+    async def events(
+        self,
+        prompt: str,
+        conversation: Conversation | None,
+        ctx: RunContext,
+    ) -> AsyncGenerator[Event, None]:
+        cfg = self.config
+        histories: dict[MemberKey, list[tuple[str, str]]] = {
+            key: list(conversation.histories.get(key, [])) if conversation else []
+            for key in cfg.members()
+        }
+        turn = 1
+        if conversation is not None:
+            # Every run is a turn, finished or not, as in the run log it is rebuilt from.
+            conversation.turn_count += 1
+            turn = conversation.turn_count
+        yield RunStarted(
+            run_id=ctx.run_id,
+            prompt=prompt,
+            config=cfg.to_dict(),
+            conversation_id=conversation.id if conversation else None,
+            turn=turn,
+        )
+        previous: list[tuple[int, str]] = []
+        last: ArbiterParse | None = None
+        final_answers: dict[MemberKey, str] = {}
+        iteration = 0
+        for iteration in range(1, cfg.max_iterations + 1):
+            yield IterationStarted(run_id=ctx.run_id, iteration=iteration)
+            member_prompt = (
+                prompts.wrap_user_prompt(prompt)
+                if last is None
+                else prompts.iteration_prompt(
+                    prompt, last.synthesis, last.refinement_areas, cfg.system_prompt
+                )
+            )
+            calls = [
+                _Call(
+                    key=(model, instance),
+                    stage="answer",
+                    request=ctx.request(
+                        model=model,
+                        instance=instance,
+                        prompt=member_prompt,
+                        system=prompts.member_system_prompt(
+                            cfg.system_prompt, cfg.system_prompt_for(model, instance)
+                        ),
+                        history=tuple(histories[(model, instance)]),
+                        options=cfg.options_for(model, instance),
+                        limits=cfg.limits,
+                    ),
+                )
+                for model, instance in cfg.members()
+            ]
+            answers: dict[MemberKey, MemberDone] = {}
+            errors: dict[str, str] = {}
+            async for event in self._fan_out(ctx, iteration, calls):
+                if isinstance(event, MemberDone):
+                    answers[(event.model, event.instance)] = event
+                    histories[(event.model, event.instance)].append((member_prompt, event.text))
+                elif isinstance(event, MemberFailed):
+                    errors[f"{event.model}#{event.instance}"] = event.error
+                yield event
+            if ctx.cancelled:
+                return
+            if not answers:
+                yield RunFailed(
+                    run_id=ctx.run_id,
+                    reason=f"every member failed in iteration {iteration}: "
+                    + "; ".join(f"{k}: {v}" for k, v in errors.items()),
+                    errors=errors,
+                )
+                return
+            # Config order, not finishing order: response ids must not depend on who was fastest.
+            answers = {key: answers[key] for key in cfg.members() if key in answers}
+            for key, done in answers.items():
+                final_answers[key] = done.text
+            candidates = [
+                prompts.Candidate(id=i, model=d.model, answer=d.answer, confidence=d.confidence)
+                for i, d in enumerate(answers.values(), start=1)
+            ]
+            if cfg.mode == "compare":
+                yield IterationFinished(run_id=ctx.run_id, iteration=iteration)
+                break
+            peer_ranking: list[int] = []
+            if cfg.mode == "council":
+                reviews: list[list[int]] = []
+                review_prompt = prompts.rank_prompt(prompt, candidates, anonymize=True)
+                review_calls = [
+                    _Call(
+                        key=key,
+                        stage="peer_review",
+                        request=ctx.request(
+                            model=key[0],
+                            instance=key[1],
+                            prompt=review_prompt,
+                            options=cfg.options_for(*key),
+                            limits=cfg.limits,
+                            stage="peer_review",
+                        ),
+                    )
+                    for key in answers
+                ]
+                async for event in self._fan_out(ctx, iteration, review_calls):
+                    if isinstance(event, MemberDone):
+                        reviews.append(parse_ranking(event.text))
+                    yield event
+                if ctx.cancelled:
+                    return
+                peer_ranking = aggregate_ranking(reviews, [c.id for c in candidates])
+            judge: ArbiterParse | None = None
+            async for item in self._judge(
+                ctx, iteration, prompt, candidates, previous, peer_ranking
+            ):
+                if isinstance(item, ArbiterParse):
+                    judge = item
+                else:
+                    yield item
+                    if isinstance(item, RunFailed):
+                        return
+            if judge is None:  # cancelled during the arbiter's turn
+                return
+            last = judge
+            previous.append((iteration, judge.synthesis))
+            converged = (
+                not judge.needs_iteration
+                and judge.confidence is not None
+                and judge.confidence >= cfg.confidence_threshold
+                and iteration >= cfg.minimum_iterations
+            )
+            will_continue = not converged and iteration < cfg.max_iterations
+            yield IterationFinished(
+                run_id=ctx.run_id,
+                iteration=iteration,
+                confidence=judge.confidence,
+                will_continue=will_continue,
+            )
+            if not will_continue:
+                break
+        if conversation is not None:
+            conversation.record_turn(prompts.wrap_user_prompt(prompt), final_answers)
+        yield RunFinished(
+            run_id=ctx.run_id, iterations=iteration, confidence=last.confidence if last else None
+        )
+
+    async def _judge(
+        self,
+        ctx: RunContext,
+        iteration: int,
+        prompt: str,
+        candidates: list[prompts.Candidate],
+        previous: list[tuple[int, str]],
+        peer_ranking: list[int],
+    ) -> AsyncIterator[Event | ArbiterParse]:
+        """The arbiter's (or chairman's) turn; yields its events, then its parsed decision."""
+        cfg = self.config
+        rank = cfg.judging_method == "rank" and cfg.mode == "consortium"
+        stage: Stage = "chair" if cfg.mode == "council" else "arbiter"
+        text = (
+            prompts.rank_prompt(prompt, candidates)
+            if rank
+            else prompts.arbiter_prompt(
+                prompt, candidates, previous, cfg.system_prompt, peer_ranking=peer_ranking
+            )
+        )
+        request = ctx.request(
+            model=cfg.arbiter_model,
+            prompt=text,
+            options=dict(cfg.arbiter_options),
+            limits=cfg.limits,
+            stage=stage,
+        )
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        def on_delta(chunk: str, channel: str) -> None:
+            if channel != "reasoning":
+                queue.put_nowait(
+                    ArbiterDelta(
+                        run_id=ctx.run_id,
+                        model=request.model,
+                        iteration=iteration,
+                        text=chunk,
+                        stage=stage,
+                        restart=channel == "restart",
+                    )
+                )
+
+        task = asyncio.create_task(self.gateway.call(request, on_delta))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        ctx.tasks.add(task)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            if task.cancelled():  # the run was cancelled: the consumer ends it
+                return
+            outcome = task.result()
+        except CallFailed as exc:
+            yield RunFailed(
+                run_id=ctx.run_id,
+                reason=f"the arbiter {request.model} failed in iteration {iteration}: "
+                f"{exc.message}",
+                errors={f"{request.model} (arbiter)": exc.message},
+            )
+            return
+        finally:
+            ctx.tasks.discard(task)
+            await cancel_all([task])
+        if rank:
+            parsed = _rank_decision(outcome.text, candidates)
+        else:
+            parsed = parse_arbiter_response(outcome.text)
+        yield SynthesisReady(
+            run_id=ctx.run_id,
+            iteration=iteration,
+            model=request.model,
+            synthesis=parsed.synthesis,
+            confidence=parsed.confidence,
+            analysis=parsed.analysis,
+            dissent=parsed.dissent,
+            needs_iteration=parsed.needs_iteration,
+            refinement_areas=parsed.refinement_areas,
+            ranking=parsed.ranking or peer_ranking,
+            parse_ok=parsed.parse_ok,
+            warnings=parsed.warnings,
+            raw=outcome.text,
+            **CallStats.fields_of(outcome),
+        )
+        yield parsed
+
+    async def _fan_out(
+        self, ctx: RunContext, iteration: int, calls: list[_Call]
+    ) -> AsyncIterator[Event]:
+        """Run calls concurrently; yield their deltas as they stream and a done/failed event
+        for each as it finishes."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        stream_deltas = self.config.stream_individual_responses
+
+        async def one(call: _Call) -> None:
+            model, instance = call.key
+            who: dict[str, Any] = {
+                "run_id": ctx.run_id,
+                "model": model,
+                "instance": instance,
+                "iteration": iteration,
+                "stage": call.stage,
+            }
+
+            def on_delta(chunk: str, channel: str) -> None:
+                if stream_deltas:
+                    queue.put_nowait(
+                        MemberDelta(
+                            **who,
+                            text=chunk,
+                            channel="reasoning" if channel == "reasoning" else "text",
+                            restart=channel == "restart",
+                        )
+                    )
+
+            try:
+                outcome = await self.gateway.call(call.request, on_delta)
+                parsed = parse_member_response(outcome.text)
+                answer = call.stage == "answer"
+                queue.put_nowait(
+                    MemberDone(
+                        **who,
+                        **CallStats.fields_of(outcome),
+                        text=outcome.text,
+                        answer=parsed.answer if answer else outcome.text,
+                        thought_process=parsed.thought_process if answer else "",
+                        reasoning=outcome.reasoning,
+                        confidence=parsed.confidence if answer else None,
+                        parse_warnings=parsed.warnings if answer else [],
+                    )
+                )
+            except CallFailed as exc:
+                queue.put_nowait(
+                    MemberFailed(
+                        **who,
+                        error=exc.message,
+                        error_type=exc.kind,
+                        text=exc.partial_text,
+                        latency_ms=exc.latency_ms,
+                        served_by=exc.served_by,
+                        attempts=exc.attempts,
+                    )
+                )
+            finally:
+                queue.put_nowait(None)
+
+        tasks = [asyncio.create_task(one(call)) for call in calls]
+        ctx.tasks.update(tasks)
+        try:
+            pending = len(tasks)
+            while pending:
+                event = await queue.get()
+                if event is None:
+                    pending -= 1
+                else:
+                    yield event
+        finally:
+            ctx.tasks.difference_update(tasks)
+            await cancel_all(tasks)
+
+
+def aggregate_ranking(reviews: Iterable[Sequence[int]], ids: Sequence[int]) -> list[int]:
+    """Council aggregate: ids ordered by mean position across reviews (llm-council's rule); an id
+    a reviewer left out counts as ranked last by that reviewer. Ties keep the original order."""
+    reviews = [r for r in reviews if r]
+    if not reviews:
+        return []
+    worst = len(ids) + 1
+
+    def mean_position(i: int) -> float:
+        return sum((r.index(i) + 1) if i in r else worst for r in reviews) / len(reviews)
+
+    return sorted(ids, key=mean_position)
+
+
+def _rank_decision(text: str, candidates: list[prompts.Candidate]) -> ArbiterParse:
+    """Rank judging: the synthesis is the top-ranked answer; the confidence is the arbiter's
+    stated one, else the top member's own."""
+    ids = {c.id for c in candidates}
+    ranking = [i for i in parse_ranking(text) if i in ids]
+    parsed = parse_arbiter_response(text)
+    if not ranking:
+        return parsed.model_copy(
+            update={
+                "parse_ok": False,
+                "warnings": [*parsed.warnings, "no ranking of the given responses found"],
+            }
+        )
+    top = next(c for c in candidates if c.id == ranking[0])
+    return ArbiterParse(
+        synthesis=top.answer,
+        confidence=parsed.confidence if parsed.confidence is not None else top.confidence,
+        analysis=f"Ranked best: response {top.id} ({top.model}). Ranking: {ranking}",
+        needs_iteration=parsed.needs_iteration,
+        refinement_areas=parsed.refinement_areas,
+        ranking=ranking,
+        parse_ok=True,
+        raw=text,
+    )
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait until they have finished (so their connections are closed)."""
+    tasks = [t for t in tasks if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
