@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from consortium_lab.analysis.agreement import consensus, member_key, member_texts, word_frequencies
 
 if TYPE_CHECKING:
-    from consortium_lab.engine.result import MemberResult, RunResult
+    from consortium_lab.engine.result import RunResult
 
 __all__ = [
     "CONFIDENCE",
@@ -41,9 +41,7 @@ __all__ = [
     "confidence_rows",
     "consensus_rows",
     "member_confidence_rows",
-    "member_rank",
     "result_rows",
-    "sorted_members",
     "word_rows",
 ]
 
@@ -79,17 +77,6 @@ _SPIRAL_GAP = 2.5  # px between turns of the spiral, per radian
 _SPIRAL_STEP = 3.0  # px of arc between tried positions
 
 
-def member_rank(result: RunResult) -> dict[str, int]:
-    """Each model's place in the run's config order (``models_used``)."""
-    return {model: i for i, model in enumerate(result.models_used)}
-
-
-def sorted_members(result: RunResult, members: Sequence[MemberResult]) -> list[MemberResult]:
-    """``members`` in config order, then by model and instance."""
-    order = member_rank(result)
-    return sorted(members, key=lambda m: (order.get(m.model, len(order)), m.model, m.instance))
-
-
 def confidence_rows(result: RunResult) -> list[dict[str, Any]]:
     """Rows of dataset ``confidence``: ``{iteration, confidence}`` for each iteration whose
     synthesis stated a confidence, in iteration order (iterations without a synthesis or with
@@ -108,7 +95,7 @@ def member_confidence_rows(result: RunResult) -> list[dict[str, Any]]:
     reviews have no row."""
     rows: list[dict[str, Any]] = []
     for it in sorted(result.iterations, key=lambda it: it.number):
-        for m in sorted_members(result, it.answers):
+        for m in result.in_config_order(it.answers):
             if m.status != "done":
                 continue
             rows.append(
@@ -126,7 +113,7 @@ def consensus_rows(result: RunResult) -> list[dict[str, Any]]:
     :func:`~consortium_lab.analysis.agreement.consensus` of the successful answers of the last
     iteration that has answers; ``[]`` when it is undefined (fewer than two non-empty
     answers)."""
-    value = consensus(member_texts(sorted_members(result, result.final_answers)))
+    value = consensus(member_texts(result.final_answers))
     return [] if value is None else [{"consensus": value}]
 
 
@@ -228,7 +215,7 @@ def result_rows(
     that lays out other texts (the chat widget shows one iteration's answers, laid out once
     and cached) passes its rows as ``words``; they are used as they are."""
     if words is None:
-        texts = member_texts(sorted_members(result, result.final_answers))
+        texts = member_texts(result.final_answers)
         if result.synthesis is not None:
             texts[SYNTHESIS_KEY] = result.synthesis.synthesis
         word_data = word_rows(texts, top=words_top)

@@ -120,7 +120,7 @@ class HighlightCache:
         cached = self._cache.get(key)
         if cached is not None:
             return list(cached["rows"])
-        texts = analysis.member_texts(chart_rows.sorted_members(result, done))
+        texts = analysis.member_texts(result.in_config_order(done))
         rows = chart_rows.word_rows(texts, top=WORD_CLOUD_TOP)
         self._put(key, {"rows": rows})
         return list(rows)
