@@ -251,7 +251,13 @@ async def _post_stream(
         async for data in _sse_data(response):
             if data.startswith(b"[DONE]"):
                 break
-            parsed = orjson.loads(data)
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                import json
+
+                json.loads(data)  # the SDK's own error and message (json's wording)
+                raise
             if isinstance(parsed, dict) and parsed.get("error"):
                 raise lean_errors.streamed(url, parsed["error"])
             yield parsed
