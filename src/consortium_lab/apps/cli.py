@@ -1,6 +1,7 @@
-"""The ``consortium-lab`` command line: run, configs, runs, demo.
+"""The ``consortium-lab`` command line: run, demo, configs, runs, models, gateway.
 
-Every command works on a fresh home folder. Help texts here are the reference; ``docs/cli.md``
+Every command works on a fresh home folder. Help texts here (and in
+:mod:`~consortium_lab.apps.cli_gateway` for ``gateway``) are the reference; ``docs/cli.md``
 shows examples.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
+from consortium_lab.apps.cli_gateway import gateway_cmd
 from consortium_lab.config.catalog import UnknownModelError
 
 DEMO_MEMBERS = ("demo-analyst", "demo-optimist", "demo-skeptic")
@@ -423,84 +425,4 @@ def models_cmd(show_all: bool) -> None:
         click.echo(f"{info.label}{aliases}{missing}")
 
 
-# -- gateway ----------------------------------------------------------------------------------
-@main.command("gateway")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Settings file (JSON or YAML); see --help-settings. Options below override it.",
-)
-@click.option("--host", help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default 8750; 0: any free port).")
-@click.option(
-    "--ledger",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite ledger file: usage, quotas, access rules (default <data folder>/gateway/"
-    "ledger.db).",
-)
-@click.option("--redis", help="redis:// URL for the ledger, quota counters and cache (replicas).")
-@click.option(
-    "--cache", help="Response cache: auto, none, a folder or a redis:// URL (default auto)."
-)
-@click.option(
-    "--shared-cache/--no-shared-cache",
-    default=None,
-    help="Serve cached answers across users (default: per user).",
-)
-@click.option(
-    "--tokens",
-    "tokens_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Static user tokens file (JSON or YAML): {tokens: {TOKEN: {user, groups}}}.",
-)
-@click.option(
-    "--admin-token",
-    "admin_tokens",
-    multiple=True,
-    help="Token for the /admin API, repeatable (prefer $CONSORTIUM_GATEWAY_ADMIN_TOKENS: "
-    "command lines are visible to other users).",
-)
-@click.option("--hub-api-url", help="JupyterHub API URL: check tokens with the hub.")
-@click.option(
-    "-m", "--model", "models", multiple=True, help="Offer this model (id or glob), repeatable."
-)
-@click.option("--max-lifetime", type=float, help="Stop by itself after this many seconds.")
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Logging level (default INFO).",
-)
-@click.option("--help-settings", is_flag=True, help="Describe every setting and exit.")
-def gateway_cmd(
-    config_file: Path | None, help_settings: bool, admin_tokens: tuple[str, ...], **kwargs: Any
-) -> None:
-    """Run the gateway as an HTTP service speaking the OpenAI chat-completions protocol.
-
-    It holds the provider keys (its own llm key store and environment), authenticates callers
-    by bearer token, and applies per-user quotas, access rules and cache. Kernels connect with
-    consortium_lab.apps.connect(URL, TOKEN).
-    """
-    from pydantic import ValidationError
-
-    try:
-        from consortium_lab.service import app as service
-    except ImportError as exc:
-        _fail(f"the gateway service needs its extra: pip install 'consortium-lab[gateway]' ({exc})")
-    if help_settings:
-        click.echo(service.settings_help())
-        return
-    overrides = {k: v for k, v in kwargs.items() if v not in (None, ())}
-    if "models" in overrides:
-        overrides["models"] = list(overrides["models"])
-    if admin_tokens:
-        overrides["admin_tokens"] = list(admin_tokens)
-    try:
-        settings = service.ServiceSettings.load(config_file, overrides)
-        service.run(settings)
-    except ValidationError as exc:
-        _fail(f"invalid gateway settings: {exc}")
-    except (ValueError, OSError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        pass
+main.add_command(gateway_cmd)

@@ -187,3 +187,10 @@ class ModelLookups:
                 # Two threads may look the same id up at once: the first one kept wins.
                 found = self._found.setdefault(model_id, found)
         return found
+
+
+def model_options(model_id: str) -> tuple[frozenset[str], type[BaseModel] | None]:
+    """The option names a model takes and its ``Options`` class, for checking a request's
+    options; ``(frozenset(), None)`` when ``llm`` does not know the model."""
+    found = options_class(model_id)
+    return frozenset(getattr(found, "model_fields", {}) or {}), found

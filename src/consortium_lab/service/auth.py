@@ -1,0 +1,333 @@
+"""Who a request comes from: bearer tokens resolved to an :class:`Identity`.
+
+Two authenticators: :class:`StaticTokens` (a file of tokens, for a standalone service) and
+:class:`HubTokens` (JupyterHub API tokens). :class:`Gatekeeper` reads a request's
+``Authorization`` header, accepts the service's admin tokens itself and asks the authenticator
+about the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from consortium_lab.service.errors import ApiError
+from consortium_lab.service.metrics import ServiceMetrics
+from consortium_lab.service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession, web
+
+__all__ = [
+    "AuthUnavailable",
+    "Authenticator",
+    "Gatekeeper",
+    "HubTokens",
+    "Identity",
+    "StaticTokens",
+    "build_authenticator",
+    "parse_tokens",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a token belongs to."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+    """May use the /admin API."""
+    chat: bool = True
+    """May call models (admin-only tokens may not)."""
+
+
+class Authenticator(Protocol):
+    """Resolves a bearer token to an :class:`Identity` (``None``: not a valid token)."""
+
+    async def authenticate(self, token: str) -> Identity | None: ...
+
+    async def close(self) -> None: ...
+
+
+class AuthUnavailable(Exception):
+    """The authority that checks tokens could not be asked (a 503, not a 401)."""
+
+
+def digest(token: str) -> str:
+    """The SHA-256 hex digest kept instead of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_tokens(data: Any, *, source: str = "tokens") -> dict[str, Identity]:
+    """Identities by token from ``{tokens: {TOKEN: SPEC}}`` or ``{TOKEN: SPEC}``, where SPEC is
+    a user name or ``{user, groups, admin}``. Error messages never contain a token."""
+    if isinstance(data, dict) and "tokens" in data and isinstance(data["tokens"], dict):
+        data = data["tokens"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping of token -> user")
+    result: dict[str, Identity] = {}
+    for position, (token, spec) in enumerate(data.items(), 1):
+        where = f"{source}: entry {position}"
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError(f"{where}: the token must be a non-empty string")
+        if isinstance(spec, str):
+            spec = {"user": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("user"), str) or not spec["user"]:
+            raise ValueError(f"{where}: expected a user name or {{user, groups, admin}}")
+        unknown = set(spec) - {"user", "groups", "admin"}
+        if unknown:
+            raise ValueError(f"{where} ({spec['user']}): unknown keys {sorted(unknown)}")
+        groups = spec.get("groups") or []
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise ValueError(f"{where} ({spec['user']}): groups must be a list of names")
+        result[token] = Identity(
+            user=spec["user"], groups=tuple(groups), admin=bool(spec.get("admin", False))
+        )
+    return result
+
+
+class StaticTokens:
+    """Tokens from a file (or a mapping), for a standalone service.
+
+    The file (JSON or YAML) is ``{"tokens": {"TOKEN": {"user": "alice", "groups": ["staff"]},
+    "TOKEN2": "bob"}}`` (the ``tokens`` level is optional; ``"admin": true`` also allows the
+    admin API). It is re-read when its modification time changes, so adding a user needs no
+    restart; a broken file is reported in the log and the previous tokens stay in force. Only
+    SHA-256 digests of the tokens are kept in memory.
+    """
+
+    def __init__(
+        self, tokens: Mapping[str, Identity] | None = None, *, path: str | Path | None = None
+    ) -> None:
+        self.path = Path(path).expanduser() if path is not None else None
+        self._by_digest: dict[str, Identity] = {digest(t): i for t, i in (tokens or {}).items()}
+        self._mtime: int | None = None
+        if self.path is not None:
+            self._load(strict=True)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> StaticTokens:
+        """Tokens from ``path`` (raises ``ValueError`` naming the bad entry, never a token)."""
+        return cls(path=path)
+
+    def _load(self, *, strict: bool) -> None:
+        assert self.path is not None
+        try:
+            mtime = self.path.stat().st_mtime_ns
+            if mtime == self._mtime:
+                return
+            text = self.path.read_text(encoding="utf-8")
+            if self.path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+            tokens = parse_tokens(data, source=str(self.path))
+        except Exception as exc:  # unreadable, not JSON/YAML, or a bad entry
+            if strict:
+                raise ValueError(f"cannot read tokens file {self.path}: {exc}") from exc
+            logger.error("tokens file %s not reloaded: %s", self.path, exc)
+            return
+        self._by_digest = {digest(t): i for t, i in tokens.items()}
+        self._mtime = mtime
+
+    async def authenticate(self, token: str) -> Identity | None:
+        if self.path is not None:
+            self._load(strict=False)
+        return self._by_digest.get(digest(token))
+
+    async def close(self) -> None:
+        return None
+
+
+class HubTokens:
+    """JupyterHub API tokens: asks the hub who a token belongs to.
+
+    ``GET {hub_api_url}/user`` with ``Authorization: token <user's token>`` gives the token's
+    owner (``name``, ``groups``, ``admin``). When that answer lacks the groups (the token's
+    scopes do not cover them) and the service has its own API token, ``GET
+    {hub_api_url}/users/{name}`` with the service's token fills them in. Answers are remembered
+    for ``cache_ttl`` seconds (keyed by the token's digest; refusals for a few seconds only);
+    a hub that cannot be reached gives :class:`AuthUnavailable` (HTTP 503), never a 401.
+
+    Tested against a real JupyterHub in the hub integration, not here.
+    """
+
+    def __init__(
+        self,
+        hub_api_url: str,
+        *,
+        api_token: str | None = None,
+        cache_ttl: float = 60.0,
+        admins_are_admins: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        if not hub_api_url.startswith(("http://", "https://")):
+            raise ValueError(f"hub_api_url must be an http(s) URL (got {hub_api_url!r})")
+        self.hub_api_url = hub_api_url.rstrip("/")
+        self.api_token = api_token
+        self.cache_ttl = cache_ttl
+        self.admins_are_admins = admins_are_admins
+        self.timeout = timeout
+        self._cache: dict[str, tuple[float, Identity | None]] = {}
+        self._session: ClientSession | None = None
+
+    def _client(self) -> ClientSession:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def _get(self, path: str, token: str) -> tuple[int, Any]:
+        import aiohttp
+
+        try:
+            async with self._client().get(
+                f"{self.hub_api_url}{path}", headers={"Authorization": f"token {token}"}
+            ) as resp:
+                if resp.status >= 400:
+                    return resp.status, None
+                return resp.status, await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise AuthUnavailable(f"JupyterHub API at {self.hub_api_url} failed: {exc}") from exc
+
+    async def authenticate(self, token: str) -> Identity | None:
+        key = digest(token)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        status, model = await self._get("/user", token)
+        if status in (401, 403, 404):
+            self._cache[key] = (now + min(self.cache_ttl, 5.0), None)
+            return None
+        if status >= 400 or not isinstance(model, dict) or not model.get("name"):
+            raise AuthUnavailable(f"JupyterHub API answered {status} for /user")
+        name = str(model["name"])
+        groups = model.get("groups")
+        if groups is None and self.api_token:
+            status, full = await self._get(f"/users/{name}", self.api_token)
+            if status < 400 and isinstance(full, dict):
+                groups = full.get("groups")
+        identity = Identity(
+            user=name,
+            groups=tuple(str(g) for g in groups or ()),
+            admin=self.admins_are_admins and bool(model.get("admin")),
+        )
+        self._cache[key] = (now + self.cache_ttl, identity)
+        if len(self._cache) > 10_000:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        return identity
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def build_authenticator(settings: ServiceSettings) -> Authenticator:
+    """The authenticator the settings ask for."""
+    auth = settings.auth or ("hub" if settings.hub_api_url else "static")
+    if auth == "hub":
+        url = settings.hub_api_url or os.environ.get("JUPYTERHUB_API_URL")
+        if not url:
+            raise ValueError("auth 'hub' needs hub_api_url (or $JUPYTERHUB_API_URL)")
+        token = settings.hub_api_token or os.environ.get("JUPYTERHUB_API_TOKEN")
+        return HubTokens(
+            url,
+            api_token=token,
+            cache_ttl=settings.hub_cache_ttl,
+            admins_are_admins=settings.hub_admins_are_admins,
+        )
+    if settings.tokens_file is None:
+        logger.warning("no tokens_file: only admin tokens are accepted")
+        return StaticTokens()
+    return StaticTokens.from_file(settings.tokens_file)
+
+
+class Gatekeeper:
+    """Checks a request's bearer token: admin tokens here, the rest with the authenticator.
+
+    It also remembers each user's groups as last seen, for quotas and the admin API.
+    """
+
+    def __init__(
+        self, authenticator: Authenticator, admin_tokens: Iterable[str], metrics: ServiceMetrics
+    ) -> None:
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self._admin_digests = {digest(t) for t in admin_tokens}
+        self._groups: dict[str, tuple[str, ...]] = {}
+
+    def groups_of(self, user: str) -> tuple[str, ...]:
+        """The user's groups when their token was last checked (none if never)."""
+        return self._groups.get(user, ())
+
+    async def identify(self, request: web.Request, *, admin: bool = False) -> Identity:
+        """The identity of the request's token; an :class:`ApiError` (401, 403 or 503) when it
+        has none, or may not do what ``admin`` says it wants."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if not header or scheme.lower() not in ("bearer", "token") or not token:
+            self.metrics.auth_failures.labels(reason="missing").inc()
+            raise ApiError(
+                401,
+                "Missing API key: send 'Authorization: Bearer <token>'.",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if digest(token) in self._admin_digests:
+            identity: Identity | None = Identity(user="admin", admin=True, chat=False)
+        else:
+            try:
+                identity = await self.authenticator.authenticate(token)
+            except AuthUnavailable as exc:
+                logger.error("%s", exc)
+                raise ApiError(
+                    503,
+                    "The token could not be checked right now; try again shortly.",
+                    type="server_error",
+                    code="auth_unavailable",
+                ) from None
+        if identity is None:
+            self.metrics.auth_failures.labels(reason="invalid").inc()
+            raise ApiError(
+                401,
+                "Invalid API key.",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        if admin and not identity.admin:
+            self.metrics.auth_failures.labels(reason="not_admin").inc()
+            raise ApiError(
+                403,
+                "This token may not use the admin API.",
+                type="permission_error",
+                code="not_admin",
+            )
+        if not admin and not identity.chat:
+            raise ApiError(
+                403,
+                "Admin tokens cannot call models; use a user's token.",
+                type="permission_error",
+                code="admin_token",
+            )
+        if not admin:
+            self._groups[identity.user] = identity.groups
+        return identity
+
+    async def close(self) -> None:
+        """Release the authenticator."""
+        await self.authenticator.close()
