@@ -100,6 +100,9 @@ class LeanTransport:
                     auto_decompress=True,
                 )
                 self._sessions[loop] = session
+                # A notebook never closes it: drop its connections when the loop goes (or at
+                # exit) instead of aiohttp's "Unclosed client session" warnings.
+                weakref.finalize(loop, _drop, session)
             return session
 
     async def aclose(self) -> None:
@@ -145,6 +148,13 @@ class LeanTransport:
         if usage and (usage.get("completion_tokens_details") or {}).get("reasoning_tokens"):
             yield StreamEvent(type="reasoning", chunk="", redacted=True)
         response._prompt_json = redact_data({"messages": messages})
+
+
+def _drop(session: Any) -> None:
+    """Close a session's connections without its event loop (which may be closed by now)."""
+    if not session.closed:
+        with contextlib.suppress(Exception):
+            session.connector._close(abort_ssl=True)  # the synchronous part of close()
 
 
 def _eligible(model: Any) -> bool:
