@@ -7,7 +7,10 @@ through llm's real OpenAI plugin, it measures:
 2. our engine: time to the first visible member token against the baseline's first token, and
    total wall time against the critical path (slowest member + arbiter per iteration);
 3. ``llm_consortium.create_consortium(...).orchestrate`` on the same models;
-4. 50 concurrent runs against one run: wall time, CPU time, peak RSS.
+4. 50 concurrent runs against one run: wall time, CPU time, peak RSS;
+5. the floor (``floor.py``: plain aiohttp + orjson doing the same I/O as a run) at one and at
+   50 concurrent runs, and the engine's figures as ratios to it, with ``llm`` logging on and
+   off; the loopback server's CPU while the engine's 50 runs stream.
 
 Run: ``.venv/bin/python benchmarks/bench_engine.py`` (``--quick`` for a smaller run). Results
 are ratios against the baseline measured in the same run, so machine noise mostly cancels.
@@ -31,8 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from figures import record  # noqa: E402
+from floor import proc_cpu  # noqa: E402
 
 from loopback_server import ARBITER, MEMBERS  # noqa: E402
+
+SERVER_PID: list[int] = []
 
 
 def setup_home() -> Path:
@@ -142,6 +148,34 @@ async def main(quick: bool) -> None:
     many_cpu, many_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     rss_many = rss_mb()
 
+    floor = await floor_figures(concurrent)
+    quiet = Consortium(
+        models=list(MEMBERS),
+        arbiter=ARBITER[0],
+        store=False,
+        gateway=Gateway(cache=None, log_to_llm=False),
+    )
+    await engine_once(quiet)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    server0 = proc_cpu(SERVER_PID[0]) if SERVER_PID else float("nan")
+    await asyncio.gather(*(engine_once(quiet) for _ in range(concurrent)))
+    quiet_cpu, quiet_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    server_cpu = (proc_cpu(SERVER_PID[0]) if SERVER_PID else float("nan")) - server0
+    record(f"floor: {concurrent} runs wall", floor["many_wall"] * 1000, "ms")
+    record(f"floor: CPU per run, {concurrent} at once", floor["many_cpu"] / concurrent * 1000, "ms")
+    record(f"engine/floor: {concurrent} runs wall", many_wall / floor["many_wall"], "x")
+    record(f"engine/floor: CPU per run, {concurrent} at once", many_cpu / floor["many_cpu"], "x")
+    record(
+        f"engine/floor: CPU per run, {concurrent} at once, logging off",
+        quiet_cpu / floor["many_cpu"],
+        "x",
+    )
+    record(
+        f"engine/floor: {concurrent} runs wall, logging off", quiet_wall / floor["many_wall"], "x"
+    )
+    record(
+        f"loopback server: CPU per run, {concurrent} at once", server_cpu / concurrent * 1000, "ms"
+    )
     record("engine: first member token added", (first - fastest_first) * 1000, "ms")
     record("engine: total / critical path", total / critical, "x")
     record("engine: CPU per run", one_cpu * 1000, "ms")
@@ -176,6 +210,42 @@ async def main(quick: bool) -> None:
         f"({many_cpu / max(one_cpu, 1e-9) / concurrent:.2f} x per run), "
         f"peak RSS {rss_many:.0f} MB"
     )
+    print(
+        f"floor (aiohttp + orjson, same I/O): one run wall {floor['one_wall'] * 1000:.1f} ms, "
+        f"CPU {floor['one_cpu'] * 1000:.1f} ms; {concurrent} runs wall "
+        f"{floor['many_wall'] * 1000:.1f} ms, CPU per run "
+        f"{floor['many_cpu'] / concurrent * 1000:.1f} ms"
+    )
+    print(
+        f"engine / floor, {concurrent} runs, llm logging on:  wall "
+        f"{many_wall / floor['many_wall']:.2f} x (target <= 1.3), CPU per run "
+        f"{many_cpu / floor['many_cpu']:.2f} x (target <= 2.5)"
+    )
+    print(
+        f"engine / floor, {concurrent} runs, llm logging off: wall "
+        f"{quiet_wall / floor['many_wall']:.2f} x, CPU per run "
+        f"{quiet_cpu / floor['many_cpu']:.2f} x (target <= 1.8)"
+    )
+    print(
+        f"loopback server CPU while the engine's {concurrent} runs streamed (logging off): "
+        f"{server_cpu * 1000:.0f} ms ({server_cpu / concurrent * 1000:.1f} ms per run)"
+    )
+
+
+async def floor_figures(concurrent: int) -> dict[str, float]:
+    """The floor client's wall and CPU time for one run and for ``concurrent`` runs."""
+    from floor import floor_run, floor_session
+
+    base_url = os.environ["BENCH_BASE_URL"]
+    async with floor_session() as session:
+        await floor_run(session, base_url)  # warm the connection pool
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await floor_run(session, base_url)
+        one_cpu, one_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(floor_run(session, base_url) for _ in range(concurrent)))
+        many_cpu, many_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"one_cpu": one_cpu, "one_wall": one_wall, "many_cpu": many_cpu, "many_wall": many_wall}
 
 
 def run_benchmark(main: Callable[[bool], Awaitable[None]], doc: str, quick_help: str) -> None:
@@ -185,7 +255,9 @@ def run_benchmark(main: Callable[[bool], Awaitable[None]], doc: str, quick_help:
     parser.add_argument("--quick", action="store_true", help=quick_help)
     args = parser.parse_args()
     setup_home()
-    server, _ = start_server()
+    server, base_url = start_server()
+    os.environ["BENCH_BASE_URL"] = base_url
+    SERVER_PID.append(server.pid)
     try:
         asyncio.run(main(args.quick))
     finally:

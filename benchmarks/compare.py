@@ -31,6 +31,7 @@ BENCHES = {
     "engine": ["bench_engine.py"],
     "gateway": ["bench_gateway.py"],
     "service": ["bench_service.py"],
+    "transport": ["bench_transport.py"],
 }
 
 

@@ -213,7 +213,16 @@ def serve(port: int | None = None, *, preheat: bool = True, open_browser: bool =
 
 def warm_up() -> None:
     """Import the library and load ``llm``'s model plugins (the slow part of opening the chat),
-    so a preheated kernel has done it before its page is asked for."""
+    so a preheated kernel has done it before its page is asked for.
+
+    A chat kernel never runs ``llm -m <saved consortium>``, so llm-consortium's plugin is not
+    loaded (it imports scikit-learn: ~85 MB in every kernel); its prompt templates are read as
+    files. Set ``CONSORTIUM_LAB_CHAT_PLUGINS=all`` to load every plugin anyway."""
+    if os.environ.get("CONSORTIUM_LAB_CHAT_PLUGINS", "") != "all":
+        import llm.plugins
+
+        if not llm.plugins._loaded:  # pluggy skips a blocked name when it loads entry points
+            llm.plugins.pm.set_blocked("llm_consortium")
     from consortium_lab.config.catalog import list_models
     from consortium_lab.widget import chat as widget  # noqa: F401
 

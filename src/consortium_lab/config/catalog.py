@@ -8,6 +8,7 @@ they bypass our engine and a config could contain itself.
 from __future__ import annotations
 
 import difflib
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,10 +54,10 @@ class UnknownModelError(ValueError):
 
 
 def _is_consortium(model: object) -> bool:
-    # Imported lazily: llm_consortium is heavy (numpy, sklearn) and only needed for the check.
-    from llm_consortium import ConsortiumModel
-
-    return isinstance(model, ConsortiumModel)
+    # A ConsortiumModel exists only once llm has loaded llm-consortium's plugin; importing the
+    # package here just to check would load numpy and scikit-learn into every kernel.
+    upstream = sys.modules.get("llm_consortium")
+    return upstream is not None and isinstance(model, upstream.ConsortiumModel)
 
 
 def _has_key(model: llm.Model) -> bool:

@@ -20,10 +20,16 @@ class SharedClients:
     Args:
         http_transport: ``httpx`` (the openai SDK's default) or ``aiohttp`` (the SDK's own
             aiohttp adapter) under the async clients.
+        lean: stream the plain prompts of ``llm``'s OpenAI-compatible chat models through the
+            lean transport (:mod:`consortium_lab.gateway.lean`); the SDK clients serve the rest.
     """
 
-    def __init__(self, http_transport: HttpTransport = "httpx") -> None:
+    def __init__(self, http_transport: HttpTransport = "httpx", *, lean: bool = True) -> None:
+        from consortium_lab.gateway.lean import LeanTransport
+
         self.http_transport = http_transport
+        self.lean: LeanTransport | None = LeanTransport() if lean else None
+        """The lean streaming transport installed on eligible models (``None``: off)."""
         # Async clients hold a connection pool bound to their event loop: one cache per loop.
         self._clients: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = (
             weakref.WeakKeyDictionary()
@@ -77,10 +83,12 @@ class SharedClients:
                 return cache[ident]
 
         model.get_client = get_client
-        return model
+        return model if self.lean is None else self.lean.install(model)
 
     async def aclose(self) -> None:
         """Close the shared async clients of the running loop (their connection pools)."""
+        if self.lean is not None:
+            await self.lean.aclose()
         with self._lock:
             clients = list(self._clients.pop(asyncio.get_running_loop(), {}).values())
         for client in clients:

@@ -95,6 +95,10 @@ class Gateway:
             ``openai.DefaultAioHttpClient``: much less CPU per streamed chunk and per request
             under concurrency; what the gateway service uses). Close its connections with
             :meth:`aclose`.
+        lean_streaming: stream plain prompts to ``llm``'s OpenAI-compatible chat models through
+            the lean transport (one shared aiohttp session, orjson; no SDK chunk objects), with
+            ``llm``'s own path for everything it does not handle. On by default; ``False`` sends
+            every call through the openai SDK.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class Gateway:
         shared_cache: bool = False,
         log_to_llm: bool = True,
         http_transport: HttpTransport = "httpx",
+        lean_streaming: bool = True,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0 (got {retries})")
@@ -160,7 +165,8 @@ class Gateway:
         self.log_to_llm = log_to_llm
         self.http_transport = http_transport
         self._semaphores: dict[str, asyncio.Semaphore] = {}
-        self.clients = SharedClients(http_transport)
+        self.lean_streaming = lean_streaming
+        self.clients = SharedClients(http_transport, lean=lean_streaming)
         # Models keep the clients handed to them: one set of model objects per gateway.
         self._models = ModelLookups(prepare=self.clients.share)
 
@@ -418,9 +424,10 @@ class Gateway:
         await self.clients.aclose()
 
     async def _log(self, response: Any) -> str | None:
-        from consortium_lab.gateway.llm_logs import log_to_llm
+        # Queued: a writer thread logs whatever queued in its batch window in one transaction.
+        from consortium_lab.gateway.llm_log_writer import default_writer
 
-        return await asyncio.to_thread(log_to_llm, response)
+        return default_writer().submit(response)
 
     def close(self) -> None:
         """Close the cache backend."""

@@ -41,10 +41,13 @@ def llm_logging_on() -> bool:
 
 
 def _responses(response: Any) -> list[Any]:
-    """The single responses to log: a Response/AsyncResponse itself, or a chain's parts."""
+    """The single responses to log: a Response/AsyncResponse itself, a chain's parts, or those
+    of each item of a list (a batch, written in one transaction)."""
     import llm
     from llm.models import _BaseChainResponse
 
+    if isinstance(response, list):
+        return [one for item in response for one in _responses(item)]
     if isinstance(response, (llm.Response, llm.AsyncResponse)):
         return [response]
     if isinstance(response, _BaseChainResponse):
@@ -98,8 +101,9 @@ def log_to_llm(
     busy_timeout: float = BUSY_TIMEOUT_S,
     retries: int = LOCK_RETRIES,
 ) -> str | None:
-    """Log a completed ``llm`` response (``Response``, ``AsyncResponse`` or a chain) to llm's
-    log database and return its id, or None when logging is off or failed.
+    """Log a completed ``llm`` response (``Response``, ``AsyncResponse``, a chain, or a list of
+    them in one transaction) to llm's log database and return its (the last one's) id, or None
+    when logging is off or failed.
 
     ``path`` overrides the database (default :func:`llm_logs_db_path`; the ``logs-off`` switch
     applies only to the default). An ``AsyncResponse`` must have been awaited, and a

@@ -140,6 +140,7 @@ class GatewayService:
             shared_cache=settings.shared_cache,
             log_to_llm=settings.log_to_llm,
             http_transport=cast(Transport, settings.provider_http),
+            lean_streaming=settings.lean_streaming,
         )
         self.directory = ModelDirectory(settings)
         self.chat = ChatCompletions(
