@@ -63,6 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("benches", nargs="*", help=f"any of {', '.join(BENCHES)} (default: all)")
     parser.add_argument("--base", default="HEAD~1", help="the commit to compare against")
+    parser.add_argument(
+        "--head", default=None, help="the commit to measure (default: this working tree)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each side (interleaved)")
     parser.add_argument("--quick", action="store_true", help="each benchmark's --quick")
     parser.add_argument(
@@ -76,7 +79,8 @@ def main() -> None:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
     scripts = [s for name in (args.benches or list(BENCHES)) for s in BENCHES[name]]
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        trees = {"base": extract(args.base, Path(tmp) / "base"), "head": ROOT / "src"}
+        head = extract(args.head, Path(tmp) / "head") if args.head else ROOT / "src"
+        trees = {"base": extract(args.base, Path(tmp) / "base"), "head": head}
         results: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
         meta: dict[str, dict[str, object]] = {}
         for script in scripts:
@@ -92,7 +96,8 @@ def main() -> None:
     rev = subprocess.run(
         ["git", "rev-parse", "--short", args.base], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    print(f"# benchmarks: this checkout vs {args.base} ({rev}), median of {args.rounds} round(s)")
+    label = args.head or "this checkout"
+    print(f"# benchmarks: {label} vs {args.base} ({rev}), median of {args.rounds} round(s)")
     print(f"{'figure':<44} {'base':>10} {'head':>10} {'head/base':>9}  verdict")
     worse = 0
     for name, fig in meta.items():
