@@ -171,10 +171,18 @@ class RedisLedger(Ledger):
         pipe.execute()
 
     def _purge_usage(self, before: float) -> int:
-        # Stream ids are the server's clock in ms: MINID drops every entry before the cut-off
-        # exactly (no '~'), so nothing older than the retention survives in the stream.
-        removed = self._redis.xtrim(self._key("usage"), minid=str(int(before * 1000)))
-        return int(removed)
+        # A record's own time decides, not its stream id (the server's clock when it was
+        # written, which for a record written late or copied in says nothing), so the whole
+        # stream is read: about a second per million records, once an hour.
+        key, removed, cursor = self._key("usage"), 0, "-"
+        while True:
+            batch = self._redis.xrange(key, min=cursor, max="+", count=1000)
+            if not batch:
+                return removed
+            old = [i for i, f in batch if json.loads(f["record"])["time"] < before]
+            if old:
+                removed += int(self._redis.xdel(key, *old))
+            cursor = "(" + batch[-1][0]
 
     def _rename_user(self, user: str, alias: str) -> int:
         old = f'"user": {json.dumps(user)}, '
