@@ -13,7 +13,10 @@ Endpoints::
     GET  /v1/models             the models the caller may use
     GET  /metrics               Prometheus text: the gateway's metrics and the service's own
     GET  /health                liveness and the ledger's state (no authentication)
-    /admin/...                  quotas, access rules and usage (admin tokens; see below)
+    DELETE /v1/me/data          the caller's cache entries deleted, usage pseudonymised
+                                (body {"confirm": USER}; see :mod:`.mydata`)
+    /admin/...                  quotas, access rules and usage (admin tokens; see below), and
+                                the audit log (``/admin/audit``; see :mod:`.audit`)
 
 Requests carry ``Authorization: Bearer <token>``. A token is resolved to an
 :class:`~.auth.Identity` (user, groups) by an authenticator: :class:`~.auth.StaticTokens` (a
