@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,9 +49,9 @@ class Identity:
     """May use the /admin API."""
     chat: bool = True
     """May call models (admin-only tokens may not)."""
-    token_id: str | None = None
-    """Which token it was: the hub's token id, or a static token's digest prefix (for the
-    audit log's first use of each token; never the token)."""
+    token_id: str | None = field(default=None, compare=False)
+    """Which token it was, for the audit log's first use of each token: the hub's token id, or
+    a static token's digest prefix (never the token). Not part of who, so not compared."""
 
 
 class Authenticator(Protocol):
