@@ -34,21 +34,57 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ping(port: int) -> bool:
+def _ping(port: int, password: str | None = None, tls_ca: Path | None = None) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
+            sock = raw
+            if tls_ca is not None:
+                import ssl
+
+                context = ssl.create_default_context(cafile=str(tls_ca))
+                sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            if password is not None:
+                sock.sendall(f"AUTH {password}\r\n".encode())
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
 
 
+def make_tls_files(folder: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (``cert.pem``, ``key.pem``) made with openssl;
+    the certificate is its own CA. Returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
+            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return folder
+
+
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1; ``url`` is its ``redis://`` URL."""
 
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(
+        self,
+        binary: str,
+        folder: Path,
+        *,
+        password: str | None = None,
+        tls: Path | None = None,
+    ) -> None:
         self.binary = binary
         self.folder = folder
+        self.password = password
+        self.tls = tls
+        """A folder with ``cert.pem`` and ``key.pem`` (:func:`make_tls_files`): TLS only."""
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -56,17 +92,35 @@ class RedisServer:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("redis-server not started")
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls is not None:
+            ca = self.tls / "cert.pem"
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={ca}"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 15.0) -> RedisServer:
+    def _options(self, port: int) -> list[str]:
+        options = ["--port", str(port)]
+        if self.password:
+            options += ["--requirepass", self.password]
+        if self.tls is not None:
+            cert, key = str(self.tls / "cert.pem"), str(self.tls / "key.pem")
+            options = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", cert]
+            options += ["--tls-key-file", key, "--tls-ca-cert-file", cert]
+            options += ["--tls-auth-clients", "no"]
+            if self.password:
+                options += ["--requirepass", self.password]
+        return options
+
+    def start(self, timeout: float = 15.0, *, port: int | None = None) -> RedisServer:
+        """Start on a free port (or ``port``: a restart where it was)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         log = self.folder / "redis.log"
         for _ in range(3):  # another process may take the free port first: try another
-            port = _free_port()
+            chosen = port or _free_port()
             process = subprocess.Popen(
                 [
                     self.binary,
-                    "--port", str(port),
+                    *self._options(chosen),
                     "--bind", "127.0.0.1",
                     "--save", "",
                     "--appendonly", "no",
@@ -79,8 +133,9 @@ class RedisServer:
             )  # fmt: skip
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and process.poll() is None:
-                if _ping(port):
-                    self.port, self.process = port, process
+                tls_ca = self.tls / "cert.pem" if self.tls is not None else None
+                if _ping(chosen, self.password, tls_ca):
+                    self.port, self.process = chosen, process
                     return self
                 time.sleep(0.02)
             with contextlib.suppress(Exception):

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
+from consortium_lab.apps.cli_audit import audit_cmd
 from consortium_lab.apps.cli_gateway import gateway_cmd
 from consortium_lab.config.catalog import UnknownModelError
 
@@ -426,3 +427,4 @@ def models_cmd(show_all: bool) -> None:
 
 
 main.add_command(gateway_cmd)
+main.add_command(audit_cmd)

@@ -36,9 +36,15 @@ class ResponseCache(Protocol):
 
     def get(self, key: str) -> CachedAnswer | None: ...
 
-    def set(self, key: str, value: CachedAnswer, ttl: float | None) -> None: ...
+    def set(
+        self, key: str, value: CachedAnswer, ttl: float | None, user: str | None = None
+    ) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+    def delete_user(self, user: str) -> int:
+        """Delete every entry stored for ``user``; how many."""
+        ...
 
     def clear(self) -> None: ...
 
@@ -89,11 +95,28 @@ class DiskResponseCache:
         raw = self._cache.get(key)
         return CachedAnswer.model_validate_json(raw) if raw is not None else None
 
-    def set(self, key: str, value: CachedAnswer, ttl: float | None) -> None:
-        self._cache.set(key, value.model_dump_json(), expire=ttl)
+    def set(
+        self, key: str, value: CachedAnswer, ttl: float | None, user: str | None = None
+    ) -> None:
+        # The user is the entry's tag, so one user's entries can be found (keys are digests).
+        self._cache.set(key, value.model_dump_json(), expire=ttl, tag=user)
 
     def delete(self, key: str) -> None:
         self._cache.delete(key)
+
+    def delete_user(self, user: str) -> int:
+        """Delete every entry stored for ``user`` (by its tag); how many."""
+        import sqlite3
+
+        removed = int(self._cache.evict(user))
+        # Deleted rows linger in the file's free pages and in its WAL until both are rewritten.
+        conn = sqlite3.connect(str(self.path / "cache.db"), timeout=60, isolation_level=None)
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        return removed
 
     def clear(self) -> None:
         self._cache.clear()
@@ -116,13 +139,41 @@ class RedisResponseCache:
         raw = self._redis.get(self.prefix + key)
         return CachedAnswer.model_validate_json(raw) if raw is not None else None
 
-    def set(self, key: str, value: CachedAnswer, ttl: float | None) -> None:
+    def set(
+        self, key: str, value: CachedAnswer, ttl: float | None, user: str | None = None
+    ) -> None:
         # Redis wants whole milliseconds; a sub-millisecond TTL would mean "already expired".
         px = max(1, int(ttl * 1000)) if ttl is not None else None
-        self._redis.set(self.prefix + key, value.model_dump_json(), px=px)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self.prefix + key, value.model_dump_json(), px=px)
+        if user is not None:
+            # A set of the user's keys, so one user's entries can be found (keys are digests);
+            # it holds keys only, and outlives them by at most the longest TTL.
+            index = self._user_index(user)
+            pipe.sadd(index, key)
+            if px is not None:
+                pipe.pexpire(index, px, gt=True)
+                pipe.pexpire(index, px, nx=True)
+            else:
+                pipe.persist(index)
+        pipe.execute()
+
+    def _user_index(self, user: str) -> str:
+        return f"{self.prefix}user:{hashlib.sha256(user.encode()).hexdigest()}"
 
     def delete(self, key: str) -> None:
         self._redis.delete(self.prefix + key)
+
+    def delete_user(self, user: str) -> int:
+        """Delete every entry stored for ``user`` (through its index set); how many."""
+        index = self._user_index(user)
+        keys = [k.decode() if isinstance(k, bytes) else k for k in self._redis.smembers(index)]
+        removed = 0
+        for start in range(0, len(keys), 500):
+            chunk = [self.prefix + k for k in keys[start : start + 500]]
+            removed += int(self._redis.delete(*chunk))
+        self._redis.delete(index)
+        return removed
 
     def clear(self) -> None:
         for key in self._redis.scan_iter(match=self.prefix + "*", count=500):

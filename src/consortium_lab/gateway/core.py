@@ -253,7 +253,8 @@ class Gateway:
                 served_by=outcome.served_by,
                 response_id=outcome.response_id,
             )
-            await asyncio.to_thread(self.cache.set, key, entry, ttl)
+            owner = None if self.shared_cache else user  # indexed per user, for deletion
+            await asyncio.to_thread(self.cache.set, key, entry, ttl, owner)
         return outcome
 
     def _limits(self, req: CallRequest) -> Limits:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from consortium_lab.gateway.ledger import Ledger, check_acl_subject, check_quota_subject
 from consortium_lab.gateway.quotas import QuotaManager, QuotaPolicy
+from consortium_lab.service.audit import AuditTrail
 from consortium_lab.service.auth import Gatekeeper
 from consortium_lab.service.errors import ApiError, validation_error
 from consortium_lab.service.policies import RuleBook
@@ -39,8 +40,10 @@ class AdminApi:
         quotas: QuotaManager,
         gatekeeper: Gatekeeper,
         rulebook: RuleBook,
+        audit: AuditTrail,
     ) -> None:
         self.settings = settings
+        self.audit = audit
         self.ledger = ledger
         self.quotas = quotas
         self.gatekeeper = gatekeeper
@@ -106,6 +109,7 @@ class AdminApi:
         await asyncio.to_thread(self.ledger.set_quota, subject, policy)
         await self.rulebook.refresh()
         logger.info("admin: quota of %s set to %s", subject, policy.model_dump())
+        await self.audit.record("admin", "quota.set", subject, policy.model_dump())
         return web.json_response({"subject": subject, "policy": policy.model_dump()})
 
     async def delete_quota(self, request: web.Request) -> web.Response:
@@ -118,6 +122,7 @@ class AdminApi:
         rules = await self.rulebook.refresh()
         effective = rules.quotas.get(subject)
         logger.info("admin: quota override of %s removed", subject)
+        await self.audit.record("admin", "quota.delete", subject)
         return web.json_response(
             {"subject": subject, "policy": effective.model_dump() if effective else None}
         )
@@ -158,6 +163,7 @@ class AdminApi:
             raise ApiError(400, str(exc), param="models", code="invalid_value") from None
         await self.rulebook.refresh()
         logger.info("admin: access of %s set to %s", subject, models)
+        await self.audit.record("admin", "acl.set", subject, {"models": models})
         return web.json_response({"subject": subject, "models": models})
 
     async def delete_acl(self, request: web.Request) -> web.Response:
@@ -170,6 +176,7 @@ class AdminApi:
         rules = await self.rulebook.refresh()
         effective = rules.acl.get(subject)
         logger.info("admin: access override of %s removed", subject)
+        await self.audit.record("admin", "acl.delete", subject)
         return web.json_response(
             {"subject": subject, "models": list(effective) if effective is not None else None}
         )
@@ -250,6 +257,7 @@ class AdminApi:
         user = request.match_info["name"]
         await asyncio.to_thread(self.quotas.reset, user)
         logger.info("admin: quota counters of %s reset", user)
+        await self.audit.record("admin", "counters.reset", f"user:{user}")
         return web.json_response({"user": user, "reset": True})
 
 

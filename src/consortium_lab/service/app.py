@@ -13,7 +13,10 @@ Endpoints::
     GET  /v1/models             the models the caller may use
     GET  /metrics               Prometheus text: the gateway's metrics and the service's own
     GET  /health                liveness and the ledger's state (no authentication)
-    /admin/...                  quotas, access rules and usage (admin tokens; see below)
+    DELETE /v1/me/data          the caller's cache entries deleted, usage pseudonymised
+                                (body {"confirm": USER}; see :mod:`.mydata`)
+    /admin/...                  quotas, access rules and usage (admin tokens; see below), and
+                                the audit log (``/admin/audit``; see :mod:`.audit`)
 
 Requests carry ``Authorization: Bearer <token>``. A token is resolved to an
 :class:`~.auth.Identity` (user, groups) by an authenticator: :class:`~.auth.StaticTokens` (a
@@ -71,12 +74,21 @@ from typing import TYPE_CHECKING, Literal, cast
 from consortium_lab.gateway.core import Gateway
 from consortium_lab.gateway.ledger import Ledger
 from consortium_lab.service.admin import AdminApi
+from consortium_lab.service.audit import AuditTrail
 from consortium_lab.service.auth import Authenticator, Gatekeeper, build_authenticator
 from consortium_lab.service.chat import ChatCompletions
 from consortium_lab.service.discovery import ModelDirectory, Offered
-from consortium_lab.service.errors import ApiError, http_error, internal_error
+from consortium_lab.service.errors import (
+    ApiError,
+    backend_down,
+    http_error,
+    internal_error,
+    ledger_unavailable,
+)
 from consortium_lab.service.metrics import ServiceMetrics
+from consortium_lab.service.mydata import MyData
 from consortium_lab.service.policies import RuleBook, RuleQuotas
+from consortium_lab.service.retention import RetentionPurger
 from consortium_lab.service.settings import ServiceSettings
 from consortium_lab.service.usage import UsageRecorder
 
@@ -112,10 +124,17 @@ class GatewayService:
 
         self.settings = settings
         self.ledger = ledger or open_ledger(settings.redis or settings.ledger_path())
+        self.check_backends()  # before anything reads the ledger: one clear line, not a trace
         self.metrics = ServiceMetrics()
+        self.audit = AuditTrail(self.ledger)
         self.gatekeeper = Gatekeeper(
-            authenticator or build_authenticator(settings), settings.admin_tokens, self.metrics
+            authenticator or build_authenticator(settings),
+            settings.admin_tokens,
+            self.metrics,
+            metrics_tokens=settings.metrics_tokens,
+            first_use=self.audit.token_first_use,
         )
+        self.audit.gatekeeper = self.gatekeeper
         self.rulebook = RuleBook(self.ledger, settings)
         self.quotas = RuleQuotas(
             lambda: self.rulebook.rules, self.gatekeeper.groups_of, self.ledger.quota_storage
@@ -152,7 +171,11 @@ class GatewayService:
             UsageRecorder(self.ledger, self.metrics),
             self.metrics,
         )
-        self.admin = AdminApi(settings, self.ledger, self.quotas, self.gatekeeper, self.rulebook)
+        self.admin = AdminApi(
+            settings, self.ledger, self.quotas, self.gatekeeper, self.rulebook, self.audit
+        )
+        self.mydata = MyData(settings, self.gateway, self.gatekeeper, self.audit)
+        self.retention = RetentionPurger(self.audit, settings.usage_retention_days)
         self.url: str | None = None
 
     async def offered(self, *, refresh: bool = False) -> Offered:
@@ -173,6 +196,8 @@ class GatewayService:
         r.add_get("/metrics", self.metrics_endpoint)
         r.add_get("/health", self.health)
         self.admin.add_routes(r)
+        self.audit.add_routes(r)
+        self.mydata.add_routes(r)
         return app
 
     def _middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -195,12 +220,20 @@ class GatewayService:
                 response = http_error(request, exc).response()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                ref = uuid.uuid4().hex[:12]
-                logger.exception(
-                    "internal error (ref %s) on %s %s", ref, request.method, request.path
-                )
-                response = internal_error(ref).response()
+            except Exception as exc:
+                if backend_down(exc):
+                    # Redis (or the SQLite file) is down: a 503 the client may retry, and one
+                    # line in the log rather than a traceback per request.
+                    logger.warning(
+                        "ledger unreachable on %s %s: %s", request.method, request.path, exc
+                    )
+                    response = ledger_unavailable().response()
+                else:
+                    ref = uuid.uuid4().hex[:12]
+                    logger.exception(
+                        "internal error (ref %s) on %s %s", ref, request.method, request.path
+                    )
+                    response = internal_error(ref).response()
             self.metrics.http_requests.labels(
                 route=route, method=request.method, status=str(response.status)
             ).inc()
@@ -231,8 +264,9 @@ class GatewayService:
 
         from consortium_lab.gateway.metrics import CONTENT_TYPE
 
-        if self.settings.metrics_require_admin:
-            await self.gatekeeper.identify(request, admin=True)
+        await self.gatekeeper.check_metrics(
+            request, require_admin=self.settings.metrics_require_admin
+        )
         body = self.gateway.metrics.render() + self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
@@ -274,12 +308,25 @@ class GatewayService:
         logger.info("gateway service listening on %s", self.url)
         if ready is not None:
             ready(self.url)
+        purging = asyncio.create_task(self.retention.run())
         try:
             await stop.wait()
         finally:
             logger.info("gateway service stopping")
+            await RetentionPurger.stop(purging)
             await runner.cleanup()
             await self.aclose()
+
+    def check_backends(self) -> None:
+        """Ask Redis once before listening (a ``redis://`` ledger).
+
+        Raises:
+            RedisUnreachable: naming host:port, never the password.
+        """
+        from consortium_lab.gateway.ledger import RedisLedger
+
+        if isinstance(self.ledger, RedisLedger):
+            self.ledger.connect_check()
 
     async def aclose(self) -> None:
         """Release the authenticator, cache, quota storage and ledger."""

@@ -13,8 +13,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,6 +49,9 @@ class Identity:
     """May use the /admin API."""
     chat: bool = True
     """May call models (admin-only tokens may not)."""
+    token_id: str | None = field(default=None, compare=False)
+    """Which token it was, for the audit log's first use of each token: the hub's token id, or
+    a static token's digest prefix (never the token). Not part of who, so not compared."""
 
 
 class Authenticator(Protocol):
@@ -91,7 +94,10 @@ def parse_tokens(data: Any, *, source: str = "tokens") -> dict[str, Identity]:
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise ValueError(f"{where} ({spec['user']}): groups must be a list of names")
         result[token] = Identity(
-            user=spec["user"], groups=tuple(groups), admin=bool(spec.get("admin", False))
+            user=spec["user"],
+            groups=tuple(groups),
+            admin=bool(spec.get("admin", False)),
+            token_id="static-" + digest(token)[:16],
         )
     return result
 
@@ -225,6 +231,8 @@ class HubTokens:
             user=name,
             groups=tuple(str(g) for g in groups or ()),
             admin=self.admins_are_admins and bool(model.get("admin")),
+            # JupyterHub names the token that authenticated /user (``token_id``, since 2.0).
+            token_id=f"hub-{model['token_id']}" if model.get("token_id") else None,
         )
         self._cache[key] = (now + self.cache_ttl, identity)
         if len(self._cache) > 10_000:
@@ -263,12 +271,41 @@ class Gatekeeper:
     """
 
     def __init__(
-        self, authenticator: Authenticator, admin_tokens: Iterable[str], metrics: ServiceMetrics
+        self,
+        authenticator: Authenticator,
+        admin_tokens: Iterable[str],
+        metrics: ServiceMetrics,
+        *,
+        metrics_tokens: Iterable[str] = (),
+        first_use: Callable[[Identity], Awaitable[None]] | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.metrics = metrics
         self._admin_digests = {digest(t) for t in admin_tokens}
+        self._metrics_digests = {digest(t) for t in metrics_tokens}
         self._groups: dict[str, tuple[str, ...]] = {}
+        self.first_use = first_use
+        """Told the first time this process sees each token id (the audit log's hook)."""
+        self._seen: set[str] = set()
+
+    async def check_metrics(self, request: web.Request, *, require_admin: bool) -> None:
+        """Allow ``GET /metrics`` or raise 401/403: with metrics tokens configured only they
+        may read it (401 for anyone else, admins included); otherwise an admin token when
+        ``require_admin``, else anyone."""
+        if not self._metrics_digests:
+            if require_admin:
+                await self.identify(request, admin=True)
+            return
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() in ("bearer", "token") and digest(token.strip()) in self._metrics_digests:
+            return
+        self.metrics.auth_failures.labels(reason="not_metrics").inc()
+        raise ApiError(
+            401,
+            "/metrics needs a metrics token (metrics_tokens).",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     def groups_of(self, user: str) -> tuple[str, ...]:
         """The user's groups when their token was last checked (none if never)."""
@@ -326,6 +363,10 @@ class Gatekeeper:
             )
         if not admin:
             self._groups[identity.user] = identity.groups
+        if identity.token_id and identity.token_id not in self._seen:
+            if self.first_use is not None:
+                await self.first_use(identity)  # may fail (ledger down): then asked again
+            self._seen.add(identity.token_id)
         return identity
 
     async def close(self) -> None:

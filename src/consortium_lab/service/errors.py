@@ -17,7 +17,15 @@ from consortium_lab.gateway.core import CallFailed
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["ApiError", "failure_error", "http_error", "internal_error", "validation_error"]
+__all__ = [
+    "ApiError",
+    "backend_down",
+    "failure_error",
+    "http_error",
+    "internal_error",
+    "ledger_unavailable",
+    "validation_error",
+]
 
 
 class ApiError(Exception):
@@ -136,4 +144,41 @@ def internal_error(ref: str) -> ApiError:
         f"The gateway hit an internal error (reference {ref}); it has been logged.",
         type="server_error",
         code="internal_error",
+    )
+
+
+def backend_down(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the ledger's, cache's or quota store's backend
+    not answering: Redis down or unreachable, SQLite's file unusable."""
+    import sqlite3
+
+    try:
+        import redis
+    except ImportError:  # the redis extra is not installed: only SQLite can be down
+        redis_errors: tuple[type[BaseException], ...] = ()
+    else:
+        redis_errors = (redis.ConnectionError, redis.TimeoutError)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, redis_errors):
+            return True
+        # A locked, unreadable or vanished file; not a mistake in our SQL (that is a bug).
+        if isinstance(current, sqlite3.OperationalError) and not any(
+            bug in str(current) for bug in ("syntax error", "no such")
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def ledger_unavailable() -> ApiError:
+    """503 ``ledger_unavailable``: quotas, usage and cache cannot be kept right now."""
+    return ApiError(
+        503,
+        "The gateway's ledger (quotas, usage, cache) is unreachable; try again shortly.",
+        type="server_error",
+        code="ledger_unavailable",
+        headers={"Retry-After": "5"},
     )

@@ -35,9 +35,19 @@ from consortium_lab.gateway.quotas import QuotaPolicy
 from consortium_lab.gateway.routing import Strategy
 from consortium_lab.service.traits import ModelDict, ModelTrait, PathTrait
 
-__all__ = ["ADMIN_TOKENS_ENV", "ServiceSettings", "SettingsError", "read_settings_file"]
+__all__ = [
+    "ADMIN_TOKENS_ENV",
+    "METRICS_TOKENS_ENV",
+    "USER_HASH_SECRET_ENV",
+    "ServiceSettings",
+    "SettingsError",
+    "read_settings_file",
+]
 
 ADMIN_TOKENS_ENV = "CONSORTIUM_GATEWAY_ADMIN_TOKENS"
+METRICS_TOKENS_ENV = "CONSORTIUM_GATEWAY_METRICS_TOKENS"
+USER_HASH_SECRET_ENV = "CONSORTIUM_LAB_USER_HASH_SECRET"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # Settings holding paths: relative ones in a settings file are relative to that file's folder.
 _PATH_SETTINGS = ("ledger", "tokens_file", "prices")
 
@@ -130,8 +140,10 @@ class ServiceSettings(Configurable):
     redis = Unicode(
         None,
         allow_none=True,
-        help="A redis:// URL: ledger, quota counters and (unless cache says otherwise) the "
-        "response cache live there, shared by every replica.",
+        help="A redis:// (or TLS rediss://) URL: ledger, quota counters and (unless cache says "
+        "otherwise) the response cache live there, shared by every replica. A password goes in "
+        "the URL (redis://:PASSWORD@host:6379/0) and is shown as *** in every message; rediss "
+        "takes ?ssl_ca_certs=/path/ca.pem.",
     ).tag(config=True)
     cache = Unicode(
         "auto",
@@ -226,9 +238,30 @@ class ServiceSettings(Configurable):
         help="Also log every call (prompt and answer) to the service's llm log database. Off by "
         "default: the service keeps aggregates, not what people asked.",
     ).tag(config=True)
-    metrics_require_admin = Bool(False, help="Require an admin token for /metrics.").tag(
-        config=True
-    )
+    metrics_require_admin = Bool(
+        False, help="Require an admin token for /metrics (ignored when metrics_tokens is set)."
+    ).tag(config=True)
+    metrics_tokens = List(
+        Unicode(),
+        help="Tokens that may read /metrics and nothing else (for Prometheus). When set, "
+        "/metrics answers 401 to every other caller, admins included: an admin token is too "
+        f"powerful for a scraper. Also from ${METRICS_TOKENS_ENV} (space-separated).",
+    ).tag(config=True, secret=True)
+    usage_retention_days = Integer(
+        None,
+        allow_none=True,
+        help="Days usage records are kept in the ledger (None: for ever). Older ones are "
+        "deleted at start and every hour (SQLite: vacuumed; Redis: the stream trimmed); "
+        "each purge is written to the audit log. Cached answers expire by cache_ttl.",
+    ).tag(config=True)
+    user_hash_secret = Unicode(
+        None,
+        allow_none=True,
+        help="Secret key of the user-name pseudonym (HMAC-SHA256) that replaces a user's name "
+        "in usage records when they delete their data (DELETE /v1/me/data), the same one the "
+        "admin analytics show when hashing names. Without it that endpoint answers 503. "
+        f"Default ${USER_HASH_SECRET_ENV}.",
+    ).tag(config=True, secret=True)
     max_request_bytes = Integer(
         4 * 1024 * 1024, min=1024, help="Largest request body accepted (bytes)."
     ).tag(config=True)
@@ -262,6 +295,29 @@ class ServiceSettings(Configurable):
         for subject in proposal["value"]:
             _subject_check(check_acl_subject, subject, "acl")
         return dict(proposal["value"])
+
+    @validate("usage_retention_days")
+    def _retention(self, proposal: Any) -> int | None:
+        value = proposal["value"]
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TraitError(
+                "usage_retention_days: must be a whole number of days, 1 or more, or None to "
+                f"keep records for ever (got {value!r})"
+            )
+        return int(value)
+
+    @validate("redis")
+    def _redis_url(self, proposal: Any) -> str | None:
+        value = proposal["value"]
+        if value is not None and not str(value).startswith(_REDIS_SCHEMES):
+            from consortium_lab.gateway.ledger import mask_url
+
+            raise TraitError(
+                f"redis: expected a redis://, rediss:// or unix:// URL (got {mask_url(value)!r})"
+            )
+        return value
 
     @validate("log_level")
     def _level(self, proposal: Any) -> str:
@@ -349,6 +405,11 @@ class ServiceSettings(Configurable):
         env_admin = os.environ.get(ADMIN_TOKENS_ENV, "").split()
         if env_admin:
             settings.admin_tokens = [*settings.admin_tokens, *env_admin]
+        env_metrics = os.environ.get(METRICS_TOKENS_ENV, "").split()
+        if env_metrics:
+            settings.metrics_tokens = [*settings.metrics_tokens, *env_metrics]
+        if settings.user_hash_secret is None and os.environ.get(USER_HASH_SECRET_ENV):
+            settings.user_hash_secret = os.environ[USER_HASH_SECRET_ENV]
         return settings
 
 

@@ -48,17 +48,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from consortium_lab.gateway.ledger.audit import AuditBroken, AuditEntry, verify
 from consortium_lab.gateway.ledger.base import Ledger, RecordDone
-from consortium_lab.gateway.ledger.redis import RedisLedger
+from consortium_lab.gateway.ledger.redis import RedisLedger, RedisUnreachable, mask_url
 from consortium_lab.gateway.ledger.rules import Rules, check_acl_subject, check_quota_subject
 from consortium_lab.gateway.ledger.sqlite import SQLiteLedger
 from consortium_lab.gateway.ledger.usage import GROUP_BY, UsageFilter, UsageRecord, aggregate
 
 __all__ = [
     "GROUP_BY",
+    "AuditBroken",
+    "AuditEntry",
     "Ledger",
     "RecordDone",
     "RedisLedger",
+    "RedisUnreachable",
     "Rules",
     "SQLiteLedger",
     "UsageFilter",
@@ -66,7 +70,9 @@ __all__ = [
     "aggregate",
     "check_acl_subject",
     "check_quota_subject",
+    "mask_url",
     "open_ledger",
+    "verify",
 ]
 
 

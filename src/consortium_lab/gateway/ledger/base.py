@@ -14,11 +14,13 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from consortium_lab.gateway.flusher import Flusher
+from consortium_lab.gateway.ledger.audit import AuditEntry, chain_entry
 from consortium_lab.gateway.ledger.rules import (
     Rules,
     check_acl_subject,
@@ -96,6 +98,72 @@ class Ledger(ABC):
     @abstractmethod
     def _disconnect(self) -> None:
         """Release the backend's connections."""
+
+    # Retention, data rights and the audit log. Not abstract, so a backend written before
+    # them still loads; the two shipped backends implement all of them.
+    def _purge_usage(self, before: float) -> int:
+        """Delete the usage records older than ``before``; how many were deleted."""
+        raise NotImplementedError(f"{type(self).__name__} cannot purge usage records")
+
+    def _rename_user(self, user: str, alias: str) -> int:
+        """Replace ``user`` by ``alias`` in every usage record; how many were changed."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rename users")
+
+    def _append_audit(self, make: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        """Store ``make(last entry)`` as the next entry, atomically with reading the last."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no audit log")
+
+    def _first_seen(self, key: str) -> bool:
+        """Remember ``key``; whether this was the first time (across replicas and restarts)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no audit log")
+
+    def audit_entries(self, *, after: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        """The audit entries after sequence number ``after``, oldest first."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no audit log")
+
+    # -- audit ------------------------------------------------------------------------------
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append one entry to the audit log (chained to the last one); the stored entry."""
+        now = time.time()
+        return self._append_audit(
+            lambda last: chain_entry(
+                last, time=now, actor=actor, action=action, target=target, detail=detail
+            )
+        )
+
+    def audit_once(
+        self,
+        key: str,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEntry | None:
+        """:meth:`audit`, only the first time ``key`` is seen by any replica (else ``None``)."""
+        if not self._first_seen(key):
+            return None
+        return self.audit(actor, action, target, detail)
+
+    # -- retention and data rights ---------------------------------------------------------
+    def purge_usage(self, before: float) -> int:
+        """Delete the usage records older than ``before`` (seconds since the epoch) and give
+        the space back (SQLite: ``VACUUM``; Redis: the stream trimmed); how many went."""
+        self.flush()
+        return self._purge_usage(float(before))
+
+    def rename_user(self, user: str, alias: str) -> int:
+        """Replace ``user`` by ``alias`` in every usage record (totals stay as they were);
+        how many records changed."""
+        if not user or not alias or user == alias:
+            raise ValueError("rename_user needs two different, non-empty names")
+        self.flush()
+        return self._rename_user(user, alias)
 
     # -- usage --------------------------------------------------------------------------------
     def record(self, record: UsageRecord) -> None:

@@ -6,11 +6,12 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from consortium_lab.gateway.ledger.audit import AuditEntry
 from consortium_lab.gateway.ledger.base import EntryKind, Ledger
 from consortium_lab.gateway.ledger.usage import UsageFilter, UsageRecord
 
@@ -46,6 +47,17 @@ CREATE TABLE IF NOT EXISTS gateway_acl (
 CREATE TABLE IF NOT EXISTS gateway_meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gateway_audit (
+    seq INTEGER PRIMARY KEY,
+    entry TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS gateway_audit_no_update BEFORE UPDATE ON gateway_audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS gateway_audit_no_delete BEFORE DELETE ON gateway_audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS gateway_audit_seen (
+    key TEXT PRIMARY KEY
 );
 """
 
@@ -109,6 +121,9 @@ class SQLiteLedger(Ledger):
                 # process (a replica, the quota counters) opens it at the same time.
                 self.db.enable_wal()
                 conn.execute("PRAGMA synchronous=NORMAL")
+                # Deleted and renamed usage (retention, a user's deletion) is overwritten with
+                # zeros, not left readable in free pages.
+                conn.execute("PRAGMA secure_delete=ON")
                 conn.executescript(_SQLITE_SCHEMA)
                 break
             except sqlite3.OperationalError as exc:
@@ -223,6 +238,51 @@ class SQLiteLedger(Ledger):
                 "INSERT INTO gateway_meta (key, value) VALUES ('revision', 1)"
                 " ON CONFLICT (key) DO UPDATE SET value = value + 1"
             )
+
+    def _purge_usage(self, before: float) -> int:
+        with self._transaction() as conn:
+            deleted = conn.execute("DELETE FROM gateway_usage WHERE time < ?", [before]).rowcount
+        if deleted:
+            # Deleted rows stay in the file's free pages and in the WAL until both are
+            # rewritten: VACUUM the file, then truncate the WAL.
+            with self._lock:
+                self.db.conn.execute("VACUUM")
+                self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(deleted)
+
+    def _rename_user(self, user: str, alias: str) -> int:
+        with self._transaction() as conn:
+            changed = conn.execute(
+                "UPDATE gateway_usage SET user = ? WHERE user = ?", [alias, user]
+            ).rowcount
+        with self._lock:
+            self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(changed)
+
+    def _append_audit(self, make: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT entry FROM gateway_audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            entry = make(AuditEntry.from_json(row[0]) if row else None)
+            conn.execute(
+                "INSERT INTO gateway_audit (seq, entry) VALUES (?, ?)", [entry.seq, entry.to_json()]
+            )
+        return entry
+
+    def _first_seen(self, key: str) -> bool:
+        with self._transaction() as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO gateway_audit_seen (key) VALUES (?)", [key]
+            ).rowcount
+        return bool(inserted)
+
+    def audit_entries(self, *, after: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        rows = self._rows(
+            "SELECT entry FROM gateway_audit WHERE seq > ? ORDER BY seq LIMIT ?",
+            [after, -1 if limit is None else int(limit)],
+        )
+        return [AuditEntry.from_json(r["entry"]) for r in rows]
 
     def revision(self) -> int:
         rows = self._rows(_REVISION)
