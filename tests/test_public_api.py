@@ -50,7 +50,7 @@ DOCUMENTED_MODULES = {
         "check_name",
     ],
     "consortium_lab.runs": ["EXPORT_FORMATS", "list", "get", "export", "delete", "to_pandas"],
-    "consortium_lab.compat": ["create_consortium", "to_upstream_dict"],
+    "consortium_lab.compat": ["ConsortiumOrchestrator", "create_consortium", "to_upstream_dict"],
 }
 
 

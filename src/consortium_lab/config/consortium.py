@@ -124,7 +124,31 @@ UPSTREAM_ONLY_FIELDS = frozenset(
         "status",
     }
 )
-"""llm-consortium 0.8.0's other config fields: accepted and kept, unused by our engine."""
+"""llm-consortium 0.8.0's config fields that only upstream's machinery acts on (see
+docs/configuration.md for which of them the compat layer reads)."""
+
+SUPPORTED_STRATEGIES = ("default",)
+"""Strategies our engine runs; llm-consortium's others are refused when a consortium is built."""
+
+UPSTREAM_STRATEGIES = ("default", "elimination", "role", "semantic", "voting")
+
+
+class UnsupportedStrategyError(ValueError):
+    """The config names a strategy our engine does not run (refused, never ignored)."""
+
+
+def check_strategy(strategy: str | None) -> None:
+    """Refuse a strategy our engine does not run, naming it and the supported ones."""
+    name = strategy or "default"
+    if name in SUPPORTED_STRATEGIES:
+        return
+    known = "llm-consortium's" if name in UPSTREAM_STRATEGIES else "an unknown"
+    raise UnsupportedStrategyError(
+        f"strategy: {name!r} is {known} strategy, which consortium_lab does not run; "
+        f"supported: {', '.join(repr(s) for s in SUPPORTED_STRATEGIES)} "
+        "(see docs/switching.md)"
+    )
+
 
 STORED = {"stored": True}
 """Validation context for configs read back from a store: unknown keys (a newer upstream's
@@ -168,6 +192,23 @@ class ConsortiumConfig(BaseModel):
     system_prompt: str | None = Field(None, description="User instructions sent to every member.")
     judging_method: JudgingMethod = Field("default", description="'default' synthesis or 'rank'.")
     strategy: str | None = Field("default", description="llm-consortium's strategy name.")
+    # llm-consortium 0.8.0's remaining fields, with its defaults, so both tools round-trip them.
+    strategy_params: dict[str, Any] | None = Field(
+        None, description="llm-consortium: parameters of its strategy."
+    )
+    embedding_backend: str | None = Field(
+        None, description="llm-consortium: embedding backend; compat computes geometric confidence."
+    )
+    embedding_model: str | None = Field(None, description="llm-consortium: embedding model id.")
+    embedding_cache_enabled: bool = Field(True, description="llm-consortium: cache embeddings.")
+    manual_context: bool = Field(
+        False, description="llm-consortium: manual context mode (ours always keeps context)."
+    )
+    category: str | None = Field(None, description="llm-consortium: a label for the run log.")
+    expected_agreement: float | None = Field(
+        None, description="llm-consortium: expected agreement, recorded with each run."
+    )
+    status: str | None = Field("success", description="llm-consortium: last run status.")
 
     mode: Mode = Field("consortium", description="consortium | council | compare.")
     stream_individual_responses: bool = Field(
@@ -219,10 +260,23 @@ class ConsortiumConfig(BaseModel):
             raise ValueError(f"{info.field_name} must be at least 1 (got {value})")
         return value
 
-    @field_validator("judging_method", "strategy", mode="before")
+    @field_validator("judging_method", "strategy", "embedding_backend", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() or None if isinstance(value, str) else value
+
+    @field_validator("embedding_model", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return value.strip() or None if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _elimination_ranks(self) -> ConsortiumConfig:
+        # As upstream: the elimination strategy needs rank judging, and says so when it overrides.
+        if self.strategy == "elimination" and self.judging_method != "rank":
+            logger.warning("strategy 'elimination' requires rank judging; judging_method -> 'rank'")
+            object.__setattr__(self, "judging_method", "rank")
+        return self
 
     @model_validator(mode="after")
     def _order(self) -> ConsortiumConfig:

@@ -17,6 +17,7 @@ from consortium_lab.config.consortium import (
     STORED,
     ConsortiumConfig,
     check_setting_names,
+    check_strategy,
     parse_models,
 )
 from consortium_lab.config.consortium import check_models as _check_models
@@ -74,6 +75,7 @@ class Consortium:
         if "models" in settings and not isinstance(settings["models"], Mapping):
             settings["models"] = parse_models(settings["models"])
         self.config = ConsortiumConfig.model_validate({**base, **settings}, context=STORED)
+        check_strategy(self.config.strategy)
         self.gateway = gateway or Gateway()
         if check_models:
             _check_models(self.config, also_known=self.gateway.group_names)

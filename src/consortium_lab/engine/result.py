@@ -159,7 +159,10 @@ class RunResult(BaseModel):
                 {
                     "model": m.model,
                     "instance": m.instance,
-                    "response": m.answer if m.status == "done" else "",
+                    # The member's full reply, as the seed and llm-consortium export it.
+                    "response": m.text if m.status == "done" else "",
+                    "answer": m.answer if m.status == "done" else "",
+                    "thought_process": m.thought_process if m.status == "done" else "",
                     "confidence": m.confidence,
                     "error": m.error,
                     "served_by": m.served_by,

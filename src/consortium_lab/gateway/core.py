@@ -15,6 +15,7 @@ a service: no cache, retries, fallbacks or quotas of its own, so nothing is done
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -184,6 +185,7 @@ class Gateway:
 
         Cancelling the awaiting task closes the model's stream (its HTTP connection).
         """
+        req = self._sampled(req)
         user = req.user or self.user
         limits = self._limits(req)
         if self.quotas is not None:
@@ -419,6 +421,21 @@ class Gateway:
             response_id=response_id,
             cost=cost,
         )
+
+    def _sampled(self, req: CallRequest) -> CallRequest:
+        """Instance N > 1 of a model that takes a ``seed`` option gets ``seed=N`` unless one is
+        set. Without it, instances sent through a gateway service would be identical requests
+        there (the service sees no instance), sharing one cached answer instead of being
+        distinct samples; a fixed seed per instance keeps each instance's own cache entry."""
+        if req.instance <= 1 or "seed" in req.options:
+            return req
+        try:
+            options_class = self._models.get(req.model).options_class
+        except Exception:  # a group name or an unknown model: routing reports it
+            return req
+        if "seed" not in (getattr(options_class, "model_fields", None) or {}):
+            return req
+        return dataclasses.replace(req, options={**req.options, "seed": req.instance})
 
     async def aclose(self) -> None:
         """Close the shared async clients of the running loop (their connection pools)."""
