@@ -43,7 +43,11 @@ def cli_command() -> list[str]:
     """``consortium-lab`` run from the code on ``sys.path``, so that ``compare.py`` can point
     this benchmark at another commit's source (the installed script names one module path)."""
     for module in ("consortium_lab.apps.cli", "consortium_lab.cli"):  # now, before the layout
-        if importlib.util.find_spec(module) is not None:
+        try:
+            found = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # its parent package does not exist in that tree
+            found = None
+        if found is not None:
             code = f"import sys; sys.argv[0] = 'consortium-lab'; from {module} import main; main()"
             return [sys.executable, "-c", code]
     raise RuntimeError("no consortium_lab CLI module found")

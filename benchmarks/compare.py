@@ -35,6 +35,10 @@ BENCHES = {
 }
 
 
+class BenchmarkFailed(RuntimeError):
+    """One benchmark run failed; the others' figures are still reported."""
+
+
 def extract(rev: str, into: Path) -> Path:
     """``src/`` of commit ``rev`` under ``into``; exits with one line when ``rev`` is unknown."""
     done = subprocess.run(
@@ -53,7 +57,7 @@ def run_once(script: str, src: Path, quick: bool, out: Path) -> dict[str, dict[s
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0 or not out.exists():
         tail = "\n".join((done.stderr or done.stdout).splitlines()[-15:])
-        sys.exit(f"compare: {script} failed against {src}:\n{tail}")
+        raise BenchmarkFailed(f"{script} failed against {src}:\n{tail}")
     figures: dict[str, dict[str, object]] = json.loads(out.read_text())
     out.unlink()
     return figures
@@ -83,6 +87,7 @@ def main() -> None:
         trees = {"base": extract(args.base, Path(tmp) / "base"), "head": head}
         results: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
         meta: dict[str, dict[str, object]] = {}
+        failures: list[str] = []
         for script in scripts:
             for round_ in range(args.rounds):
                 # Alternate which side goes first, so a warming machine favours neither.
@@ -90,7 +95,13 @@ def main() -> None:
                 for side in order:
                     print(f"... {script} round {round_ + 1} ({side})", file=sys.stderr)
                     out = Path(tmp) / f"{side}.json"
-                    for name, fig in run_once(script, trees[side], args.quick, out).items():
+                    try:
+                        figures = run_once(script, trees[side], args.quick, out)
+                    except BenchmarkFailed as exc:
+                        failures.append(str(exc))
+                        print(f"compare: {exc}", file=sys.stderr)
+                        continue
+                    for name, fig in figures.items():
                         results[side].setdefault(name, []).append(float(fig["value"]))  # type: ignore[arg-type]
                         meta[name] = fig
     rev = subprocess.run(
@@ -114,6 +125,9 @@ def main() -> None:
         unit = str(fig["unit"])
         print(f"{name:<44} {b:>8.3g}{unit:<2} {h:>8.3g}{unit:<2} {ratio:>9.3f}  {verdict}")
     print(f"{worse} figure(s) more than {args.tolerance:.0%} worse than {args.base}")
+    if failures:
+        print(f"{len(failures)} benchmark run(s) failed (see above); their figures are missing")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
