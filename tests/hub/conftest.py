@@ -48,6 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/hub/" in str(item.fspath):
             item.add_marker(pytest.mark.hub)
+            # A hub, a provider and a cold user server start within the first test.
+            item.add_marker(pytest.mark.timeout(420))
 
 
 def pytest_configure(config: pytest.Config) -> None:
