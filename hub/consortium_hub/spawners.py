@@ -92,14 +92,22 @@ def options_from_form(form: dict[str, list[str]]) -> dict[str, str]:
     return {"profile": form.get("profile", ["chat"])[0]}
 
 
+def spawn_error(status: int, message: str) -> web.HTTPError:
+    """An error whose message the hub's error page shows as it is (JupyterHub replaces a
+    failed spawn's message with a generic one unless it carries ``jupyterhub_message``)."""
+    error = web.HTTPError(status, message.replace("%", "%%"))
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    return error
+
+
 def pre_spawn_hook(spawner: Any) -> None:
     """Apply the chosen profile; JupyterLab only for group ``trusted``."""
     profile = spawner.user_options.get("profile", "chat")
     if profile not in PROFILES:
-        raise web.HTTPError(400, f"Unknown server profile {profile!r}: choose chat or lab.")
+        raise spawn_error(400, f"Unknown server profile {profile!r}: choose chat or lab.")
     if profile == "lab":
         if not in_trusted_group(spawner):
-            raise web.HTTPError(
+            raise spawn_error(
                 403,
                 f"The JupyterLab profile is only for members of the hub group "
                 f"'{TRUSTED_GROUP}'; {spawner.user.name} is not one.",

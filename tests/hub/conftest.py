@@ -39,6 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+JUPYTERHUB = Path(sys.executable).with_name("jupyterhub")
 PASSWORD = "correct horse battery staple"
 USERS = ("alice", "bob", "carol", "dave")
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -175,8 +176,9 @@ def hub_env(root: Path, port: int, oidc_port: int, **overrides: str) -> dict[str
     return env
 
 
-def start_hub(root: Path, *args: str, **overrides: str) -> Hub:
-    """Start the provider and the hub (``args`` go to ``jupyterhub``), waiting for both."""
+def start_hub(root: Path, *args: str, python: Path | None = None, **overrides: str) -> Hub:
+    """Start the provider and the hub (``args`` go to ``jupyterhub``), waiting for both.
+    ``python``: the interpreter to run the hub (and so the user servers) with."""
     needs_node()
     root.mkdir(parents=True, exist_ok=True)
     port, oidc_port = free_port(), free_port()
@@ -197,7 +199,7 @@ def start_hub(root: Path, *args: str, **overrides: str) -> Hub:
         wait_for(f"http://127.0.0.1:{oidc_port}/.well-known/openid-configuration", oidc, log, 30)
         proc = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("jupyterhub")),
+                *([str(python), "-m", "jupyterhub"] if python else [str(JUPYTERHUB)]),
                 "-f",
                 str(HUB / "jupyterhub_config.py"),
                 # The tests stop everything they start; a deployment keeps both running.
@@ -295,3 +297,48 @@ def login_to_chat(page: Any, hub: Hub, username: str) -> float:
     started = time.monotonic()
     page.wait_for_selector(".cl-root[data-ready='true']", timeout=150_000)
     return time.monotonic() - started
+
+
+def server_pid(hub: Hub, name: str) -> int:
+    """The pid of ``name``'s user server (the proxy), from the spawner's state in the hub's
+    database."""
+    import sqlite3
+
+    with sqlite3.connect(hub.data_dir / "jupyterhub.sqlite") as db:
+        (state,) = db.execute(
+            "select s.state from spawners s join users u on u.id = s.user_id where u.name = ?",
+            (name,),
+        ).fetchone()
+    return int(json.loads(state)["pid"])
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    found = [pid]
+    for current in found:
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            children = (task / "children").read_text().split()
+            found += [int(c) for c in children if int(c) not in found]
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pss_by_role(pid: int) -> dict[str, int]:
+    """PSS in KiB of a user server's processes: the proxy, Voila, the kernels."""
+    out = {"proxy": 0, "voila": 0, "kernels": 0}
+    for child in process_tree(pid):
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if "ipykernel" in cmdline:
+            role = "kernels"
+        elif "voila" in cmdline and "standaloneproxy" not in cmdline:
+            role = "voila"
+        else:
+            role = "proxy"
+        out[role] += pss_kib(child)
+    return out

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import re
 import statistics
+from urllib.parse import quote
 
 import pytest
 
-from .conftest import Hub, get, login_to_chat, submit_login
+from .conftest import (
+    PASSWORD,
+    Hub,
+    get,
+    login_to_chat,
+    pss_by_role,
+    server_pid,
+    submit_login,
+)
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=60_000)
@@ -95,5 +104,22 @@ def test_warm_login_timings(hub: Hub, new_context):
         seconds.append(login_to_chat(page, hub, "alice"))
         page.context.close()
     print(f"\nwarm login to interactive chat, median of 5: {statistics.median(seconds):.2f} s")
+    pss = pss_by_role(server_pid(hub, "alice"))
+    print(
+        "PSS of alice's server (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in pss.items())
+    )
+    assert pss["proxy"] > 0 and pss["voila"] > 0 and pss["kernels"] > 0
     status, _ = get(hub.url + "hub/api/")
     assert status == 200
+
+
+def test_the_lab_profile_is_refused_outside_group_trusted(hub: Hub, new_context):
+    hub.add_user("frank")
+    page = new_context().new_page()
+    page.goto(hub.url + "hub/login?next=" + quote("/hub/spawn/frank?profile=lab"))
+    page.get_by_role("button", name=re.compile("Sign in with")).click()
+    page.get_by_label("Username").fill("frank")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("body")).to_contain_text("only for members of the hub group 'trusted'")
+    assert page.locator(".cl-root").count() == 0
