@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from consortium_lab.apps.hub import free_port
+from consortium_lab.apps.hub import free_port, stop_left_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = ROOT / "hub"
@@ -238,6 +238,7 @@ def start_hub(root: Path, *args: str, python: Path | None = None, **overrides: s
 def stop_hub(hub: Hub) -> None:
     stop(hub.proc, 60)
     stop(hub.oidc)
+    stop_left_proxy(hub.data_dir / "proxy.pid")
 
 
 @pytest.fixture(scope="module")

@@ -164,8 +164,7 @@ def _name(proc: subprocess.Popen[Any]) -> str:
 
 
 def wait_for(url: str, procs: list[subprocess.Popen[Any]], timeout: float) -> None:
-    """Wait until ``url`` answers; fail at once if one of ``procs`` exits."""
-    import urllib.error
+    """Wait until ``url`` answers 200; fail at once if one of ``procs`` exits."""
     import urllib.request
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -177,9 +176,8 @@ def wait_for(url: str, procs: list[subprocess.Popen[Any]], timeout: float) -> No
         try:
             with opener.open(url, timeout=2):
                 return
-        except urllib.error.HTTPError:
-            return
         except OSError:
+            # A 404 too: the proxy answers before the hub has given it the hub's route.
             time.sleep(0.2)
     raise HubStartError(f"{url} did not answer within {timeout:.0f} s")
 
@@ -196,6 +194,19 @@ def stop_all(procs: list[subprocess.Popen[Any]], timeout: float = 30.0) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+
+
+def stop_left_proxy(pid_file: Path) -> None:
+    """Stop the hub's configurable-http-proxy if the hub left it running (a hub stopped while
+    it was still starting does not clean up its proxy)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"configurable-http-proxy" in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -288,6 +299,7 @@ def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str
             return 0
         finally:
             stop_all(procs)
+            stop_left_proxy(data_dir / "proxy.pid")
 
 
 @click.command("hub")
