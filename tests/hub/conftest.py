@@ -46,8 +46,9 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
     for item in items:
-        if "/hub/" in str(item.fspath):
+        if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.hub)
             # A hub, a provider and a cold user server start within the first test.
             item.add_marker(pytest.mark.timeout(420))

@@ -504,4 +504,6 @@ def gateway_cmd(
         _fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
 main.add_command(__import__("consortium_lab.apps.hub").apps.hub.hub_command)
