@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
+from consortium_lab.compat.geometry import Embedder, iteration_geometry
 from consortium_lab.compat.result import iteration_dicts, to_upstream_dict
 from consortium_lab.compat.upstream_log import record_upstream_run
 from consortium_lab.config.consortium import (
@@ -17,6 +18,7 @@ from consortium_lab.config.consortium import (
     check_strategy,
     parse_models,
 )
+from consortium_lab.config.embedding import embedding_model_id
 from consortium_lab.engine.consortium import Consortium
 from consortium_lab.engine.result import RunResult
 from consortium_lab.gateway.core import CacheMode, Gateway
@@ -25,6 +27,7 @@ from consortium_lab.gateway.llm_logs import llm_logging_on
 __all__ = ["CompatOrchestrator", "ConsortiumOrchestrator", "create_consortium"]
 
 _ENGINE_ARGS = ("gateway", "store", "sinks")
+_T = TypeVar("_T")
 
 
 def _as_config(config: Any) -> ConsortiumConfig:
@@ -70,6 +73,8 @@ class ConsortiumOrchestrator:
     ) -> None:
         self.config = _as_config(config)
         check_strategy(self.config.strategy)
+        # A backend we cannot embed with is refused now; its model is looked up at first use.
+        embedding_model_id(self.config.embedding_backend, self.config.embedding_model)
         self.config_name = config_name
         self.cache: CacheMode = _cache_mode(cache)
         self.iteration_history: list[dict[str, Any]] = []
@@ -77,6 +82,7 @@ class ConsortiumOrchestrator:
         self.last_result: RunResult | None = None
         self._engine_args: dict[str, Any] = {"gateway": gateway, "store": store, "sinks": sinks}
         self._consortium: Consortium | None = None
+        self._embedder: Embedder | None = None
 
     # upstream's attributes, read from the config
     @property
@@ -123,6 +129,7 @@ class ConsortiumOrchestrator:
                 )
             consortium = Consortium(engine_config, check_models=False, **self._engine_args)
             check_models(engine_config, also_known=consortium.gateway.group_names)
+            self._embedder = Embedder.for_config(self.config, consortium.gateway)
             self._consortium = consortium
         return self._consortium
 
@@ -144,7 +151,7 @@ class ConsortiumOrchestrator:
         consortium = self.consortium
         self.consortium_id = consortium_id or str(uuid.uuid4())
         text = f"{conversation_history}\n\n{prompt}" if conversation_history else prompt
-        result = _run_blocking(consortium, text, mode)
+        result, geometry = _run_blocking(self._run(consortium, text, mode))
         self.last_result = result
         no_arbiter = self.config.arbiter is None
         out = to_upstream_dict(
@@ -153,11 +160,20 @@ class ConsortiumOrchestrator:
             original_prompt=prompt,
             config=self.config.to_dict(),
             no_arbiter=no_arbiter,
+            geometry=geometry,
         )
-        self.iteration_history = iteration_dicts(result, no_arbiter=no_arbiter)
+        self.iteration_history = iteration_dicts(result, no_arbiter=no_arbiter, geometry=geometry)
         if consortium.gateway.log_to_llm and llm_logging_on():
             record_upstream_run(result, out, config_name=self.config_name)
         return out
+
+    async def _run(
+        self, consortium: Consortium, text: str, cache: CacheMode
+    ) -> tuple[RunResult, dict[int, dict[str, Any]]]:
+        result = await consortium.run(text, cache=cache)
+        if self._embedder is None:
+            return result, {}
+        return result, await iteration_geometry(result, self._embedder)
 
     def get_embedding_service(self) -> Any:
         """Upstream's embedding service for this config's ``embedding_backend`` (imports
@@ -178,14 +194,14 @@ def _cache_mode(cache: Any) -> CacheMode:
     return mode
 
 
-def _run_blocking(consortium: Consortium, text: str, cache: CacheMode) -> RunResult:
+def _run_blocking(work: Coroutine[Any, Any, _T]) -> _T:
     """Run to the end; inside a running event loop (Jupyter) in a worker thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(consortium.run(text, cache=cache))
+        return asyncio.run(work)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, consortium.run(text, cache=cache)).result()
+        return pool.submit(asyncio.run, work).result()
 
 
 def create_consortium(

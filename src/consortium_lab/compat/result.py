@@ -9,6 +9,7 @@ of the run, iteration and member), and a ranking's top id is resolved to ``chose
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from consortium_lab.engine.records import MemberRecord, SynthesisRecord
@@ -16,6 +17,7 @@ from consortium_lab.engine.result import IterationResult, RunResult
 
 __all__ = [
     "MEMBER_DEFAULT_CONFIDENCE",
+    "NOT_MEASURED",
     "NO_ARBITER_ANALYSIS",
     "member_ids",
     "response_id_of",
@@ -28,9 +30,13 @@ MEMBER_DEFAULT_CONFIDENCE = 0.5
 NO_ARBITER_ANALYSIS = "No arbiter defined, using first model response."
 """Upstream's analysis text when a consortium has no arbiter."""
 
-GEOMETRY_NOT_COMPUTED = None
-"""``geometric_confidence``/``centroid_vector`` without embeddings: None (unknown), not
-upstream's 0.0, which reads as "no agreement" (see docs/switching.md)."""
+Geometry = Mapping[int, Mapping[str, Any]]
+"""``{iteration number: {"geometric_confidence", "centroid_vector", ...}}`` (see
+:mod:`consortium_lab.compat.geometry`)."""
+
+NOT_MEASURED: dict[str, Any] = {"geometric_confidence": None, "centroid_vector": None}
+# Nothing measured (no embedding backend): None (unknown), not upstream's 0.0, which reads
+# as "no agreement" (see docs/switching.md).
 
 
 def response_id_of(run_id: str, member: MemberRecord | SynthesisRecord) -> str:
@@ -68,7 +74,11 @@ def _member(run_id: str, m: MemberRecord, ids: dict[tuple[str, int], int]) -> di
 
 
 def _synthesis(
-    run_id: str, it: IterationResult, members: list[dict[str, Any]], no_arbiter: bool
+    run_id: str,
+    it: IterationResult,
+    members: list[dict[str, Any]],
+    no_arbiter: bool,
+    geometry: Mapping[str, Any],
 ) -> dict[str, Any]:
     ok = [r for r in members if r.get("error") is None and "id" in r]
     if no_arbiter:
@@ -83,8 +93,7 @@ def _synthesis(
             "ranking": [r["id"] for r in ok],
             "chosen_response_id": ok[0]["response_id"] if ok else None,
             "raw_arbiter_response": "",
-            "geometric_confidence": GEOMETRY_NOT_COMPUTED,
-            "centroid_vector": GEOMETRY_NOT_COMPUTED,
+            **geometry,
         }
     s = it.synthesis
     if s is None:
@@ -101,15 +110,17 @@ def _synthesis(
         "ranking": list(s.ranking),
         "chosen_response_id": chosen["response_id"] if chosen else None,
         "raw_arbiter_response": s.raw,
-        "geometric_confidence": GEOMETRY_NOT_COMPUTED,
-        "centroid_vector": GEOMETRY_NOT_COMPUTED,
+        **geometry,
         "parse_ok": s.parse_ok,
         "response_id": response_id_of(run_id, s),
     }
 
 
-def iteration_dicts(result: RunResult, *, no_arbiter: bool = False) -> list[dict[str, Any]]:
-    """Upstream's ``iterations`` list: members, ids and the synthesis of each iteration."""
+def iteration_dicts(
+    result: RunResult, *, no_arbiter: bool = False, geometry: Geometry | None = None
+) -> list[dict[str, Any]]:
+    """Upstream's ``iterations`` list: members, ids and the synthesis of each iteration
+    (with its ``geometry`` where measured)."""
     out = []
     for it in result.iterations:
         answers = result.in_config_order(it.answers)
@@ -120,7 +131,13 @@ def iteration_dicts(result: RunResult, *, no_arbiter: bool = False) -> list[dict
                 "iteration": it.number,
                 "selected_models": {m.model: 1 for m in it.answers},
                 "model_responses": members,
-                "synthesis": _synthesis(result.run_id, it, members, no_arbiter),
+                "synthesis": _synthesis(
+                    result.run_id,
+                    it,
+                    members,
+                    no_arbiter,
+                    (geometry or {}).get(it.number, NOT_MEASURED),
+                ),
             }
         )
     return out
@@ -133,15 +150,17 @@ def to_upstream_dict(
     original_prompt: str | None = None,
     config: dict[str, Any] | None = None,
     no_arbiter: bool = False,
+    geometry: Geometry | None = None,
 ) -> dict[str, Any]:
     """Upstream's ``orchestrate`` result shape, with upstream's types, plus our seed export
     keys (``model_responses`` of the last iteration, ``metadata.models_used`` …).
 
     ``no_arbiter``: the run had no arbiter (upstream's ``arbiter=None``): each iteration's
-    synthesis is its first answer with confidence 1.0.
+    synthesis is its first answer with confidence 1.0. ``geometry``: each iteration's
+    geometric confidence, centroid and outliers (``None`` where not measured).
     """
     seed = result.to_dict()
-    iterations = iteration_dicts(result, no_arbiter=no_arbiter)
+    iterations = iteration_dicts(result, no_arbiter=no_arbiter, geometry=geometry)
     last = iterations[-1] if iterations else None
     synthesis = dict(last["synthesis"]) if last else {}
     if not synthesis:
