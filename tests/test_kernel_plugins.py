@@ -91,3 +91,35 @@ def test_gateway_service_skips_llm_consortium_and_scikit_learn(fake_openai, tmp_
     assert "sklearn" not in gateway_maps(env, config)
     env["CONSORTIUM_LAB_GATEWAY_PLUGINS"] = "all"
     assert "sklearn" in gateway_maps(env, config)
+
+
+LEAN = """
+import sys
+import consortium_lab
+from consortium_lab.sinks.runlog.store import RunStore
+from consortium_lab.engine.events import RunStarted
+store = RunStore(sys.argv[1])
+store.record(RunStarted(run_id="r1", prompt="Q", config={}))
+hidden = "pandas" not in sys.modules and "numpy" not in sys.modules
+import pandas  # still importable by whoever needs it
+print(hidden, len(store.list_runs()))
+"""
+
+
+def test_chat_kernels_import_sqlite_utils_without_pandas(fake_openai, tmp_path):
+    env = fake_openai.env()
+    cmd = [sys.executable, "-c", LEAN, str(tmp_path / "runs.db")]
+
+    def run(env: dict[str, str]) -> str:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    env.pop("CONSORTIUM_LAB_CHAT_KERNEL", None)
+    assert run(env) == "False 1"
+    env["CONSORTIUM_LAB_CHAT_KERNEL"] = "1"
+    assert run(env) == "True 1"
+    # The Voila launcher marks its kernels.
+    from consortium_lab.apps.voila import voila_env
+
+    assert voila_env({})["CONSORTIUM_LAB_CHAT_KERNEL"] == "1"

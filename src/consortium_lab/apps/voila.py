@@ -98,8 +98,10 @@ def voila_command(
 
 
 def voila_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for Voila: ``JUPYTER_PATH`` gains the consortium template."""
+    """The environment for Voila: ``JUPYTER_PATH`` gains the consortium template, and its
+    kernels are marked as chat kernels (``CONSORTIUM_LAB_CHAT_KERNEL=1``: lighter imports)."""
     out = dict(os.environ if env is None else env)
+    out.setdefault("CONSORTIUM_LAB_CHAT_KERNEL", "1")
     paths = [str(jupyter_data_dir())]
     if out.get("JUPYTER_PATH"):
         paths.append(out["JUPYTER_PATH"])
