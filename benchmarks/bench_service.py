@@ -1,13 +1,15 @@
-"""The gateway service's added latency, against calling the loopback server directly.
+"""The gateway service's added latency and CPU, against the floor proxy and the direct call.
 
-Three processes: the loopback OpenAI-compatible server (``loopback_server.py``), the gateway
-service (``consortium-lab gateway``, cache off so every request reaches the provider), and this
-client, which streams chat completions with httpx either straight to the loopback server (the
-baseline) or through the service, at 1, 50 and 200 concurrent streams. For each level it prints
-the p50/p99 of the full stream time (request to ``[DONE]``) both ways, the difference in
-milliseconds and as a fraction of the direct latency, and the service's CPU time per stream
-(user + system, from ``/proc``: its own work, the openai SDK's parsing and the HTTP stacks);
-then the service's peak memory.
+Four processes: the loopback OpenAI-compatible server (``loopback_server.py``), the gateway
+service (``consortium-lab gateway``, cache off so every request reaches the provider), the
+floor proxy (``floor.py proxy``: aiohttp relaying the bytes, the least a proxy can do), and
+this client, which streams chat completions with aiohttp straight to the loopback server (the
+baseline), through the floor proxy and through the service, at 1, 50 and 200 concurrent
+streams, side by side in each round. For each level it prints the p50/p99 of the full stream
+time (request to ``[DONE]``) of each way, the latency each proxy adds to the direct call, the
+CPU time per stream (user + system, from ``/proc``) of the service, of the floor proxy and of
+the loopback server (so one sees it is not the bottleneck), and the service's figures as
+ratios to the floor proxy's; then both proxies' peak memory.
 
 Run: ``.venv/bin/python benchmarks/bench_service.py`` (``--quick``: fewer rounds).
 """
@@ -24,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import aiohttp
+import orjson
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from figures import record
 
 from bench_engine import setup_home, start_server
-from loopback_server import MEMBERS
+from loopback_server import MEMBERS, TOKENS
 
 MODEL = next(iter(MEMBERS))
 TOKEN = "bench-token-0123456789abcdef"
@@ -91,23 +94,35 @@ def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("the gateway service did not start")
 
 
-async def one_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> float:
-    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Q"}]}
+async def one_stream(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes
+) -> float:
+    """One streamed chat completion read to ``[DONE]`` (aiohttp and a line splitter: a client
+    light enough that 200 streams measure the server side, not this process)."""
     start = time.perf_counter()
-    async with client.stream("POST", url, json=body, headers=headers) as response:
+    buffer = b""
+    async with session.post(url, data=body, headers=headers) as response:
         response.raise_for_status()
-        async for line in response.aiter_lines():
-            if line == "data: [DONE]":
+        async for piece in response.content.iter_any():
+            buffer += piece
+            if b"data: [DONE]" in buffer:
                 break
+            buffer = buffer[buffer.rfind(b"\n") + 1 :]
     return time.perf_counter() - start
 
 
 async def level(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], n: int, rounds: int
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], n: int, rounds: int
 ) -> list[float]:
+    body = orjson.dumps(
+        {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Q"}]}
+    )
+    headers = {**headers, "Content-Type": "application/json"}
     samples: list[float] = []
     for _ in range(rounds):
-        samples += await asyncio.gather(*(one_stream(client, url, headers) for _ in range(n)))
+        samples += await asyncio.gather(
+            *(one_stream(session, url, headers, body) for _ in range(n))
+        )
     return samples
 
 
@@ -132,41 +147,130 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def main(provider_url: str, service_url: str, service_pid: int, quick: bool) -> None:
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+def start_floor_proxy(base_url: str) -> tuple[subprocess.Popen[str], str]:
+    """``floor.py proxy``: the byte-relaying aiohttp proxy, in its own process."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "floor.py"), "proxy", base_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+class Way:
+    """One way to the model (direct, floor proxy, service): its URL, headers, process and
+    what was measured of it at the current level."""
+
+    def __init__(self, name: str, url: str, headers: dict[str, str], pid: int | None) -> None:
+        self.name, self.url, self.headers, self.pid = name, url, headers, pid
+        self.samples: list[float] = []
+        self.cpu = 0.0  # CPU seconds of its process while its streams ran
+        self.server_cpu = 0.0  # CPU seconds of the loopback server meanwhile
+
+    def cpu_per_stream_ms(self) -> float:
+        return self.cpu / len(self.samples) * 1000
+
+    def server_cpu_per_stream_ms(self) -> float:
+        return self.server_cpu / len(self.samples) * 1000
+
+
+async def measure(client: aiohttp.ClientSession, way: Way, n: int, server_pid: int) -> None:
+    """One round of ``n`` concurrent streams the ``way``; adds to its samples and CPU."""
+    cpu0 = cpu_seconds(way.pid) if way.pid else 0.0
+    server0 = cpu_seconds(server_pid)
+    way.samples += await level(client, way.url, way.headers, n, 1)
+    if way.pid:
+        way.cpu += cpu_seconds(way.pid) - cpu0
+    way.server_cpu += cpu_seconds(server_pid) - server0
+
+
+async def main(
+    provider_url: str,
+    service_url: str,
+    service_pid: int,
+    floor_url: str,
+    floor_pid: int,
+    server_pid: int,
+    quick: bool,
+) -> None:
     direct_url = provider_url.rstrip("/") + "/chat/completions"
-    via_url = service_url.rstrip("/") + "/v1/chat/completions"
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
-        await level(client, via_url, auth, 5, 1)  # warm both paths
-        await level(client, direct_url, {}, 5, 1)
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+        for url, headers in (
+            (service_url.rstrip("/") + "/v1/chat/completions", auth),
+            (floor_url.rstrip("/") + "/v1/chat/completions", {}),
+            (direct_url, {}),
+        ):
+            await level(client, url, headers, 5, 1)  # warm every path
         print(
-            f"# gateway service overhead ({MODEL}: first token {MEMBERS[MODEL] * 1000:.0f} ms,"
-            " streamed; full stream time, request to [DONE])"
+            f"# gateway service vs the floor proxy ({MODEL}: first token"
+            f" {MEMBERS[MODEL] * 1000:.0f} ms, {TOKENS} tokens; full stream time, request to"
+            " [DONE]; added = way minus direct)"
         )
         print(
-            f"{'streams':>7} {'direct p50':>11} {'via p50':>9} {'added p50':>14} "
-            f"{'direct p99':>11} {'via p99':>9} {'added p99':>14} {'svc CPU/stream':>14}"
+            f"{'streams':>7} {'way':>8} {'p50':>9} {'p99':>9} {'added p50':>10} {'added p99':>10}"
+            f" {'CPU/stream':>10} {'server CPU':>10}"
         )
         for n in LEVELS:
             rounds = max(1, (20 if quick else 60) // n) if n < 50 else (1 if quick else 3)
-            direct = await level(client, direct_url, {}, n, rounds)
-            cpu = cpu_seconds(service_pid)
-            via = await level(client, via_url, auth, n, rounds)
-            cpu_per_stream = (cpu_seconds(service_pid) - cpu) / len(via)
-            record(f"service: CPU per stream at {n}", cpu_per_stream * 1000, "ms")
-            row = []
-            for q in (0.5, 0.99):
-                d, v = pct(direct, q), pct(via, q)
-                record(f"service: added p{q * 100:g} at {n} streams", (v - d) * 1000, "ms")
-                row.append(
-                    f"{d * 1000:9.1f}ms {v * 1000:7.1f}ms {(v - d) * 1000:+7.1f}ms"
-                    f" {(v - d) / d:+6.1%}"
+            ways = [
+                Way("direct", direct_url, {}, None),
+                Way("floor", floor_url.rstrip("/") + "/v1/chat/completions", {}, floor_pid),
+                Way("service", service_url.rstrip("/") + "/v1/chat/completions", auth, service_pid),
+            ]
+            for r in range(rounds):
+                # Alternate the order of the proxies so that load hits both alike.
+                order = ways if r % 2 == 0 else [ways[0], ways[2], ways[1]]
+                for way in order:
+                    await measure(client, way, n, server_pid)
+            direct, floor, service = ways
+            added: dict[str, tuple[float, float]] = {}
+            for way in ways:
+                p50, p99 = pct(way.samples, 0.5), pct(way.samples, 0.99)
+                a50 = (p50 - pct(direct.samples, 0.5)) * 1000
+                a99 = (p99 - pct(direct.samples, 0.99)) * 1000
+                added[way.name] = (a50, a99)
+                cpu = f"{way.cpu_per_stream_ms():8.2f}ms" if way.pid else f"{'-':>10}"
+                print(
+                    f"{n:>7} {way.name:>8} {p50 * 1000:7.1f}ms {p99 * 1000:7.1f}ms"
+                    f" {a50:+8.1f}ms {a99:+8.1f}ms {cpu} {way.server_cpu_per_stream_ms():8.2f}ms"
                 )
-            print(f"{n:>7} {row[0]} {row[1]} {cpu_per_stream * 1000:12.2f}ms")
-            assert statistics.mean(via) > 0
+                assert statistics.mean(way.samples) > 0
+            s_cpu = record(f"service: CPU per stream at {n}", service.cpu_per_stream_ms(), "ms")
+            f_cpu = record(f"floor proxy: CPU per stream at {n}", floor.cpu_per_stream_ms(), "ms")
+            record(
+                f"loopback server: CPU per stream at {n}", service.server_cpu_per_stream_ms(), "ms"
+            )
+            for i, q in enumerate(("p50", "p99")):
+                record(f"service: added {q} at {n} streams", added["service"][i], "ms")
+                record(f"floor proxy: added {q} at {n} streams", added["floor"][i], "ms")
+                record(
+                    f"service - floor: added {q} at {n} streams",
+                    added["service"][i] - added["floor"][i],
+                    "ms",
+                )
+            p50_ratio = record(
+                f"service / floor: p50 at {n} streams",
+                pct(service.samples, 0.5) / pct(floor.samples, 0.5),
+                "x",
+            )
+            cpu_ratio = record(f"service / floor: CPU per stream at {n}", s_cpu / f_cpu, "x")
+            print(
+                f"{n:>7} {'ratio':>8} service/floor: CPU per stream {cpu_ratio:.2f}x (target <= 2),"
+                f" p50 {p50_ratio:.3f}x, added p50 {added['service'][0] - added['floor'][0]:+.1f}ms"
+                f" and p99 {added['service'][1] - added['floor'][1]:+.1f}ms over the floor's"
+            )
         peak = record("service: peak RSS", peak_rss_mb(service_pid), "MB")
-        print(f"service peak RSS after 200 streams: {peak:.0f} MB")
+        floor_peak = record("floor proxy: peak RSS", peak_rss_mb(floor_pid), "MB")
+        print(
+            f"peak RSS after 200 streams: service {peak:.0f} MB, floor proxy {floor_peak:.0f} MB"
+            f" ({peak / floor_peak:.1f}x; target <= 150 MB)"
+        )
+        print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
@@ -176,14 +280,29 @@ if __name__ == "__main__":
     home = setup_home()
     os.environ["CONSORTIUM_LAB_DEMO_DELAY"] = "0"
     server, base_url = start_server()
-    service = None
+    service = floor = None
     try:
         service, service_url = start_service(home)
-        asyncio.run(main(base_url, service_url, service.pid, args.quick))
+        floor, floor_url = start_floor_proxy(base_url)
+        asyncio.run(
+            main(
+                base_url,
+                service_url,
+                service.pid,
+                floor_url,
+                floor.pid,
+                server.pid,
+                args.quick,
+            )
+        )
     finally:
         if service is not None:
             service.terminate()
             service.wait(timeout=30)
+        if floor is not None:
+            assert floor.stdin is not None
+            floor.stdin.close()
+            floor.wait(timeout=30)
         assert server.stdin is not None
         server.stdin.close()
         server.wait(timeout=30)

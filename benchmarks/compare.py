@@ -32,7 +32,11 @@ BENCHES = {
     "gateway": ["bench_gateway.py"],
     "service": ["bench_service.py"],
     "transport": ["bench_transport.py"],
+    "first_run": ["bench_first_run.py"],
+    "kernel": ["bench_kernel.py"],
 }
+# Run when none is named; first_run (45 fresh processes) and kernel (an ipykernel) on request.
+DEFAULT = ("engine", "gateway", "service", "transport")
 
 
 class BenchmarkFailed(RuntimeError):
@@ -65,7 +69,9 @@ def run_once(script: str, src: Path, quick: bool, out: Path) -> dict[str, dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("benches", nargs="*", help=f"any of {', '.join(BENCHES)} (default: all)")
+    parser.add_argument(
+        "benches", nargs="*", help=f"any of {', '.join(BENCHES)} (default: {', '.join(DEFAULT)})"
+    )
     parser.add_argument("--base", default="HEAD~1", help="the commit to compare against")
     parser.add_argument(
         "--head", default=None, help="the commit to measure (default: this working tree)"
@@ -81,7 +87,7 @@ def main() -> None:
     unknown = [name for name in args.benches if name not in BENCHES]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
-    scripts = [s for name in (args.benches or list(BENCHES)) for s in BENCHES[name]]
+    scripts = [s for name in (args.benches or DEFAULT) for s in BENCHES[name]]
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         head = extract(args.head, Path(tmp) / "head") if args.head else ROOT / "src"
         trees = {"base": extract(args.base, Path(tmp) / "base"), "head": head}

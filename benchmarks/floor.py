@@ -74,9 +74,12 @@ async def _proxy(base_url: str) -> None:
                 headers={"Content-Type": upstream.headers.get("Content-Type", "text/plain")},
             )
             await response.prepare(request)
-            async for piece in upstream.content.iter_any():
-                await response.write(piece)
-            await response.write_eof()
+            try:
+                async for piece in upstream.content.iter_any():
+                    await response.write(piece)
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # the client left after [DONE], before the end of the body
             return response
 
     app = web.Application()

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import stop_process
 
 CHILD = """
 import sys
@@ -28,3 +34,92 @@ def test_chat_kernel_skips_llm_consortium_and_reads_templates_as_files(fake_open
     assert loaded(env) == "False False"
     env["CONSORTIUM_LAB_CHAT_PLUGINS"] = "all"
     assert loaded(env) == "True True"
+
+
+WARM = """
+import sys
+from consortium_lab.apps import voila
+from consortium_lab.paths import runs_db_path
+assert not runs_db_path().exists()
+voila.warm_up()
+print(runs_db_path().exists(), all(m in sys.modules for m in voila.FIRST_RUN_MODULES))
+"""
+
+
+def test_warm_up_opens_the_run_log_and_imports_what_a_first_run_needs(fake_openai):
+    done = subprocess.run(
+        [sys.executable, "-c", WARM],
+        env=fake_openai.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True True"
+
+
+def gateway_maps(env: dict[str, str], config: Path) -> str:
+    """The shared objects a running ``consortium-lab gateway`` process has loaded."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "consortium-lab"), "gateway", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "listening on " in line:
+                break
+        else:
+            raise AssertionError(f"the gateway did not start: {proc.stderr.read()}")  # type: ignore[union-attr]
+        return Path(f"/proc/{proc.pid}/maps").read_text()
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps")
+def test_gateway_service_skips_llm_consortium_and_scikit_learn(fake_openai, tmp_path):
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"ledger": str(tmp_path / "ledger.db"), "port": 0, "models": ["gpt-4o-mini"]}
+        )
+    )
+    env = fake_openai.env()
+    assert "sklearn" not in gateway_maps(env, config)
+    env["CONSORTIUM_LAB_GATEWAY_PLUGINS"] = "all"
+    assert "sklearn" in gateway_maps(env, config)
+
+
+LEAN = """
+import sys
+import consortium_lab
+from consortium_lab.sinks.runlog.store import RunStore
+from consortium_lab.engine.events import RunStarted
+store = RunStore(sys.argv[1])
+store.record(RunStarted(run_id="r1", prompt="Q", config={}))
+hidden = "pandas" not in sys.modules and "numpy" not in sys.modules
+import pandas  # still importable by whoever needs it
+print(hidden, len(store.list_runs()))
+"""
+
+
+def test_chat_kernels_import_sqlite_utils_without_pandas(fake_openai, tmp_path):
+    env = fake_openai.env()
+    cmd = [sys.executable, "-c", LEAN, str(tmp_path / "runs.db")]
+
+    def run(env: dict[str, str]) -> str:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    env.pop("CONSORTIUM_LAB_CHAT_KERNEL", None)
+    assert run(env) == "False 1"
+    env["CONSORTIUM_LAB_CHAT_KERNEL"] = "1"
+    assert run(env) == "True 1"
+    # The Voila launcher marks its kernels.
+    from consortium_lab.apps.voila import voila_env
+
+    assert voila_env({})["CONSORTIUM_LAB_CHAT_KERNEL"] == "1"

@@ -173,3 +173,65 @@ def test_concurrent_processes_and_threads_lose_nothing(tmp_path: Path, llm_home:
     assert len(ids) == len(set(ids)) == total
     assert turn_count(llm_home / "logs.db") == total
     assert {row["id"] for row in logged_json()} == set(ids)
+
+
+def _all_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, sorted, with what is made at write time (a thread's id, the
+    times a thread was created and a migration applied) replaced by its order."""
+    conn = sqlite3.connect(db)
+    try:
+        threads = {
+            tid: f"thread-{n}"
+            for n, (tid,) in enumerate(conn.execute("SELECT id FROM threads ORDER BY id"))
+        }
+        out = {}
+        for (table,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ):
+            cursor = conn.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cursor.description]
+            rows = []
+            for row in cursor:
+                values = [threads.get(v, v) if isinstance(v, str) else v for v in row]
+                rows.append(
+                    tuple(
+                        v
+                        for name, v in zip(names, values, strict=True)
+                        if not (
+                            table in ("threads", "_llm_migrations")
+                            and name != "id"
+                            and name in ("created", "applied_at", "datetime_utc")
+                        )
+                    )
+                )
+            out[table] = sorted(rows, key=repr)
+        return out
+    finally:
+        conn.close()
+
+
+def test_a_batch_writes_the_rows_llm_itself_writes(llm_home: Path, tmp_path: Path) -> None:
+    """The batch writer skips llm's per-response migration check; the rows stay llm's own."""
+    import llm
+    import sqlite_utils
+
+    first = echo_model().prompt("first question")
+    first.text()
+    second = llm.AsyncResponse.fake(
+        async_echo_model(), "second question", system="be brief", response="echo: second"
+    )
+    third = echo_model().prompt("first question")  # the same prompt again: shared rows
+    third.text()
+    batch = [first, second, third]
+
+    by_llm = tmp_path / "by-llm.db"
+    db = sqlite_utils.Database(by_llm)
+    for response in batch:
+        response.log_to_db(db)
+    db.close()
+    ours = tmp_path / "ours.db"
+    assert log_to_llm(batch, path=ours) == third.id
+
+    expected, got = _all_rows(by_llm), _all_rows(ours)
+    assert sum(len(rows) for rows in got.values()) > 10
+    assert got == expected

@@ -207,3 +207,29 @@ def test_the_docs_settings_table_matches_the_traits():
         trait = TRAITS[name]
         assert name in table, f"docs/gateway-service.md lacks {name}"
         assert f"| `{trait.default_value_repr()}` | {trait.help.replace('|', '/')} |" in table[name]
+
+
+def test_discovery_asks_llm_s_plugins_a_fixed_number_of_times(fake_openai, monkeypatch):
+    """Re-reading the offer (every ``models_refresh``) costs the same passes over llm's plugins
+    however many models are offered, and gives each model the options a look-up gives."""
+    import llm
+
+    passes: list[str] = []
+    for name in ("get_models", "get_async_models", "get_models_with_aliases"):
+        real = getattr(llm, name)
+        monkeypatch.setattr(llm, name, lambda real=real, name=name: passes.append(name) or real())
+    settings = ServiceSettings(models=["m*"])
+    counts = []
+    for n in range(8):
+        fake_openai.add_model(f"m{n}", ModelScript(reply="x"))
+        if n in (1, 7):
+            passes.clear()
+            offered = discover_models(settings)
+            counts.append(len(passes))
+    assert offered.ids == tuple(f"m{n}" for n in range(8))
+    assert counts[0] == counts[1] > 0, counts
+    for n in range(8):
+        model = f"m{n}"
+        assert (offered.options[model], offered.options_class[model]) == catalog.model_options(
+            model
+        )

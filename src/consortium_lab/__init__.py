@@ -11,7 +11,15 @@ Quick start (in a notebook, with the offline demo models)::
 
 from __future__ import annotations
 
+import os as _os
 from typing import Any
+
+if _os.environ.get("CONSORTIUM_LAB_CHAT_KERNEL") == "1":
+    # A chat kernel (set by the Voila launcher) runs no user code: sqlite_utils, which llm
+    # imports, is imported without the pandas and numpy it never needs there (~46 MB).
+    from consortium_lab.sqlite import import_sqlite_utils_without_pandas
+
+    import_sqlite_utils_without_pandas()
 
 from consortium_lab import configs, runs
 from consortium_lab.apps.connect import connect

@@ -14,7 +14,13 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["BUSY_TIMEOUT_S", "LOCK_RETRIES", "is_locked", "with_lock_retry"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "LOCK_RETRIES",
+    "import_sqlite_utils_without_pandas",
+    "is_locked",
+    "with_lock_retry",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +53,28 @@ def with_lock_retry(action: Callable[[], _T], *, what: str, retries: int = LOCK_
             logger.debug("%s: %s; retrying in %.2fs", what, error, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def import_sqlite_utils_without_pandas() -> None:
+    """Import ``sqlite_utils`` (which ``llm`` imports) without pandas and numpy.
+
+    ``sqlite_utils`` imports both when they are installed, only to map their types to column
+    types: about 46 MB of a chat kernel that never inserts a numpy value. A no-op when
+    ``sqlite_utils`` is already imported; pandas and numpy stay importable afterwards (only
+    ``sqlite_utils``' own column-type table lacks their types, so its ``insert`` of numpy
+    values into a new column fails in this process). Chat kernels call it (see
+    ``CONSORTIUM_LAB_CHAT_KERNEL`` in ``consortium_lab/__init__.py``).
+    """
+    import sys
+
+    if "sqlite_utils" in sys.modules:
+        return
+    hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import sqlite_utils  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]

@@ -7,6 +7,7 @@ that override a settings file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ def gateway_cmd(
     by bearer token, and applies per-user quotas, access rules and cache. Kernels connect with
     consortium_lab.apps.connect(URL, TOKEN).
     """
+    skip_llm_consortium_plugin()
     try:
         from consortium_lab.service import app as service
         from consortium_lab.service import settings_docs
@@ -128,6 +130,18 @@ def gateway_cmd(
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+def skip_llm_consortium_plugin() -> None:
+    """Keep llm-consortium's ``llm`` plugin out of the service process (unless
+    ``CONSORTIUM_LAB_GATEWAY_PLUGINS=all``): the service relays model calls and never runs a
+    saved consortium, and the plugin imports scikit-learn (about 85 MB of its peak memory)."""
+    if os.environ.get("CONSORTIUM_LAB_GATEWAY_PLUGINS", "") == "all":
+        return
+    import llm.plugins
+
+    if not llm.plugins._loaded:  # pluggy skips a blocked name when it loads entry points
+        llm.plugins.pm.set_blocked("llm_consortium")
 
 
 def _write_config(target: str, text: str) -> None:

@@ -98,8 +98,10 @@ def voila_command(
 
 
 def voila_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for Voila: ``JUPYTER_PATH`` gains the consortium template."""
+    """The environment for Voila: ``JUPYTER_PATH`` gains the consortium template, and its
+    kernels are marked as chat kernels (``CONSORTIUM_LAB_CHAT_KERNEL=1``: lighter imports)."""
     out = dict(os.environ if env is None else env)
+    out.setdefault("CONSORTIUM_LAB_CHAT_KERNEL", "1")
     paths = [str(jupyter_data_dir())]
     if out.get("JUPYTER_PATH"):
         paths.append(out["JUPYTER_PATH"])
@@ -211,13 +213,30 @@ def serve(port: int | None = None, *, preheat: bool = True, open_browser: bool =
 # -- helpers for the notebooks --------------------------------------------------------------------
 
 
+# What a first run imports on its way to the first token (the retry library, metrics, the
+# answer cache, the lean transport, the llm log writer): imported by warm_up() instead.
+FIRST_RUN_MODULES = (
+    "tenacity",
+    "diskcache",
+    "aiohttp",
+    "orjson",
+    "consortium_lab.gateway.metrics",
+    "consortium_lab.gateway.lean",
+    "consortium_lab.gateway.lean_errors",
+    "consortium_lab.gateway.llm_log_writer",
+)
+
+
 def warm_up() -> None:
-    """Import the library and load ``llm``'s model plugins (the slow part of opening the chat),
-    so a preheated kernel has done it before its page is asked for.
+    """Do before the page is asked for what the chat's first run would otherwise do on its way
+    to the first token: import the library and what a run imports lazily, load ``llm``'s model
+    plugins, and open the run log (its file and migrations).
 
     A chat kernel never runs ``llm -m <saved consortium>``, so llm-consortium's plugin is not
     loaded (it imports scikit-learn: ~85 MB in every kernel); its prompt templates are read as
     files. Set ``CONSORTIUM_LAB_CHAT_PLUGINS=all`` to load every plugin anyway."""
+    import importlib
+
     if os.environ.get("CONSORTIUM_LAB_CHAT_PLUGINS", "") != "all":
         import llm.plugins
 
@@ -227,6 +246,16 @@ def warm_up() -> None:
     from consortium_lab.widget import chat as widget  # noqa: F401
 
     list_models()
+    for name in FIRST_RUN_MODULES:
+        with contextlib.suppress(ImportError):  # optional extras: a run falls back without them
+            importlib.import_module(name)
+    from consortium_lab.engine.plugins import resolve_run_log
+
+    # The page opens its own; this one creates the file and applies the migrations first.
+    with contextlib.suppress(Exception):  # the page reports a run log it cannot open
+        close = getattr(resolve_run_log(None), "close", None)
+        if close is not None:
+            close()
 
 
 def wait_for_page() -> None:

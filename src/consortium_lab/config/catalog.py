@@ -189,6 +189,18 @@ class ModelLookups:
         return found
 
 
+def all_model_options() -> dict[str, tuple[frozenset[str], type[BaseModel] | None]]:
+    """:func:`model_options` of every model ``llm`` knows, by model id, from one pass over its
+    plugins per kind (each :func:`model_options` call is a pass of its own: every plugin
+    registers all its models again, tens of milliseconds of CPU each)."""
+    found: dict[str, tuple[frozenset[str], type[BaseModel] | None]] = {}
+    # Sync first: the async implementation, where there is one, wins (as lookup prefers it).
+    for model in [*llm.get_models(), *llm.get_async_models()]:
+        options = getattr(model, "Options", None)
+        found[model.model_id] = (frozenset(getattr(options, "model_fields", {}) or {}), options)
+    return found
+
+
 def model_options(model_id: str) -> tuple[frozenset[str], type[BaseModel] | None]:
     """The option names a model takes and its ``Options`` class, for checking a request's
     options; ``(frozenset(), None)`` when ``llm`` does not know the model."""

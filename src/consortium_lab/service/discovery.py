@@ -52,13 +52,18 @@ def discover_models(settings: ServiceSettings) -> Offered:
     classes: dict[str, type[BaseModel] | None] = {}
     usable = catalog.list_models()
     usable_ids = {info.model_id for info in usable}
+    known = catalog.all_model_options()  # one pass over llm's plugins, not one per model
+
+    def model_options(model_id: str) -> tuple[frozenset[str], type[BaseModel] | None]:
+        return known.get(model_id) or catalog.model_options(model_id)
+
     for info in usable:
         if not _matches(info.model_id, settings.models) or _matches(
             info.model_id, settings.exclude_models
         ):
             continue
         offered.append(info)
-        options[info.model_id], classes[info.model_id] = catalog.model_options(info.model_id)
+        options[info.model_id], classes[info.model_id] = model_options(info.model_id)
     for group, deployments in settings.groups.items():
         if not _matches(group, settings.models) or _matches(group, settings.exclude_models):
             continue
@@ -66,7 +71,7 @@ def discover_models(settings: ServiceSettings) -> Offered:
         if not present:
             continue
         offered.append(catalog.ModelInfo(model_id=group))
-        found = [catalog.model_options(d) for d in present]
+        found = [model_options(d) for d in present]
         options[group] = frozenset.intersection(*(f for f, _ in found))
         classes[group] = found[0][1]
     ids = tuple(sorted({info.model_id for info in offered}))
