@@ -26,7 +26,7 @@ from consortium_lab.engine.events import (
 )
 from consortium_lab.engine.ranking import aggregate_ranking, rank_decision
 from consortium_lab.engine.records import CallStats
-from consortium_lab.engine.repair import UNREADABLE_IN_A_ROW, repair_synthesis
+from consortium_lab.engine.repair import UNREADABLE_IN_A_ROW, kept_cut_off, repair_synthesis
 from consortium_lab.gateway.core import CacheMode, CallFailed, CallRequest, Gateway
 from consortium_lab.prompts import templates as prompts
 from consortium_lab.prompts.parsing import (
@@ -292,13 +292,16 @@ class RunLoop:
                 return
             outcome = task.result()
         except CallFailed as exc:
-            yield RunFailed(
-                run_id=ctx.run_id,
-                reason=f"the arbiter {request.model} failed in iteration {iteration}: "
-                f"{exc.message}",
-                errors={f"{request.model} (arbiter)": exc.message},
-            )
-            return
+            kept = kept_cut_off(exc, request.model)
+            if kept is None:
+                yield RunFailed(
+                    run_id=ctx.run_id,
+                    reason=f"the arbiter {request.model} failed in iteration {iteration}: "
+                    f"{exc.message}",
+                    errors={f"{request.model} (arbiter)": exc.message},
+                )
+                return
+            outcome = kept  # cut by our limits: read what it wrote so far
         finally:
             ctx.tasks.discard(task)
             await cancel_all([task])

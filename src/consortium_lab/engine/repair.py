@@ -88,3 +88,20 @@ def _add(a: Any, b: Any) -> Any:
     if a is None:
         return b
     return a if b is None else a + b
+
+
+def kept_cut_off(exc: CallFailed, model: str) -> CallOutcome | None:
+    """A call our limits cut off (tokens or time), as an outcome holding the text it wrote so
+    far, marked ``truncated``; ``None`` for any other failure, or when nothing was written."""
+    if exc.kind != "cut_off" or not exc.partial_text.strip():
+        return None
+    return CallOutcome(
+        text=exc.partial_text,
+        reasoning="",
+        usage=Usage(),
+        latency_ms=exc.latency_ms or 0.0,
+        first_token_ms=None,
+        served_by=exc.served_by or model,
+        attempts=exc.attempts,
+        truncated=True,
+    )
