@@ -184,6 +184,8 @@ export interface TurnView {
   charts: Record<string, Json[]>;
   chartKey: string;
   startedAt: string;
+  /** Why the run ended "completed_with_warnings" (an arbiter output that could not be read). */
+  warnings: string[];
 }
 
 /** Split a member's streamed raw text into its thought process and the answer so far. */
@@ -368,6 +370,7 @@ export function buildTurn(turn: Json, streams: StreamStore, live: boolean): Turn
     charts: ui.charts ?? {},
     chartKey: ui.confidence_chart ?? "",
     startedAt: turn.metadata?.timestamp ?? "",
+    warnings: ui.warnings ?? [],
   };
 }
 

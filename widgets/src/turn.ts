@@ -293,7 +293,7 @@ export class TurnComponent {
       v.confidence !== null ? `confidence ${pct(v.confidence)}` : "",
       v.threshold !== null ? `threshold ${pct(v.threshold)}` : "",
     ].filter(Boolean);
-    const sig = `${v.status}|${parts.join("|")}|${v.error ?? ""}`;
+    const sig = `${v.status}|${parts.join("|")}|${v.error ?? ""}|${v.warnings.join("|")}`;
     if (!changed(this.meta, sig)) return;
     const status = h("span", { class: `cl-badge cl-run-status cl-run-${v.status}`, text: v.status });
     const info = h("span", { class: "cl-run-info", text: parts.join(" · ") });
@@ -323,6 +323,12 @@ export class TurnComponent {
     }
     const children: Node[] = [status, info, buttons];
     if (v.error && v.status !== "completed") children.push(h("p", { class: "cl-run-error", text: v.error }));
+    // On the turn itself, not only inside the synthesis's details: the answer shown may be
+    // the arbiter's raw text.
+    if (v.warnings.length) {
+      status.textContent = "⚠ completed with warnings";
+      children.push(h("p", { class: "cl-run-warnings", role: "status", text: `⚠ ${v.warnings.join("; ")}` }));
+    }
     this.meta.replaceChildren(...children);
   }
 

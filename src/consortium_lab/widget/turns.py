@@ -176,5 +176,7 @@ def turn_view(
         },
         "charts": rows,
         "errors": dict(result.errors),
+        # Why a turn ended 'completed_with_warnings': shown on the turn itself.
+        "warnings": list(result.warnings),
     }
     return data
