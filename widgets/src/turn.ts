@@ -77,10 +77,15 @@ class MemberPane {
     setAttr(el, "data-iteration", String(v.iteration));
     setAttr(el, "data-streamed-chars", String(v.streamedChars));
     setAttr(el, "data-stream-check", v.streamCheck || null);
-    setText(
-      this.state,
-      { waiting: "waiting…", streaming: "streaming…", done: "done", failed: "failed" }[v.status],
-    );
+    const state = {
+      queued: "queued (the model takes one call at a time)…",
+      waiting: "waiting…",
+      streaming: "streaming…",
+      done: "done",
+      failed: "failed",
+    }[v.status];
+    const running = v.status === "waiting" || v.status === "streaming";
+    setText(this.state, running && v.timeLimit ? `${state} (limit ${v.timeLimit} s)` : state);
     // badges: confidence, cached, served by a fallback
     const badges: HTMLElement[] = [];
     if (v.status === "done") {
@@ -91,6 +96,9 @@ class MemberPane {
           text: `confidence ${pct(v.confidence)}`,
         }),
       );
+    }
+    if (v.truncated) {
+      badges.push(h("span", { class: "cl-badge cl-truncated", title: v.error ?? "", text: "truncated" }));
     }
     if (v.cached) badges.push(h("span", { class: "cl-badge cl-cached", text: "cached" }));
     if (v.servedBy && v.servedBy !== v.model) {
