@@ -15,6 +15,7 @@ import pytest
 import local_model
 from consortium_lab import Consortium, Gateway, runs
 from consortium_lab.config.options import OptionError
+from consortium_lab.widget.turns import turn_view
 from local_model import LocalPlugin
 
 from fake_openai import ModelScript
@@ -241,6 +242,8 @@ async def test_unreadable_arbiter_stops_after_two_and_the_run_warns(tmp_path: Pa
     assert any("could not be read" in w for w in result.warnings)
     # 2 member calls, 2 arbiter calls, 2 reformat requests.
     assert sum("could not be read" in p for p in calls().prompts) == 2
+    ui = turn_view(result)["ui"]  # what the chat widget marks the turn with
+    assert ui["status"] == "completed_with_warnings" and ui["warnings"] == result.warnings
     logged = runs.get(result.run_id, path=db)
     assert logged.status == "completed_with_warnings" and logged.warnings == result.warnings
     assert [it.synthesis.repairs for it in logged.iterations] == [1, 1]
