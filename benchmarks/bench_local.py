@@ -46,7 +46,9 @@ PROMPTS = [
 ]
 
 
-async def one_run(model: str, prompt: str, members: int, iterations: int) -> dict[str, Any]:
+async def one_run(
+    model: str, prompt: str, members: int, iterations: int, limits: dict[str, Any]
+) -> dict[str, Any]:
     """One consortium run in this process; its figures as a dict."""
     from consortium_lab import Consortium, Gateway
 
@@ -55,6 +57,7 @@ async def one_run(model: str, prompt: str, members: int, iterations: int) -> dic
         arbiter=model,
         max_iterations=iterations,
         minimum_iterations=iterations,
+        limits=limits,
         gateway=Gateway(cache=None, log_to_llm=False),
         store=False,
     )
@@ -80,8 +83,20 @@ async def one_run(model: str, prompt: str, members: int, iterations: int) -> dic
     }
 
 
+def limits_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The config's limits: the defaults unless given."""
+    limits: dict[str, Any] = {}
+    if args.max_output_tokens is not None:
+        limits["max_output_tokens"] = args.max_output_tokens
+    if args.total_timeout is not None:
+        limits["total_timeout"] = args.total_timeout
+    return limits
+
+
 def child(args: argparse.Namespace) -> None:
-    figures = asyncio.run(one_run(args.model, args.one, args.members, args.iterations))
+    figures = asyncio.run(
+        one_run(args.model, args.one, args.members, args.iterations, limits_of(args))
+    )
     print("RESULT " + json.dumps(figures), flush=True)
 
 
@@ -92,6 +107,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=len(PROMPTS))
     parser.add_argument("--quick", action="store_true", help="three prompts")
+    parser.add_argument("--max-output-tokens", type=int, help="limits.max_output_tokens")
+    parser.add_argument("--total-timeout", type=float, help="limits.total_timeout (seconds)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child: run this prompt only
     args = parser.parse_args()
     if args.one:
@@ -112,7 +129,11 @@ def main() -> None:
     for prompt in prompts:
         proc = subprocess.run(
             [sys.executable, __file__, "--one", prompt, "--model", args.model,
-             "--members", str(args.members), "--iterations", str(args.iterations)],
+             "--members", str(args.members), "--iterations", str(args.iterations),
+             *(["--max-output-tokens", str(args.max_output_tokens)]
+               if args.max_output_tokens is not None else []),
+             *(["--total-timeout", str(args.total_timeout)]
+               if args.total_timeout is not None else [])],
             env=env, capture_output=True, text=True,
         )  # fmt: skip
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -138,7 +159,7 @@ def main() -> None:
         "repairs": sum(r["repairs"] for r in done),
         "repaired": sum(r["repaired"] for r in done),
     }
-    print("\nTOTAL " + json.dumps(total))
+    print("\nTOTAL " + json.dumps({"limits": limits_of(args), **total}))
 
 
 if __name__ == "__main__":
