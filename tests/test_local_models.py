@@ -87,6 +87,24 @@ async def test_cut_off_members_are_kept_truncated_and_the_next_call_waits():
     await all_threads_done()
 
 
+async def test_cut_off_members_do_not_rest_their_model_for_the_arbiter():
+    # Three cut-offs in a row used to count as failures and put the model on its cool-down,
+    # so the same model as arbiter was refused ("resting for 30 s").
+    c = Consortium(
+        models=["local-ramble:3"],
+        arbiter="local-ramble",
+        gateway=gateway(),
+        store=False,
+        max_iterations=1,
+        arbiter_repair=False,
+        limits={"max_output_tokens": 40},
+    )
+    result = await c.run("Q")
+    assert result.status == "completed_with_warnings", result.error
+    assert result.synthesis is not None and result.synthesis.raw.startswith("word1 ")
+    await all_threads_done()
+
+
 async def test_time_limit_cut_keeps_the_text_so_far():
     c = Consortium(
         models=["local-ramble"],

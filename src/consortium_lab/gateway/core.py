@@ -358,6 +358,9 @@ class Gateway:
         except CallFailed as exc:
             exc.attempts = attempt_number
             exc.streamed = streamed
+            # Cut off by our limits, the model did answer (its text is kept): not a failure
+            # that should rest it. Three rambling members must not lock out their own arbiter.
+            ok = exc.kind == "cut_off" and bool(exc.partial_text.strip())
             self.metrics.failure(model, exc.kind)
             duration = exc.latency_ms / 1000 if exc.latency_ms is not None else None
             self.metrics.request(model, "error", duration)
