@@ -278,6 +278,24 @@ async def test_a_repaired_synthesis_is_used_and_counted():
     assert any(w.startswith("repaired:") for w in synthesis.warnings)
 
 
+async def test_a_cut_off_reformat_reply_is_still_read():
+    # The arbiter rambles: its first reply and its reformat reply are both cut by the limits;
+    # the reformat reply is read as far as it went (it is not a failed request).
+    c = Consortium(
+        models=["local"],
+        arbiter="local-ramble",
+        gateway=gateway(),
+        store=False,
+        max_iterations=1,
+        limits={"max_output_tokens": 40},
+    )
+    result = await c.run("Q")
+    synthesis = result.synthesis
+    assert synthesis.repairs == 1 and "reformat request did not help" in synthesis.warnings
+    assert not any(w.startswith("reformat request failed") for w in synthesis.warnings)
+    await all_threads_done()
+
+
 async def test_repair_can_be_turned_off():
     c = Consortium(
         models=["local"],

@@ -61,9 +61,12 @@ async def repair_synthesis(
     try:
         outcome = await gateway.call(again)
     except CallFailed as exc:
-        logger.info("arbiter %s: the reformat request failed: %s", request.model, exc.message)
-        note = f"reformat request failed: {exc.message}"
-        return Repaired(_noted(parsed, note), first.text, first.usage, first.cost)
+        kept = kept_cut_off(exc, request.model)
+        if kept is None:
+            logger.info("arbiter %s: the reformat request failed: %s", request.model, exc.message)
+            note = f"reformat request failed: {exc.message}"
+            return Repaired(_noted(parsed, note), first.text, first.usage, first.cost)
+        outcome = kept  # cut by our limits: the tags it wrote so far may be enough
     usage = Usage(
         input_tokens=_add(first.usage.input_tokens, outcome.usage.input_tokens),
         output_tokens=_add(first.usage.output_tokens, outcome.usage.output_tokens),
