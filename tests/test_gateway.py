@@ -345,7 +345,7 @@ async def test_aiohttp_client_keeps_the_fault_matrix(fake_openai, judge, tmp_pat
     elif fault == "bad_key":  # not retried
         assert done.served_by == "backup" and done.attempts == 2
         assert b'failures_total{kind="auth",model="m"} 1.0' in gw.metrics.render()
-    else:  # cut off, not retried, and the provider's stream is closed
-        assert done.kind == "member_failed" and done.error_type == "cut_off"
+    else:  # cut off, not retried, the provider's stream closed, the text so far kept
+        assert done.kind == "member_done" and done.truncated and done.error_type == "cut_off"
         assert fake_openai.requests_for("backup") == []
         await fake_openai.async_wait_for(lambda: "m" in fake_openai.disconnects, timeout=10)

@@ -40,6 +40,8 @@ export interface Stream {
   done: boolean;
   /** The full text of member_done, when it came while this view was streaming. */
   finalText?: string;
+  /** The call waits for its model (member_queued): a sync-only local model takes one at a time. */
+  queued?: boolean;
 }
 
 /** Streamed text per (run, stream key). Every delta is appended; nothing is dropped. */
@@ -85,6 +87,13 @@ export class StreamStore {
         stream.finalText = e.kind === "member_done" ? e.text : e.partial_text;
         map.set(key, stream);
         changed.add(`${runId}|${key}`);
+      } else if (e.kind === "member_queued") {
+        const key = streamKey({ ...e, kind: "member_delta", channel: "text" });
+        const map = this.streams(runId);
+        const stream = map.get(key) ?? { text: "", done: false };
+        stream.queued = !!e.queued;
+        map.set(key, stream);
+        changed.add(`${runId}|${key}`);
       } else if (e.kind === "synthesis") {
         const key = streamKey({ ...e, kind: "arbiter_delta", channel: "text" });
         const map = this.streams(runId);
@@ -120,7 +129,7 @@ export class StreamStore {
 
 // -- view model -------------------------------------------------------------------------------
 
-export type PaneStatus = "waiting" | "streaming" | "done" | "failed";
+export type PaneStatus = "queued" | "waiting" | "streaming" | "done" | "failed";
 
 export interface MemberView {
   key: string; // "model#instance"
@@ -143,6 +152,10 @@ export interface MemberView {
   /** "exact" when the streamed text equals the final text, "mismatch" if not, "" otherwise. */
   streamCheck: "" | "exact" | "mismatch";
   spans: Json[] | null;
+  /** Seconds a call may take in all (the config's limits), shown while it runs. */
+  timeLimit?: number | null;
+  /** The answer was cut by a limit and kept as far as it went. */
+  truncated?: boolean;
 }
 
 export interface SynthesisView {
@@ -184,6 +197,8 @@ export interface TurnView {
   charts: Record<string, Json[]>;
   chartKey: string;
   startedAt: string;
+  /** Why the run ended "completed_with_warnings" (an arbiter output that could not be read). */
+  warnings: string[];
 }
 
 /** Split a member's streamed raw text into its thought process and the answer so far. */
@@ -234,6 +249,7 @@ function memberFromResult(m: Json, stream: Stream | undefined): MemberView {
     streamedChars: streamed.length,
     streamCheck: check,
     spans: null,
+    truncated: !!m.truncated,
   };
 }
 
@@ -243,6 +259,7 @@ function memberFromStream(
   iteration: number,
   stage: string,
   stream: Stream | undefined,
+  timeLimit: number | null = null,
 ): MemberView {
   const text = stream?.text ?? "";
   const parts = splitStreaming(text);
@@ -252,7 +269,8 @@ function memberFromStream(
     instance,
     iteration,
     stage,
-    status: stream && text.length > 0 ? "streaming" : "waiting",
+    status: stream && text.length > 0 ? "streaming" : stream?.queued ? "queued" : "waiting",
+    timeLimit,
     text,
     answer: parts.answer,
     thought: parts.thought,
@@ -300,7 +318,7 @@ export function buildTurn(turn: Json, streams: StreamStore, live: boolean): Turn
       const stream = streams.get(runId, key);
       const view = r
         ? memberFromResult(r, stream)
-        : memberFromStream(o.model, o.instance, number, "answer", running ? stream : undefined);
+        : memberFromStream(o.model, o.instance, number, "answer", running ? stream : undefined, ui.time_limit ?? null);
       if (!r && !running && view.status === "waiting") continue; // never ran (e.g. cancelled)
       if (r && highlights.members) view.spans = highlights.members[view.key] ?? null;
       answers.push(view);
@@ -368,6 +386,7 @@ export function buildTurn(turn: Json, streams: StreamStore, live: boolean): Turn
     charts: ui.charts ?? {},
     chartKey: ui.confidence_chart ?? "",
     startedAt: turn.metadata?.timestamp ?? "",
+    warnings: ui.warnings ?? [],
   };
 }
 

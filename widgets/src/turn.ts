@@ -77,10 +77,15 @@ class MemberPane {
     setAttr(el, "data-iteration", String(v.iteration));
     setAttr(el, "data-streamed-chars", String(v.streamedChars));
     setAttr(el, "data-stream-check", v.streamCheck || null);
-    setText(
-      this.state,
-      { waiting: "waiting…", streaming: "streaming…", done: "done", failed: "failed" }[v.status],
-    );
+    const state = {
+      queued: "queued (the model takes one call at a time)…",
+      waiting: "waiting…",
+      streaming: "streaming…",
+      done: "done",
+      failed: "failed",
+    }[v.status];
+    const running = v.status === "waiting" || v.status === "streaming";
+    setText(this.state, running && v.timeLimit ? `${state} (limit ${v.timeLimit} s)` : state);
     // badges: confidence, cached, served by a fallback
     const badges: HTMLElement[] = [];
     if (v.status === "done") {
@@ -91,6 +96,9 @@ class MemberPane {
           text: `confidence ${pct(v.confidence)}`,
         }),
       );
+    }
+    if (v.truncated) {
+      badges.push(h("span", { class: "cl-badge cl-truncated", title: v.error ?? "", text: "truncated" }));
     }
     if (v.cached) badges.push(h("span", { class: "cl-badge cl-cached", text: "cached" }));
     if (v.servedBy && v.servedBy !== v.model) {
@@ -293,7 +301,7 @@ export class TurnComponent {
       v.confidence !== null ? `confidence ${pct(v.confidence)}` : "",
       v.threshold !== null ? `threshold ${pct(v.threshold)}` : "",
     ].filter(Boolean);
-    const sig = `${v.status}|${parts.join("|")}|${v.error ?? ""}`;
+    const sig = `${v.status}|${parts.join("|")}|${v.error ?? ""}|${v.warnings.join("|")}`;
     if (!changed(this.meta, sig)) return;
     const status = h("span", { class: `cl-badge cl-run-status cl-run-${v.status}`, text: v.status });
     const info = h("span", { class: "cl-run-info", text: parts.join(" · ") });
@@ -323,6 +331,12 @@ export class TurnComponent {
     }
     const children: Node[] = [status, info, buttons];
     if (v.error && v.status !== "completed") children.push(h("p", { class: "cl-run-error", text: v.error }));
+    // On the turn itself, not only inside the synthesis's details: the answer shown may be
+    // the arbiter's raw text.
+    if (v.warnings.length) {
+      status.textContent = "⚠ completed with warnings";
+      children.push(h("p", { class: "cl-run-warnings", role: "status", text: `⚠ ${v.warnings.join("; ")}` }));
+    }
     this.meta.replaceChildren(...children);
   }
 

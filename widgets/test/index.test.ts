@@ -102,6 +102,23 @@ describe("ChatWidget front end (index.ts)", () => {
     expect(qa("article.cl-turn")).toHaveLength(0);
   });
 
+  it("marks a turn that completed with warnings on the turn itself", () => {
+    const turn = structuredClone(fixture("turn.json"));
+    turn.ui.status = "completed_with_warnings";
+    turn.ui.warnings = ["the arbiter's output of iteration 1 could not be read; its raw text is shown"];
+    mount({ turns: [turn] });
+    flush();
+    const [article] = qa("article.cl-turn");
+    const badge = article.querySelector<HTMLElement>(".cl-run-status")!;
+    expect(badge.classList.contains("cl-run-completed_with_warnings")).toBe(true);
+    expect(badge.textContent).toContain("completed with warnings");
+    const note = article.querySelector<HTMLElement>(".cl-run-warnings")!;
+    expect(note.getAttribute("role")).toBe("status");
+    expect(note.textContent).toContain("could not be read");
+    // Not inside a closed <details>: visible without opening anything.
+    expect(note.closest("details")).toBeNull();
+  });
+
   it("takes every kind of kernel message (the Python-made fixture)", () => {
     mount();
     const messages = fixture<KernelMessage[]>("kernel_messages.json");

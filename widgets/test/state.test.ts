@@ -139,6 +139,34 @@ describe("state reconstruction from traits", () => {
     expect(view.chartKey).toBe("0.8");
   });
 
+  it("a queued member shows as queued until it streams; running members show their time limit", () => {
+    const store = new StreamStore();
+    const live = turn("r3", [], {
+      metadata: { run_id: "r3", status: "running", mode: "consortium" },
+      ui: { ...turn("r3", []).ui, status: "running", phase: "running", time_limit: 110 },
+    });
+    const queued = { kind: "member_queued", run_id: "r3", model: "b", instance: 1, iteration: 1, stage: "answer" };
+    store.apply([delta("a", "Hel", { run_id: "r3" }), { ...queued, queued: true }]);
+    let [a, b] = buildConversation([], live, store)[0].iterations[0].members;
+    expect(a.status).toBe("streaming");
+    expect(a.timeLimit).toBe(110);
+    expect(b.status).toBe("queued");
+    store.apply([{ ...queued, queued: false }]);
+    [a, b] = buildConversation([], live, store)[0].iterations[0].members;
+    expect(b.status).toBe("waiting");
+    store.apply([delta("b", "Hi", { run_id: "r3" })]);
+    [a, b] = buildConversation([], live, store)[0].iterations[0].members;
+    expect(b.status).toBe("streaming");
+  });
+
+  it("a truncated answer is marked as such", () => {
+    const store = new StreamStore();
+    const cut = memberResult("a", "Half an ans", { truncated: true, error: "cut at 100 tokens", error_type: "cut_off" });
+    const [a] = buildTurn(turn("r4", [cut]), store, false).iterations[0].members;
+    expect(a.status).toBe("done");
+    expect(a.truncated).toBe(true);
+  });
+
   it("a live turn shows streaming text until member_done, then the full text", () => {
     const store = new StreamStore();
     const live = turn("r2", [], {

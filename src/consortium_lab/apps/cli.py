@@ -106,6 +106,11 @@ def _build(config_name: str | None, settings: dict[str, Any], **engine: Any) -> 
         _fail(f"invalid configuration: {exc}")
 
 
+EXIT_WARNINGS = 3
+"""Exit status of a run that completed with warnings (the arbiter's output could not be read);
+0 completed, 1 failed, 2 usage error, 130 cancelled."""
+
+
 def _run(consortium: Any, prompt: str, as_json: bool, cache: str = "use") -> None:
     from consortium_lab.sinks.printer import TerminalPrinter
 
@@ -128,6 +133,11 @@ def _run(consortium: Any, prompt: str, as_json: bool, cache: str = "use") -> Non
         click.echo(f"\n(run {result.run_id})", err=True)
     if result.status == "failed":
         sys.exit(1)
+    if result.status == "completed_with_warnings":
+        if not as_json:
+            for warning in result.warnings:
+                click.echo(f"⚠ {warning}", err=True)
+        sys.exit(EXIT_WARNINGS)
 
 
 @main.command()

@@ -51,13 +51,17 @@ class Limits(BaseModel):
         60.0, gt=0, description="Seconds to wait for the first token before giving up."
     )
     total_timeout: float | None = Field(
-        600.0, gt=0, description="Seconds a single model call may take in all."
+        110.0,
+        gt=0,
+        description="Seconds a single model call may take in all, sized for chat: a rambling "
+        "local model is cut within two minutes and its answer kept as truncated.",
     )
     max_output_tokens: int | None = Field(
         8192,
         ge=1,
-        description="Output cap per call; a longer answer is cut and reported as 'cut_off'. "
-        "Estimated while streaming as characters / 4 (providers report usage only at the end).",
+        description="Output cap per call, also passed as the model's own max-tokens option "
+        "when it has one; a longer answer is kept, marked truncated. Estimated while streaming "
+        "as characters / 4 (providers report usage only at the end).",
     )
 
 
@@ -224,6 +228,10 @@ class ConsortiumConfig(BaseModel):
     )
     arbiter_options: dict[str, Any] = Field(default_factory=dict, description="llm options.")
     limits: Limits = Field(default_factory=lambda: Limits(), description="Per-call limits.")
+    arbiter_repair: bool = Field(
+        True,
+        description="Ask the arbiter once to reformat an output that could not be read.",
+    )
 
     @model_validator(mode="before")
     @classmethod

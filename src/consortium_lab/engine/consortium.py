@@ -21,6 +21,7 @@ from consortium_lab.config.consortium import (
     parse_models,
 )
 from consortium_lab.config.consortium import check_models as _check_models
+from consortium_lab.config.options import check_config_options
 from consortium_lab.engine.conversation import Conversation
 from consortium_lab.engine.plugins import resolve_run_log
 from consortium_lab.engine.result import RunResult
@@ -49,7 +50,8 @@ class Consortium:
             path, ``None`` for the default per-user file, or ``False`` to keep no log. A path
             or ``None`` is opened by the ``open_run_log`` plugin hook (the package registers
             ``RunStore``), so the engine never imports the sinks.
-        check_models: verify that every model exists and is usable before running.
+        check_models: verify that every model exists and is usable, and that every member's
+            and the arbiter's options are ones its model takes, before running.
         sinks: extra callables that receive every event.
         **settings: any :class:`ConsortiumConfig` field; ``models`` may be ``model:count`` strings.
     """
@@ -79,6 +81,7 @@ class Consortium:
         self.gateway = gateway or Gateway()
         if check_models:
             _check_models(self.config, also_known=self.gateway.group_names)
+            check_config_options(self.config)
         self._store_arg = store
         self._store: Any = None
         self.sinks = list(sinks)

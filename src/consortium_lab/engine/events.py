@@ -27,6 +27,7 @@ __all__ = [
     "MemberDelta",
     "MemberDone",
     "MemberFailed",
+    "MemberQueued",
     "RunFailed",
     "RunFinished",
     "RunStarted",
@@ -78,6 +79,14 @@ class MemberDelta(_Event, MemberCall):
         description="The answer starts over (a retry or fallback after a dropped stream): "
         "discard the text streamed so far for this member call.",
     )
+
+
+class MemberQueued(_Event, MemberCall):
+    """A member's call waits for its model (a sync-only local model takes one call at a time),
+    or, with ``queued=False``, has stopped waiting and runs: its limits count from then."""
+
+    kind: Literal["member_queued"] = "member_queued"
+    queued: bool = True
 
 
 class MemberDone(_Event, MemberRecord):
@@ -142,7 +151,12 @@ class RunFinished(_Event):
     kind: Literal["run_finished"] = "run_finished"
     iterations: int
     confidence: float | None = None
-    status: Literal["completed", "cancelled"] = "completed"
+    status: Literal["completed", "completed_with_warnings", "cancelled"] = "completed"
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the run is 'completed_with_warnings' (an arbiter output that could "
+        "not be read, iterations stopped early because of it).",
+    )
 
 
 class RunFailed(_Event):
@@ -159,6 +173,7 @@ Event = Annotated[
     RunStarted
     | IterationStarted
     | MemberDelta
+    | MemberQueued
     | MemberDone
     | MemberFailed
     | ArbiterDelta

@@ -4,7 +4,7 @@ yielded as one stream of events (:class:`RunLoop`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +17,16 @@ from consortium_lab.engine.events import (
     MemberDelta,
     MemberDone,
     MemberFailed,
+    MemberQueued,
     RunFailed,
     RunFinished,
     RunStarted,
     Stage,
     SynthesisReady,
 )
+from consortium_lab.engine.ranking import aggregate_ranking, rank_decision
 from consortium_lab.engine.records import CallStats
+from consortium_lab.engine.repair import UNREADABLE_IN_A_ROW, kept_cut_off, repair_synthesis
 from consortium_lab.gateway.core import CacheMode, CallFailed, CallRequest, Gateway
 from consortium_lab.prompts import templates as prompts
 from consortium_lab.prompts.parsing import (
@@ -98,6 +101,8 @@ class RunLoop:
         previous: list[tuple[int, str]] = []
         last: ArbiterParse | None = None
         final_answers: dict[MemberKey, str] = {}
+        unreadable: list[int] = []  # iterations whose synthesis could not be read
+        warnings: list[str] = []
         iteration = 0
         for iteration in range(1, cfg.max_iterations + 1):
             yield IterationStarted(run_id=ctx.run_id, iteration=iteration)
@@ -203,6 +208,13 @@ class RunLoop:
                 and iteration >= cfg.minimum_iterations
             )
             will_continue = not converged and iteration < cfg.max_iterations
+            unreadable = [*unreadable, iteration] if not judge.parse_ok else []
+            if will_continue and len(unreadable) >= UNREADABLE_IN_A_ROW:
+                will_continue = False
+                warnings.append(
+                    f"stopped iterating: the arbiter's output could not be read in "
+                    f"{len(unreadable)} iterations in a row ({', '.join(map(str, unreadable))})"
+                )
             yield IterationFinished(
                 run_id=ctx.run_id,
                 iteration=iteration,
@@ -213,8 +225,19 @@ class RunLoop:
                 break
         if conversation is not None:
             conversation.record_turn(prompts.wrap_user_prompt(prompt), final_answers)
+        if last is not None and not last.parse_ok:
+            # The answer shown is the arbiter's raw text: say so, in the status too.
+            warnings.insert(
+                0,
+                f"the arbiter's output of iteration {iteration} could not be read "
+                f"({'; '.join(last.warnings) or 'unknown format'}); its raw text is shown",
+            )
         yield RunFinished(
-            run_id=ctx.run_id, iterations=iteration, confidence=last.confidence if last else None
+            run_id=ctx.run_id,
+            iterations=iteration,
+            confidence=last.confidence if last else None,
+            status="completed_with_warnings" if warnings else "completed",
+            warnings=warnings,
         )
 
     async def _judge(
@@ -269,20 +292,37 @@ class RunLoop:
                 return
             outcome = task.result()
         except CallFailed as exc:
-            yield RunFailed(
-                run_id=ctx.run_id,
-                reason=f"the arbiter {request.model} failed in iteration {iteration}: "
-                f"{exc.message}",
-                errors={f"{request.model} (arbiter)": exc.message},
-            )
-            return
+            kept = kept_cut_off(exc, request.model)
+            if kept is None:
+                yield RunFailed(
+                    run_id=ctx.run_id,
+                    reason=f"the arbiter {request.model} failed in iteration {iteration}: "
+                    f"{exc.message}",
+                    errors={f"{request.model} (arbiter)": exc.message},
+                )
+                return
+            outcome = kept  # cut by our limits: read what it wrote so far
         finally:
             ctx.tasks.discard(task)
             await cancel_all([task])
+        raw, repairs, stats = outcome.text, 0, CallStats.fields_of(outcome)
         if rank:
-            parsed = _rank_decision(outcome.text, candidates)
+            parsed = rank_decision(outcome.text, candidates)
         else:
             parsed = parse_arbiter_response(outcome.text)
+            if not parsed.parse_ok and cfg.arbiter_repair and not ctx.cancelled:
+                repair = asyncio.create_task(
+                    repair_synthesis(self.gateway, request, outcome, parsed)
+                )
+                ctx.tasks.add(repair)
+                try:
+                    fixed = await repair
+                except asyncio.CancelledError:
+                    return
+                finally:
+                    ctx.tasks.discard(repair)
+                parsed, raw, repairs = fixed.parsed, fixed.raw, 1
+                stats.update(usage=fixed.usage, cost=fixed.cost)
         yield SynthesisReady(
             run_id=ctx.run_id,
             iteration=iteration,
@@ -296,8 +336,9 @@ class RunLoop:
             ranking=parsed.ranking or peer_ranking,
             parse_ok=parsed.parse_ok,
             warnings=parsed.warnings,
-            raw=outcome.text,
-            **CallStats.fields_of(outcome),
+            raw=raw,
+            repairs=repairs,
+            **stats,
         )
         yield parsed
 
@@ -320,7 +361,9 @@ class RunLoop:
             }
 
             def on_delta(chunk: str, channel: str) -> None:
-                if stream_deltas:
+                if channel in ("queued", "started"):
+                    queue.put_nowait(MemberQueued(**who, queued=channel == "queued"))
+                elif stream_deltas:
                     queue.put_nowait(
                         MemberDelta(
                             **who,
@@ -330,23 +373,54 @@ class RunLoop:
                         )
                     )
 
+            def done(text: str, reasoning: str, stats: dict[str, Any], **cut: Any) -> MemberDone:
+                parsed = parse_member_response(text)
+                answer = call.stage == "answer"
+                return MemberDone(
+                    **who,
+                    **stats,
+                    **cut,
+                    text=text,
+                    answer=parsed.answer if answer else text,
+                    thought_process=parsed.thought_process if answer else "",
+                    reasoning=reasoning,
+                    confidence=parsed.confidence if answer else None,
+                    parse_warnings=parsed.warnings if answer else [],
+                )
+
             try:
                 outcome = await self.gateway.call(call.request, on_delta)
-                parsed = parse_member_response(outcome.text)
-                answer = call.stage == "answer"
+                cut: dict[str, Any] = {}
+                if outcome.truncated:
+                    cut = {
+                        "truncated": True,
+                        "error_type": "length",
+                        "error": f"{model}: stopped at its max-tokens limit "
+                        f"({call.request.limits.max_output_tokens})",
+                    }
                 queue.put_nowait(
-                    MemberDone(
-                        **who,
-                        **CallStats.fields_of(outcome),
-                        text=outcome.text,
-                        answer=parsed.answer if answer else outcome.text,
-                        thought_process=parsed.thought_process if answer else "",
-                        reasoning=outcome.reasoning,
-                        confidence=parsed.confidence if answer else None,
-                        parse_warnings=parsed.warnings if answer else [],
-                    )
+                    done(outcome.text, outcome.reasoning, CallStats.fields_of(outcome), **cut)
                 )
             except CallFailed as exc:
+                if exc.kind == "cut_off" and exc.partial_text.strip():
+                    # Cut by our limits (tokens or time): the text so far is the answer.
+                    stats = {
+                        "latency_ms": exc.latency_ms,
+                        "served_by": exc.served_by,
+                        "attempts": exc.attempts,
+                    }
+                    queue.put_nowait(
+                        done(
+                            exc.partial_text,
+                            "",
+                            stats,
+                            truncated=True,
+                            error_type="cut_off",
+                            error=exc.message,
+                        )
+                    )
+                    return
+
                 queue.put_nowait(
                     MemberFailed(
                         **who,
@@ -374,46 +448,6 @@ class RunLoop:
         finally:
             ctx.tasks.difference_update(tasks)
             await cancel_all(tasks)
-
-
-def aggregate_ranking(reviews: Iterable[Sequence[int]], ids: Sequence[int]) -> list[int]:
-    """Council aggregate: ids ordered by mean position across reviews (llm-council's rule); an id
-    a reviewer left out counts as ranked last by that reviewer. Ties keep the original order."""
-    reviews = [r for r in reviews if r]
-    if not reviews:
-        return []
-    worst = len(ids) + 1
-
-    def mean_position(i: int) -> float:
-        return sum((r.index(i) + 1) if i in r else worst for r in reviews) / len(reviews)
-
-    return sorted(ids, key=mean_position)
-
-
-def _rank_decision(text: str, candidates: list[prompts.Candidate]) -> ArbiterParse:
-    """Rank judging: the synthesis is the top-ranked answer; the confidence is the arbiter's
-    stated one, else the top member's own."""
-    ids = {c.id for c in candidates}
-    ranking = [i for i in parse_ranking(text) if i in ids]
-    parsed = parse_arbiter_response(text)
-    if not ranking:
-        return parsed.model_copy(
-            update={
-                "parse_ok": False,
-                "warnings": [*parsed.warnings, "no ranking of the given responses found"],
-            }
-        )
-    top = next(c for c in candidates if c.id == ranking[0])
-    return ArbiterParse(
-        synthesis=top.answer,
-        confidence=parsed.confidence if parsed.confidence is not None else top.confidence,
-        analysis=f"Ranked best: response {top.id} ({top.model}). Ranking: {ranking}",
-        needs_iteration=parsed.needs_iteration,
-        refinement_areas=parsed.refinement_areas,
-        ranking=ranking,
-        parse_ok=True,
-        raw=text,
-    )
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:

@@ -103,11 +103,21 @@ class MemberRecord(CallStats, MemberCall):
     parse_warnings: list[str] = Field(
         default_factory=list, description="What the member-format parser had to guess."
     )
-    error: str | None = Field(None, description="A failure's message (the model's own).")
+    error: str | None = Field(
+        None,
+        description="A failure's message (the model's own); for a truncated answer, why it "
+        "was cut.",
+    )
     error_type: str | None = Field(
         None,
         description="rate_limit, server_error, timeout, connection, malformed, auth, "
-        "bad_request, context_window, empty, cut_off, quota, cooldown or error.",
+        "bad_request, context_window, empty, cut_off, quota, cooldown or error; a truncated "
+        "answer's is 'length' (the model's own max-tokens) or 'cut_off' (our limits).",
+    )
+    truncated: bool = Field(
+        False,
+        description="The answer was cut by a limit (the model's max-tokens option, or the "
+        "run-away guard's tokens or time) and is kept as far as it went.",
     )
 
 
@@ -126,3 +136,8 @@ class SynthesisRecord(CallStats):
     parse_ok: bool = True
     warnings: list[str] = Field(default_factory=list)
     raw: str = ""
+    repairs: int = Field(
+        0,
+        description="Reformat requests sent because the arbiter's output could not be read "
+        "(0 or 1); ``parse_ok`` says whether the answer to it could.",
+    )

@@ -19,7 +19,9 @@ from consortium_lab.engine.records import MemberRecord, SynthesisRecord
 if TYPE_CHECKING:
     import pandas as pd
 
-Status = Literal["running", "completed", "failed", "cancelled", "interrupted"]
+Status = Literal[
+    "running", "completed", "completed_with_warnings", "failed", "cancelled", "interrupted"
+]
 
 # The names a result's readers know its parts by: they are the records themselves.
 MemberResult = MemberRecord
@@ -50,6 +52,9 @@ class RunResult(BaseModel):
     status: Status = "running"
     error: str | None = None
     errors: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(
+        default_factory=list, description="Why the run ended 'completed_with_warnings'."
+    )
     iterations: list[IterationResult] = Field(default_factory=list)
 
     # -- building -------------------------------------------------------------------------
@@ -85,6 +90,7 @@ class RunResult(BaseModel):
             self._iteration(event.iteration).synthesis = SynthesisRecord.of(event)
         elif isinstance(event, ev.RunFinished):
             self.status = event.status
+            self.warnings = list(event.warnings)
             self.finished_at = event.at
         elif isinstance(event, ev.RunFailed):
             self.status = "failed"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from consortium_lab.config.consortium import Limits
 from consortium_lab.gateway.types import Stage, Usage
@@ -52,6 +52,8 @@ class CallOutcome:
     attempts: int = 1
     response_id: str | None = None
     cost: float | None = None
+    truncated: bool = False
+    """The model stopped at its own max-tokens option: the answer is kept, marked as cut."""
 
 
 class ModelSettings(BaseModel):
@@ -60,3 +62,9 @@ class ModelSettings(BaseModel):
     cache: bool = True
     ttl: float | None = None
     concurrency: int | None = None
+    parallel_sync: bool = Field(
+        False,
+        description="Let a sync-only model take several calls at once. Off by default: local "
+        "model plugins keep one native context per model, which overlapping calls corrupt "
+        "(see gateway/sync_calls.py for the plugins known to be thread-safe).",
+    )

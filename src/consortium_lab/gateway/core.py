@@ -245,7 +245,7 @@ class Gateway:
                 charge_later(user, *tokens)
             else:
                 await asyncio.to_thread(self.quotas.charge, user, *tokens)
-        if key is not None and self.cache is not None:
+        if key is not None and self.cache is not None and not outcome.truncated:
             ttl = self._settings(req.model).ttl or self.ttl
             entry = CachedAnswer(
                 text=outcome.text,
@@ -331,7 +331,8 @@ class Gateway:
 
         def restartable(chunk: str, channel: str) -> None:
             nonlocal streamed
-            streamed = True
+            # "queued"/"started" say when a sync-only model's call ran, not what it wrote.
+            streamed = streamed or channel in ("text", "reasoning")
             if on_delta is not None:
                 on_delta(chunk, channel)
 
@@ -360,6 +361,9 @@ class Gateway:
         except CallFailed as exc:
             exc.attempts = attempt_number
             exc.streamed = streamed
+            # Cut off by our limits, the model did answer (its text is kept): not a failure
+            # that should rest it. Three rambling members must not lock out their own arbiter.
+            ok = exc.kind == "cut_off" and bool(exc.partial_text.strip())
             self.metrics.failure(model, exc.kind)
             duration = exc.latency_ms / 1000 if exc.latency_ms is not None else None
             self.metrics.request(model, "error", duration)
@@ -395,7 +399,14 @@ class Gateway:
     ) -> CallOutcome:
         """One streaming attempt against one model, within its limits; then its usage, cost,
         metrics and ``llm`` log entry."""
-        done = await stream_once(model, lambda: self._models.get(model), req, limits, on_delta)
+        done = await stream_once(
+            model,
+            lambda: self._models.get(model),
+            req,
+            limits,
+            on_delta,
+            parallel_sync=self._settings(model).parallel_sync,
+        )
         response = done.response
         usage = Usage(
             input_tokens=getattr(response, "input_tokens", None),
@@ -420,6 +431,7 @@ class Gateway:
             served_by=model,
             response_id=response_id,
             cost=cost,
+            truncated=done.truncated,
         )
 
     def _sampled(self, req: CallRequest) -> CallRequest:

@@ -4,7 +4,6 @@ call's limits (time to first token, total time, output size), however the model 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -14,8 +13,10 @@ import llm
 
 from consortium_lab.config.catalog import LlmModel
 from consortium_lab.config.consortium import Limits
+from consortium_lab.config.options import max_tokens_option
 from consortium_lab.gateway.calls import CallRequest, DeltaCallback
 from consortium_lab.gateway.failures import CallFailed, classify, error_message, retry_after_seconds
+from consortium_lab.gateway.sync_calls import call_slot, thread_events
 
 __all__ = ["Streamed", "open_stream", "stream_once"]
 
@@ -29,22 +30,47 @@ class Streamed:
     latency_ms: float
     first_token_ms: float | None
     response: Any
+    truncated: bool = False
+    """The model stopped at its own max-tokens option (``finish_reason`` ``length``)."""
 
 
 def open_stream(
-    found: LlmModel, req: CallRequest
+    found: LlmModel,
+    req: CallRequest,
+    limits: Limits | None = None,
+    *,
+    parallel_sync: bool = False,
 ) -> tuple[AsyncGenerator[tuple[str, str], None], Any]:
-    """Start ``req`` on the model: its ``(channel, chunk)`` events and the ``llm`` response."""
+    """Start ``req`` on the model: its ``(channel, chunk)`` events and the ``llm`` response.
+
+    ``limits.max_output_tokens`` becomes the model's own max-tokens option when its
+    ``Options`` have one (see :data:`~consortium_lab.config.options.MAX_TOKENS_OPTIONS`) and
+    the request does not set it. A sync-only model runs one call at a time unless it is
+    thread-safe or ``parallel_sync`` allows overlapping calls.
+    """
+    options = _with_max_tokens(found, req.options, limits)
     if found.async_model is not None:
         response = found.async_model.prompt(
-            req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
+            req.prompt, system=req.system, messages=_history(req), stream=True, **options
         )
         return _async_events(response), response
     assert found.model is not None  # LlmModel holds one of the two
     sync_response = found.model.prompt(
-        req.prompt, system=req.system, messages=_history(req), stream=True, **req.options
+        req.prompt, system=req.system, messages=_history(req), stream=True, **options
     )
-    return _thread_events(sync_response), sync_response
+    slot = call_slot(found.model, parallel=parallel_sync)
+    return thread_events(sync_response, slot), sync_response
+
+
+def _with_max_tokens(
+    found: LlmModel, options: dict[str, Any], limits: Limits | None
+) -> dict[str, Any]:
+    if limits is None or limits.max_output_tokens is None:
+        return options
+    name = max_tokens_option(found.options_class)
+    if name is None or name in options:
+        return options
+    return {**options, name: limits.max_output_tokens}
 
 
 async def stream_once(
@@ -53,11 +79,15 @@ async def stream_once(
     req: CallRequest,
     limits: Limits,
     on_delta: DeltaCallback,
+    *,
+    parallel_sync: bool = False,
 ) -> Streamed:
     """One streaming attempt against ``model`` (looked up by ``found``), within ``limits``.
 
     Raises :class:`CallFailed` for every failure, the model's look-up included; the pieces
-    go to ``on_delta`` as they arrive.
+    go to ``on_delta`` as they arrive. A sync-only model's call that waits for the model
+    sends ``on_delta("", "queued")`` and, once it runs, ``on_delta("", "started")``; its
+    limits count from then.
     """
     start = time.monotonic()
     text: list[str] = []
@@ -80,10 +110,11 @@ async def stream_once(
     first_at = None if limits.first_token_timeout is None else start + limits.first_token_timeout
     max_chars = _max_chars(limits.max_output_tokens)
     try:
-        stream, response = open_stream(found(), req)
+        stream, response = open_stream(found(), req, limits, parallel_sync=parallel_sync)
     except Exception as exc:
         raise failed(classify(exc), error_message(exc)) from exc
     cut = False
+    queued = False
     try:
         # One timeout for the whole stream, moved once when the first token arrives (not
         # one per chunk: that was a timer armed and cancelled per chunk). It keeps the
@@ -94,6 +125,20 @@ async def stream_once(
         try:
             async with scope:
                 async for kind, chunk in stream:
+                    if kind == "queued":
+                        queued = True
+                        scope.reschedule(None)  # waiting for the model is not its time
+                        on_delta("", "queued")
+                        continue
+                    if kind == "started":
+                        if queued:  # its limits start now
+                            start = time.monotonic()
+                            total_at = _after(start, limits.total_timeout)
+                            first_at = _after(start, limits.first_token_timeout)
+                            deadline = _earliest(total_at, first_at)
+                            scope.reschedule(None if deadline is None else _loop_time(deadline))
+                            on_delta("", "started")
+                        continue
                     if not chunk:
                         continue
                     if first_token_ms is None:
@@ -149,7 +194,25 @@ async def stream_once(
         latency_ms=latency_ms,
         first_token_ms=first_token_ms,
         response=response,
+        truncated=_stopped_at_length(response),
     )
+
+
+def _stopped_at_length(response: Any) -> bool:
+    """Whether the model says it stopped at its max-tokens option (OpenAI's ``finish_reason``
+    ``length``, as ``llm`` keeps it in ``response_json``)."""
+    data = getattr(response, "response_json", None)
+    if not isinstance(data, dict):
+        return False
+    reason = data.get("finish_reason") or data.get("stop_reason") or data.get("done_reason")
+    choices = data.get("choices")
+    if reason is None and isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        reason = choices[0].get("finish_reason")
+    return reason in ("length", "max_tokens")
+
+
+def _after(start: float, seconds: float | None) -> float | None:
+    return None if seconds is None else start + seconds
 
 
 def _history(req: CallRequest) -> list[Any]:
@@ -212,40 +275,3 @@ async def _async_events(response: llm.AsyncResponse) -> AsyncGenerator[tuple[str
                 yield event.type, event.chunk
     finally:
         await events.aclose()
-
-
-async def _thread_events(response: llm.Response) -> AsyncGenerator[tuple[str, str], None]:
-    """Stream a sync-only model from a worker thread. On cancellation the thread is abandoned at
-    its next chunk (a sync client cannot be interrupted mid-read)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def worker() -> None:
-        try:
-            for event in response.stream_events():
-                if stop.is_set():
-                    return
-                if event.type in ("text", "reasoning"):
-                    put((event.type, event.chunk))
-            put(("done", None))
-        except BaseException as exc:  # delivered to the awaiting side
-            put(("error", exc))
-
-    thread = threading.Thread(
-        target=worker, name=f"llm-sync-{response.model.model_id}", daemon=True
-    )
-    thread.start()
-    try:
-        while True:
-            kind, item = await queue.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise item
-            yield kind, item
-    finally:
-        stop.set()

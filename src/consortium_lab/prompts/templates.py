@@ -156,3 +156,31 @@ def rank_prompt(
             "formatted_responses": format_responses(candidates, anonymize=anonymize),
         },
     )
+
+
+REFORMAT_PROMPT = """Your previous reply could not be read: {problems}.
+Rewrite it in exactly this format and nothing else. Keep its content; state a confidence
+between 0 and 1.
+
+<synthesis_output>
+<synthesis>the answer</synthesis>
+<confidence>0.0 to 1.0</confidence>
+<analysis>one or two sentences on how the answers agree</analysis>
+<dissent>where they disagree, or none</dissent>
+<needs_iteration>false</needs_iteration>
+<refinement_areas></refinement_areas>
+</synthesis_output>
+
+Your previous reply:
+<previous_reply>
+{raw}
+</previous_reply>"""
+"""The one repair request for an arbiter output that could not be read: short (a small
+model's context is short too) and naming what was missing."""
+
+
+def reformat_prompt(raw: str, problems: Sequence[str], max_chars: int = 4000) -> str:
+    """Ask the arbiter to restate ``raw`` in the synthesis format (its first ``max_chars``
+    characters: a rambling output must not fill a small model's context)."""
+    listed = "; ".join(problems) if problems else "the required tags were missing"
+    return REFORMAT_PROMPT.format(problems=listed, raw=raw.strip()[:max_chars])

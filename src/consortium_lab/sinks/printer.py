@@ -51,12 +51,18 @@ class TerminalPrinter:
             line = self._line(f"{label(event.model)} #{event.instance}", event.stage)
             line.state, line.chars = "streaming", line.chars + len(event.text)
             self._draw()
+        elif isinstance(event, ev.MemberQueued):
+            line = self._line(f"{label(event.model)} #{event.instance}", event.stage)
+            line.state = "queued (one call at a time)" if event.queued else "started"
+            self._draw(force=True)
         elif isinstance(event, ev.MemberDone):
             line = self._line(f"{label(event.model)} #{event.instance}", event.stage)
             conf = "unknown" if event.confidence is None else f"{event.confidence:.0%}"
             extra = " (cached)" if event.cached else ""
             if event.served_by and event.served_by != event.model:
                 extra += f" served by {event.served_by}"
+            if event.truncated:
+                extra += f", truncated ({event.error_type})"
             line.state, line.detail = (
                 "done",
                 f"confidence {conf}, {(event.latency_ms or 0) / 1000:.1f} s{extra}",
@@ -90,6 +96,8 @@ class TerminalPrinter:
         elif isinstance(event, ev.RunFinished):
             self._commit()
             self._print(f"Finished after {event.iterations} iteration(s) ({event.status}).")
+            for warning in event.warnings:
+                self._print(f"  ⚠ {warning}")
 
     def _line(self, name: str, stage: str) -> _Line:
         key = name if stage in ("answer", "arbiter", "chair") else f"{name} [{stage}]"

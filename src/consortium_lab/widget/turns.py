@@ -176,5 +176,9 @@ def turn_view(
         },
         "charts": rows,
         "errors": dict(result.errors),
+        # Why a turn ended 'completed_with_warnings': shown on the turn itself.
+        "warnings": list(result.warnings),
+        # Shown on each member while it runs: a local model may take up to this long.
+        "time_limit": (result.config.get("limits") or {}).get("total_timeout"),
     }
     return data

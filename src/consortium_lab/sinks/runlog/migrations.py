@@ -17,8 +17,19 @@ from consortium_lab.sinks.runlog.connection import utc_now
 
 __all__ = ["MIGRATIONS", "RUN_STATUSES", "SCHEMA_VERSION", "RunStatus", "migrate", "pending"]
 
-RunStatus = Literal["running", "completed", "failed", "cancelled", "interrupted"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("running", "completed", "failed", "cancelled", "interrupted")
+RunStatus = Literal[
+    "running", "completed", "completed_with_warnings", "failed", "cancelled", "interrupted"
+]
+RUN_STATUSES: tuple[RunStatus, ...] = (
+    "running",
+    "completed",
+    "completed_with_warnings",
+    "failed",
+    "cancelled",
+    "interrupted",
+)
+_INITIAL_STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+"""What schema 1 allowed: migration 1 must keep creating exactly that."""
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -40,7 +51,7 @@ def migration(version: int, name: str) -> Callable[[Migration], Migration]:
 
 @migration(1, "initial")
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    statuses = ", ".join(f"'{s}'" for s in RUN_STATUSES)
+    statuses = ", ".join(f"'{s}'" for s in _INITIAL_STATUSES)
     db.execute(
         """
         CREATE TABLE IF NOT EXISTS conversations (
@@ -186,6 +197,37 @@ def _m002_records(db: sqlite_utils.Database) -> None:
           AND json_extract(e.json, '$.iteration') = arbiter_decisions.iteration
         """
     )
+
+
+@migration(3, "warnings")
+def _m003_warnings(db: sqlite_utils.Database) -> None:
+    """The run status ``completed_with_warnings`` (an arbiter output that could not be read),
+    a member answer's ``truncated`` flag and a synthesis's ``repairs`` count.
+
+    SQLite cannot alter a CHECK constraint: ``runs`` is rebuilt from its own SQL with the new
+    status list, every row copied, its indexes made again. Nothing references ``runs`` by
+    foreign key, so dropping the old table touches no other row.
+    """
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
+    old = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in _INITIAL_STATUSES))
+    new = "CHECK (status IN ({}))".format(", ".join(f"'{s}'" for s in RUN_STATUSES))
+    if old not in sql[0]:
+        raise RuntimeError(f"runs: unexpected status constraint in {sql[0]!r}")
+    indexes = [
+        row[0]
+        for row in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
+            " AND sql IS NOT NULL"
+        )
+    ]
+    db.execute(sql[0].replace(old, new).replace("CREATE TABLE runs", "CREATE TABLE runs_new", 1))
+    db.execute("INSERT INTO runs_new SELECT * FROM runs")
+    db.execute("DROP TABLE runs")
+    db.execute("ALTER TABLE runs_new RENAME TO runs")
+    for index in indexes:
+        db.execute(index)
+    db.execute("ALTER TABLE member_responses ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE arbiter_decisions ADD COLUMN repairs INTEGER NOT NULL DEFAULT 0")
 
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
