@@ -87,6 +87,9 @@ class LlmLogWriter:
         self._flusher.close()
 
 
+SIGTERM_FLUSH_TIMEOUT_S = 25.0
+"""How long a ``SIGTERM`` waits for the queues to be written before the process ends."""
+
 _default: LlmLogWriter | None = None
 _default_lock = threading.Lock()
 
@@ -125,9 +128,12 @@ def _install_sigterm_flush() -> None:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    # The interrupted thread may hold a writer's lock: write from another thread, bounded.
+    # The interrupted thread may hold a writer's lock: write from another thread, bounded. The
+    # bound fits inside the usual 30 s grace between SIGTERM and SIGKILL (Kubernetes, systemd)
+    # while leaving a first write, which runs all of llm's log migrations, time on a loaded
+    # machine (10 s was seen to cut one short).
     writer = threading.Thread(target=flush_all, name="llm-log-sigterm", daemon=True)
     writer.start()
-    writer.join(10.0)
+    writer.join(SIGTERM_FLUSH_TIMEOUT_S)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
