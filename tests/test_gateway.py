@@ -275,7 +275,8 @@ async def test_concurrency_limit_per_model(fake_openai, judge, tmp_path):
 # -- the single stream timeout ----------------------------------------------------------------
 async def test_total_timeout_cuts_a_slow_answer_and_is_not_retried(fake_openai, tmp_path):
     from consortium_lab.config.consortium import Limits
-    from consortium_lab.gateway.core import CallFailed, CallRequest
+    from consortium_lab.gateway.calls import CallRequest
+    from consortium_lab.gateway.failures import CallFailed
 
     long_answer = " ".join(f"w{i}" for i in range(200))
     fake_openai.add_model("slow", ModelScript(reply=long_answer, token_delay=0.05))

@@ -15,7 +15,8 @@ import pytest
 
 from consortium_lab import Gateway
 from consortium_lab.config.consortium import Limits
-from consortium_lab.gateway.core import CallFailed, CallRequest
+from consortium_lab.gateway.calls import CallRequest
+from consortium_lab.gateway.failures import CallFailed
 from consortium_lab.gateway.llm_logs import log_to_llm
 
 from fake_openai import Fault, ModelScript

@@ -14,7 +14,7 @@ import redis
 import test_service as svc
 from consortium_lab import Gateway
 from consortium_lab.gateway.cache import CachedAnswer, RedisResponseCache
-from consortium_lab.gateway.core import CallRequest
+from consortium_lab.gateway.calls import CallRequest
 from consortium_lab.gateway.ledger import RedisLedger, SQLiteLedger, UsageRecord, open_ledger
 from consortium_lab.gateway.quotas import QuotaExceeded, QuotaManager, QuotaPolicy
 

@@ -276,7 +276,11 @@ def test_llm_streams_through_the_gateway_with_exact_text(gateways, fake_openai, 
     assert stat.S_IMODE(keys_path.stat().st_mode) == 0o600
     assert json.loads(keys_path.read_text())[key_name] == ALICE
     # the kernel's side never sees the provider key
-    assert not any(PROVIDER_KEY in p.read_text() for p in isolated_home.llm_user_path.iterdir())
+    # (bytes: logs.db, a binary SQLite file, may already be there, written in the background)
+    secret = PROVIDER_KEY.encode()
+    assert not any(
+        secret in p.read_bytes() for p in isolated_home.llm_user_path.iterdir() if p.is_file()
+    )
 
     model = llm.get_model("gw-m")
     chunks = [c for c in model.prompt("Hello", stream=True) if c]

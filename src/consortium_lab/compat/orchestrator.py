@@ -21,7 +21,8 @@ from consortium_lab.config.consortium import (
 from consortium_lab.config.embedding import embedding_model_id
 from consortium_lab.engine.consortium import Consortium
 from consortium_lab.engine.result import RunResult
-from consortium_lab.gateway.core import CacheMode, Gateway
+from consortium_lab.gateway.calls import CacheMode
+from consortium_lab.gateway.core import Gateway
 from consortium_lab.gateway.llm_logs import llm_logging_on
 
 __all__ = ["CompatOrchestrator", "ConsortiumOrchestrator", "create_consortium"]

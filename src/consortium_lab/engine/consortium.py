@@ -26,7 +26,8 @@ from consortium_lab.engine.conversation import Conversation
 from consortium_lab.engine.plugins import resolve_run_log
 from consortium_lab.engine.result import RunResult
 from consortium_lab.engine.run import Run, Sink
-from consortium_lab.gateway.core import CacheMode, Gateway
+from consortium_lab.gateway.calls import CacheMode
+from consortium_lab.gateway.core import Gateway
 
 if TYPE_CHECKING:
     from consortium_lab.gateway.pricing import Estimate

@@ -27,7 +27,9 @@ from consortium_lab.engine.events import (
 from consortium_lab.engine.ranking import aggregate_ranking, rank_decision
 from consortium_lab.engine.records import CallStats
 from consortium_lab.engine.repair import UNREADABLE_IN_A_ROW, kept_cut_off, repair_synthesis
-from consortium_lab.gateway.core import CacheMode, CallFailed, CallRequest, Gateway
+from consortium_lab.gateway.calls import CacheMode, CallRequest
+from consortium_lab.gateway.core import Gateway
+from consortium_lab.gateway.failures import CallFailed
 from consortium_lab.prompts import templates as prompts
 from consortium_lab.prompts.parsing import (
     ArbiterParse,

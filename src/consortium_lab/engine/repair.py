@@ -7,7 +7,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from consortium_lab.gateway.core import CallFailed, CallOutcome, CallRequest, Gateway, Usage
+from consortium_lab.gateway.calls import CallOutcome, CallRequest
+from consortium_lab.gateway.core import Gateway
+from consortium_lab.gateway.failures import CallFailed
+from consortium_lab.gateway.types import Usage
 from consortium_lab.prompts import templates as prompts
 from consortium_lab.prompts.parsing import ArbiterParse, parse_arbiter_response
 

@@ -18,7 +18,7 @@ from consortium_lab.engine.events import (
 )
 from consortium_lab.engine.iteration import RunContext, RunLoop, cancel_all
 from consortium_lab.engine.result import RunResult
-from consortium_lab.gateway.core import CacheMode
+from consortium_lab.gateway.calls import CacheMode
 
 if TYPE_CHECKING:
     from consortium_lab.engine.consortium import Consortium

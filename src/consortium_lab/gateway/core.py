@@ -25,7 +25,6 @@ from consortium_lab.config.catalog import ModelLookups
 from consortium_lab.config.consortium import Limits
 from consortium_lab.gateway.cache import CachedAnswer, ResponseCache, cache_key, open_cache
 from consortium_lab.gateway.calls import (
-    CacheMode,
     CallOutcome,
     CallRequest,
     DeltaCallback,
@@ -33,33 +32,14 @@ from consortium_lab.gateway.calls import (
 )
 from consortium_lab.gateway.clients import HttpTransport, SharedClients
 from consortium_lab.gateway.failures import (
-    RETRYABLE_KINDS,
     CallFailed,
-    classify,
-    error_message,
-    retry_after_seconds,
 )
 from consortium_lab.gateway.routing import Router, Strategy
 from consortium_lab.gateway.stream import stream_once
-from consortium_lab.gateway.types import Stage, Usage
+from consortium_lab.gateway.types import Usage
 from consortium_lab.paths import data_dir
 
-# The names the engine and the service import from here, wherever they are defined.
-__all__ = [
-    "RETRYABLE_KINDS",
-    "CacheMode",
-    "CallFailed",
-    "CallOutcome",
-    "CallRequest",
-    "DeltaCallback",
-    "Gateway",
-    "ModelSettings",
-    "Stage",
-    "Usage",
-    "classify",
-    "error_message",
-    "retry_after_seconds",
-]
+__all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
 

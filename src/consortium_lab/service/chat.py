@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from consortium_lab.gateway.core import CallFailed, CallOutcome, CallRequest, Gateway
+from consortium_lab.gateway.calls import CallOutcome, CallRequest
+from consortium_lab.gateway.core import Gateway
+from consortium_lab.gateway.failures import CallFailed
 from consortium_lab.service.auth import Gatekeeper
 from consortium_lab.service.discovery import ModelDirectory
 from consortium_lab.service.errors import ApiError, failure_error, internal_error, validation_error

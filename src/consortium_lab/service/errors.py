@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from consortium_lab.gateway.core import CallFailed
+from consortium_lab.gateway.failures import CallFailed
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from consortium_lab.gateway.core import CallOutcome
+from consortium_lab.gateway.calls import CallOutcome
 from consortium_lab.service.errors import ApiError
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from traitlets import (
 from traitlets.config import Configurable
 
 from consortium_lab.config.consortium import Limits
-from consortium_lab.gateway.core import ModelSettings
+from consortium_lab.gateway.calls import ModelSettings
 from consortium_lab.gateway.ledger import check_acl_subject, check_quota_subject
 from consortium_lab.gateway.quotas import QuotaPolicy
 from consortium_lab.gateway.routing import Strategy

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import time
 
-from consortium_lab.gateway.core import CallFailed, CallOutcome, CallRequest
+from consortium_lab.gateway.calls import CallOutcome, CallRequest
+from consortium_lab.gateway.failures import CallFailed
 from consortium_lab.gateway.ledger import Ledger, UsageRecord
 from consortium_lab.service.metrics import ServiceMetrics
 
