@@ -544,5 +544,6 @@ function render({ model, el }: Pick<RenderProps<ChatModel>, "model" | "el">): ()
   return () => app.dispose();
 }
 
-export { render };
+// Only the default export: anywidget warns (in every page's console) that a named `render`
+// export is deprecated.
 export default { render };

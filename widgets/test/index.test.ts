@@ -2,7 +2,9 @@
 // traits, what it sends, and how it takes the kernel's messages. Every message it sends is
 // checked against the one schema (widgets/messages.schema.json).
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { ChatApp, render } from "../src/index";
+import widget, { ChatApp } from "../src/index";
+
+const { render } = widget;
 import type { KernelMessage } from "../src/messages.gen";
 import { chatState, FakeModel } from "./fakeModel";
 import { check, fixture } from "./schema";
