@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from .test_chat_e2e import ask, configure, expect, open_chat, wait_status
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
-
-from .test_chat_e2e import ask, configure, expect, open_chat, wait_status
 
 LONG = "Rayleigh scattering explains the colour of the daytime sky in detail. " * 40
 
@@ -85,8 +84,11 @@ def test_follows_the_stream_until_the_reader_scrolls_up(voila, models, page):
     )
     # the newest text (the end of the streaming answer) is on screen
     assert page.evaluate(
-        """() => { const r = document.querySelector('.cl-member[data-status="streaming"] .cl-answer')
-                     .getBoundingClientRect(); return r.bottom > 0 && r.bottom <= innerHeight; }"""
+        """() => {
+          const r = document.querySelector('.cl-member[data-status="streaming"] .cl-answer')
+            .getBoundingClientRect();
+          return r.bottom > 0 && r.bottom <= innerHeight;
+        }"""
     )
     jump = page.get_by_role("button", name="Jump to latest")
     expect(jump).to_be_hidden()
