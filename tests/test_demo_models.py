@@ -290,3 +290,29 @@ def test_rank_prompt_ranks_the_given_ids(model_id: str) -> None:
     ranks = re.findall(r'<rank position="(\d+)">(\d+)</rank>', text)
     assert [int(p) for p, _ in ranks] == [1, 2, 3]
     assert [int(i) for _, i in ranks] == parse_ranking(text) == [4, 9, 7]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8, 0.95])
+def test_demo_arbiter_names_the_threshold_in_effect(threshold: float) -> None:
+    answers = [parse_member_response(member_answer(m)).answer for m in MEMBERS]
+    candidates = [
+        prompts.Candidate(i, m, a, None)
+        for i, (m, a) in enumerate(zip(MEMBERS, answers, strict=True))
+    ]
+    prompt = prompts.arbiter_prompt(QUESTION, candidates, [], None, threshold=threshold)
+    assert f"<confidence_threshold>{threshold:g}</confidence_threshold>" in prompt
+    parsed = parse_arbiter_response(ask("demo-arbiter", prompt))
+    assert parsed.confidence is not None
+    assert f"threshold of {threshold:.0%}" in parsed.analysis
+    assert parsed.needs_iteration is (parsed.confidence < threshold)
+
+
+async def test_engine_tells_the_demo_arbiter_its_threshold() -> None:
+    from consortium_lab import Consortium
+
+    consortium = Consortium(
+        models=list(MEMBERS), arbiter="demo-arbiter", confidence_threshold=0.8,
+        max_iterations=1, store=False,
+    )  # fmt: skip
+    result = await consortium.run(QUESTION)
+    assert result.synthesis is not None and "threshold of 80%" in result.synthesis.analysis

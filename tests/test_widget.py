@@ -462,6 +462,26 @@ def test_restore_false_and_store_false(trio, monkeypatch, tmp_path):
     assert widget.store is None and widget.past_runs == [] and widget.turns == []
 
 
+async def test_restore_false_starts_a_new_conversation_even_after_ready(
+    trio, monkeypatch, tmp_path
+):
+    first, _ = make_widget(monkeypatch, tmp_path, config=trio)
+    await first.ask("Is it?")
+    old_conversation = first.conversation_id
+
+    fresh, _ = make_widget(monkeypatch, tmp_path, config=trio, restore=False)
+    fresh.handle_message({"type": "ready"})  # what every page sends when it renders
+    assert fresh.turns == [] and fresh.conversation_id != old_conversation
+    await fresh.ask("A new question.")
+    rows = runs.list(path=tmp_path / "runs.db")
+    assert {r["conversation_id"] for r in rows} == {old_conversation, fresh.conversation_id}
+    assert [t["original_prompt"] for t in fresh.turns] == ["A new question."]
+    # the default still restores the latest conversation when the page says ready
+    again, _ = make_widget(monkeypatch, tmp_path, config=trio)
+    again.handle_message({"type": "ready"})
+    assert again.conversation_id == fresh.conversation_id
+
+
 def test_default_config_is_the_offline_demo(monkeypatch, tmp_path):
     widget, _ = make_widget(monkeypatch, tmp_path)
     assert widget.config["models"] == {"demo-analyst": 1, "demo-optimist": 1, "demo-skeptic": 1}

@@ -18,6 +18,7 @@ overlap >= ``SUPPORT_THRESHOLD``; a response's support is the mean over its sent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import math
@@ -238,6 +239,15 @@ def confidence_from_agreement(agreement: float) -> float:
     return round(min(0.95, max(0.3, 0.3 + 0.8 * agreement)), 2)
 
 
+def _threshold(text: str) -> float:
+    """The consortium's threshold named in an arbiter prompt, else ``ITERATE_BELOW``."""
+    found = re.search(r"<confidence_threshold>\s*([0-9.]+)\s*</confidence_threshold>", text)
+    with contextlib.suppress(ValueError):
+        if found is not None:
+            return float(found.group(1))
+    return ITERATE_BELOW
+
+
 def synthesize(text: str) -> str:
     """The demo arbiter's reply to an ``<arbiter_prompt>``: an honest extractive synthesis.
 
@@ -245,7 +255,8 @@ def synthesize(text: str) -> str:
     near-duplicates (Jaccard >= ``SUPPORT_THRESHOLD``), at most six; when nothing is shared the
     best-ranked response is used whole. Distinct unsupported sentences become ``<dissent>`` and
     (up to three) refinement areas. ``<confidence>`` is :func:`confidence_from_agreement`;
-    ``<needs_iteration>`` is true below ``ITERATE_BELOW``; ``<ranking>`` orders by support.
+    ``<needs_iteration>`` is true below the prompt's ``<confidence_threshold>`` (else
+    ``ITERATE_BELOW``); ``<ranking>`` orders by support.
     """
     a = _analyse(text)
     topic = _topic(_question(_tag(text, "original_prompt") or ""))
@@ -261,14 +272,17 @@ def synthesize(text: str) -> str:
         if not p.support and distinct:
             dissent.append(p)
     confidence = confidence_from_agreement(a.agreement)
-    needs = confidence < ITERATE_BELOW
+    threshold = _threshold(text)
+    needs = confidence < threshold
     areas = [CLAIM_PREFIX + p.text.rstrip(".!? ") for p in dissent[:3]]
     areas = areas or [f"Add concrete, verifiable detail about {topic}"]
     dissent_lines = [f"- {a.models[p.response]}: {p.text}" for p in dissent]
     verdict = (
-        f"Confidence is below {ITERATE_BELOW}, so another iteration is recommended."
+        f"Confidence is below the threshold of {threshold:.0%}, so another iteration is "
+        "recommended."
         if needs
-        else f"Confidence reaches {ITERATE_BELOW}, so no further iteration is needed."
+        else f"Confidence reaches the threshold of {threshold:.0%}, so no further iteration is "
+        "needed."
     )
     shared = sum(1 for p in a.points if p.support)
     area_lines = "\n".join(f"<area>{x}</area>" for x in areas)

@@ -87,6 +87,13 @@ def wait_status(page, turn, *statuses: str, timeout: float = 90_000) -> str:
     return turn.get_attribute("data-status")
 
 
+def open_working(turn) -> None:
+    """Unfold the consortium's working, which folds itself once the answer is there."""
+    expect(turn.locator(".cl-working")).not_to_have_attribute("open", "")
+    turn.locator(".cl-working-summary").click()
+    expect(turn.locator(".cl-working")).to_have_attribute("open", "")
+
+
 def judge_reply(body) -> str:
     """First iteration: low confidence, asks for another; second: confident."""
     if "Iteration 1 synthesis:" in last_user_text(body):
@@ -123,6 +130,8 @@ def test_chat_streams_iterates_stops_reloads_and_exports(voila, models, page):
     assert wait_status(page, turn, "completed", "failed") == "completed"
     expect(turn.locator(".cl-timeline button")).to_have_count(2)
     expect(turn.locator(".cl-synthesis-text")).to_have_text("Blue light scatters most.")
+    # the answer first; the members are in the working, folded once the answer is there
+    open_working(turn)
     panes = turn.locator(".cl-member")
     expect(panes).to_have_count(3)
     for i in range(3):
@@ -329,6 +338,7 @@ def test_stress_four_members_4000_tokens(voila, models, page):
     root = page.locator(".cl-root")
     messages = int(root.get_attribute("data-messages")) - before
     print(f"\nstress: {messages} messages in {elapsed:.2f} s = {messages / elapsed:.1f}/s")
+    open_working(turn)
     for model, text in texts.items():
         pane = turn.locator(f".cl-member[data-key='{model}#1']")
         assert pane.locator(".cl-answer").inner_text().strip() == text

@@ -45,6 +45,22 @@ export class ChatApp {
   private history: History;
   private frame = 0;
   private disposed = false;
+  private jumpBtn: HTMLButtonElement;
+  /** Keep the newest text in view, until the reader scrolls up. */
+  private following = true;
+  private scrollBox: HTMLElement | null = null;
+  private onScroll = () => this.updateFollowing();
+  private onKey = (e: KeyboardEvent) => {
+    const target = e.target as Node | null;
+    const here = !!target && (this.root.contains(target) || target === this.root.ownerDocument.body);
+    if (e.key === "Escape" && here && this.model.get("status") === "running") {
+      e.preventDefault();
+      this.send({ type: "cancel" });
+    }
+  };
+  private autoScrollTop = -1; // where this page last scrolled itself to
+  private lastScrollTop = 0;
+  private lastTurn: TurnComponent | null = null;
 
   constructor(private model: Model) {
     this.statusEl = h("span", { class: "cl-status", role: "status", "aria-live": "polite" });
@@ -71,7 +87,10 @@ export class ChatApp {
     this.stopBtn.onclick = () => this.send({ type: "cancel" });
     this.estimate = new EstimateBox((m) => this.send(m), () => this.promptInput.value);
     this.sendBtn.setAttribute("aria-describedby", this.estimate.el.id);
-    this.promptInput.addEventListener("input", () => this.estimate.schedule());
+    this.promptInput.addEventListener("input", () => {
+      this.estimate.schedule();
+      this.sendBtn.disabled = this.model.get("status") !== "idle" || !this.promptInput.value.trim();
+    });
     const form = h(
       "form",
       { class: "cl-prompt", "aria-label": "Prompt" },
@@ -79,6 +98,12 @@ export class ChatApp {
       this.promptInput,
       h("div", { class: "cl-prompt-buttons" }, this.sendBtn, this.stopBtn, this.estimate.el),
     );
+    this.jumpBtn = h("button", { type: "button", class: "cl-btn cl-jump", "data-action": "jump", hidden: true, text: "↓ Jump to latest" });
+    this.jumpBtn.onclick = () => {
+      this.following = true;
+      this.scrollToEnd();
+    };
+    form.prepend(this.jumpBtn);
     form.onsubmit = (e) => {
       e.preventDefault();
       this.submit();
@@ -127,6 +152,9 @@ export class ChatApp {
     this.history.render(this.model.get("past_runs"));
     this.render();
     this.send({ type: "ready" });
+    // Escape stops a run (as Stop does), from the chat or the page around it; listened to on
+    // the document while capturing, since the page's own shortcuts (Lumino) may stop it first.
+    this.root.ownerDocument.addEventListener("keydown", this.onKey, true);
     this.estimate.schedule();
   }
 
@@ -139,6 +167,8 @@ export class ChatApp {
     if (!prompt.trim() || this.model.get("status") !== "idle") return;
     this.send({ type: "ask", prompt });
     this.promptInput.value = "";
+    this.sendBtn.disabled = true;
+    this.following = true; // the reader just asked: show the answer as it comes
     this.estimate.schedule();
   }
 
@@ -191,7 +221,6 @@ export class ChatApp {
     const live: Json = this.model.get("live_turn") ?? {};
     setAttr(this.root, "data-status", status);
     setText(this.statusEl, status === "idle" ? "" : status === "running" ? "Running…" : "Stopping…");
-    this.sendBtn.disabled = status !== "idle";
     this.stopBtn.disabled = status !== "running";
     const error: string = this.model.get("error") ?? "";
     this.errorEl.hidden = !error;
@@ -226,12 +255,81 @@ export class ChatApp {
       if (previous.nextElementSibling !== comp.el) previous.after(comp.el);
       comp.update(v);
       previous = comp.el;
+      this.lastTurn = comp;
     }
+    if (!views.length) this.lastTurn = null;
     this.streams.retain(new Set([...keep]));
+    this.sendBtn.disabled = status !== "idle" || !this.promptInput.value.trim();
+    if (this.following) this.scrollToEnd();
+    this.jumpBtn.hidden = this.following;
+  }
+
+  /** The element that scrolls the page around the widget (Voila's panel, a notebook, or the
+   * document), found on first use and watched for the reader scrolling up. */
+  private scroller(): HTMLElement | null {
+    if (this.scrollBox?.isConnected) return this.scrollBox;
+    const doc = this.root.ownerDocument;
+    let el = this.root.parentElement;
+    while (el && el !== doc.body && el !== doc.documentElement) {
+      const y = doc.defaultView?.getComputedStyle(el).overflowY ?? "";
+      if (y === "auto" || y === "scroll") break;
+      el = el.parentElement;
+    }
+    const box = el && el !== doc.body && el !== doc.documentElement ? el : (doc.scrollingElement as HTMLElement | null);
+    if (box !== this.scrollBox) {
+      this.scrollTarget()?.removeEventListener("scroll", this.onScroll);
+      this.scrollBox = box;
+      this.scrollTarget()?.addEventListener("scroll", this.onScroll, { passive: true });
+    }
+    return box;
+  }
+
+  private scrollTarget(): EventTarget | null {
+    const box = this.scrollBox;
+    if (!box) return null;
+    return box === this.root.ownerDocument.scrollingElement ? this.root.ownerDocument : box;
+  }
+
+  private updateFollowing(): void {
+    const box = this.scrollBox;
+    if (!box) return;
+    // Within a few lines of the end counts as at the end (momentum, rounding, a growing pane);
+    // so does where this page scrolled itself (the top of a long answer).
+    // Only a move up stops following: the browser's own scroll anchoring, as content grows,
+    // moves the page too, and must not count as the reader leaving.
+    const top = box.scrollTop;
+    if (box.scrollHeight - top - box.clientHeight < 80 || Math.abs(top - this.autoScrollTop) < 4) {
+      this.following = true;
+    } else if (top < this.lastScrollTop - 2) {
+      this.following = false;
+    }
+    this.lastScrollTop = top;
+    this.jumpBtn.hidden = this.following;
+  }
+
+  /** Scroll to the newest text, but never past the top of the last answer: once the arbiter
+   * speaks, its answer's first lines stay in view however long the rest is. */
+  private scrollToEnd(): void {
+    const box = this.scroller();
+    if (!box) return;
+    let target = box.scrollHeight - box.clientHeight;
+    const turn = this.lastTurn;
+    if (turn?.answered) {
+      const top = box.scrollTop + turn.answerEl.getBoundingClientRect().top - box.getBoundingClientRect().top;
+      target = Math.min(target, Math.max(0, top - 8));
+    }
+    if (Math.abs(box.scrollTop - target) >= 1) {
+      this.autoScrollTop = Math.round(target);
+      box.scrollTop = target;
+      this.autoScrollTop = box.scrollTop;
+    }
+    this.jumpBtn.hidden = true;
   }
 
   dispose(): void {
     this.disposed = true;
+    this.scrollTarget()?.removeEventListener("scroll", this.onScroll);
+    this.root.ownerDocument.removeEventListener("keydown", this.onKey, true);
     for (const comp of this.turns.values()) comp.dispose();
     this.estimate.dispose();
   }
@@ -544,5 +642,6 @@ function render({ model, el }: Pick<RenderProps<ChatModel>, "model" | "el">): ()
   return () => app.dispose();
 }
 
-export { render };
+// Only the default export: anywidget warns (in every page's console) that a named `render`
+// export is deprecated.
 export default { render };

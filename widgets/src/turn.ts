@@ -8,6 +8,21 @@ import type { FrontendMessage } from "./messages.gen";
 import type { IterationView, MemberView, SynthesisView, TurnView } from "./state";
 import { WordClouds } from "./wordcloud";
 
+const PROMPT_FOLD_LINES = 12;
+const PROMPT_FOLD_CHARS = 1200;
+
+/** "3 members · 2 iterations · 83% ≥ 80%": the answer's one-line status. */
+export function answerStatus(v: TurnView, members: number): string {
+  const parts = [`${members} member${members === 1 ? "" : "s"}`];
+  parts.push(`${v.iterations.length} iteration${v.iterations.length === 1 ? "" : "s"}`);
+  if (v.confidence !== null) {
+    const met = v.threshold === null ? "" : v.confidence >= v.threshold ? ` ≥ ${pct(v.threshold)}` : ` < ${pct(v.threshold)}`;
+    parts.push(`${pct(v.confidence)}${met}`);
+  }
+  if (v.status !== "completed" && v.status !== "running") parts.push(v.status);
+  return parts.join(" · ");
+}
+
 export interface TurnActions {
   send(msg: FrontendMessage): void;
   specs(): Record<string, any>;
@@ -226,6 +241,15 @@ export class TurnComponent {
   private arbiterText: HTMLPreElement;
   private synthesis: SynthesisPane;
   private chartsBox: HTMLElement;
+  private answerStatus: HTMLElement;
+  /** The answer (synthesis, arbiter stream, status line): what the page keeps in view. */
+  answerEl!: HTMLElement;
+  /** True once the shown iteration has its answer. */
+  answered = false;
+  private working: HTMLDetailsElement;
+  private workingSummary: HTMLElement;
+  private workingToggled = false; // the reader opened or folded it: leave it as they chose
+  private promptFold: HTMLButtonElement;
   private words: WordClouds;
   private panes = new Map<string, MemberPane>();
   private reviewPanes = new Map<string, MemberPane>();
@@ -256,26 +280,49 @@ export class TurnComponent {
     );
     this.synthesis = new SynthesisPane();
     this.synthesis.el.hidden = true;
-    this.iterationBox = h(
-      "div",
-      { class: "cl-iteration" },
-      this.members,
-      this.reviews,
+    this.answerStatus = h("p", { class: "cl-answer-status", role: "status" });
+    // The answer (what the user asked for) comes first; the consortium's working follows,
+    // folded once the answer is there.
+    const answer = h(
+      "section",
+      { class: "cl-answer-box", "aria-label": "Answer" },
+      this.timeline,
       this.arbiterStream,
       this.synthesis.el,
+      this.answerStatus,
     );
+    this.answerEl = answer;
+    this.iterationBox = h("div", { class: "cl-iteration" }, this.members, this.reviews);
     this.chartsBox = h("div", { class: "cl-charts" });
     this.words = new WordClouds(() => this.actions.specs());
-    this.el = h(
-      "article",
-      { class: "cl-turn" },
-      h("header", { class: "cl-turn-head" }, this.prompt, this.meta),
-      this.timeline,
+    this.workingSummary = h("summary", { class: "cl-working-summary", text: "The consortium's working" });
+    this.working = h(
+      "details",
+      { class: "cl-working", open: true },
+      this.workingSummary,
       this.iterationBox,
       this.chartsBox,
       this.words.el,
     );
+    this.working.addEventListener("toggle", () => {
+      if (this.working.open !== this.autoOpen) this.workingToggled = true;
+    });
+    this.promptFold = h("button", { type: "button", class: "cl-btn cl-small cl-prompt-fold", hidden: true, text: "Show all" });
+    this.promptFold.onclick = () => {
+      const folded = this.prompt.dataset.folded === "true";
+      this.prompt.dataset.folded = String(!folded);
+      this.promptFold.textContent = folded ? "Show less" : "Show all";
+    };
+    this.el = h(
+      "article",
+      { class: "cl-turn" },
+      h("header", { class: "cl-turn-head" }, this.prompt, this.promptFold, this.meta),
+      answer,
+      this.working,
+    );
   }
+
+  private autoOpen = true;
 
   update(v: TurnView): void {
     const prev = this.view;
@@ -284,11 +331,15 @@ export class TurnComponent {
     setAttr(this.el, "data-status", v.status);
     if (!prev || prev.prompt !== v.prompt) {
       this.prompt.replaceChildren(h("span", { class: "cl-you", text: "You" }), h("p", { text: v.prompt }));
+      const long = v.prompt.split("\n").length > PROMPT_FOLD_LINES || v.prompt.length > PROMPT_FOLD_CHARS;
+      this.prompt.dataset.folded = String(long);
+      this.promptFold.hidden = !long;
     }
     this.renderMeta(v);
     this.renderTimeline(v);
     const shown = this.shownIteration(v);
     if (shown) this.renderIteration(v, shown);
+    this.renderWorking(v, shown);
     this.renderCharts(v);
     this.words.update(v.charts.words);
   }
@@ -425,6 +476,20 @@ export class TurnComponent {
     this.synthesis.el.hidden = !it.synthesis;
     if (it.synthesis) this.synthesis.update(it.synthesis);
     void v;
+  }
+
+  /** The status line under the answer, and the working folded once the answer is there. */
+  private renderWorking(v: TurnView, shown: IterationView | undefined): void {
+    const members = shown?.members.length ?? 0;
+    setText(this.answerStatus, answerStatus(v, members));
+    this.answerStatus.hidden = !shown?.synthesis && v.status === "running";
+    const answered = !!shown?.synthesis || (v.mode === "compare" && v.status !== "running");
+    this.answered = answered || !!shown?.arbiterStream;
+    const summary = `The consortium's working: ${members} member${members === 1 ? "" : "s"}, ${v.iterations.length} iteration${v.iterations.length === 1 ? "" : "s"}`;
+    setText(this.workingSummary, summary);
+    this.autoOpen = !answered || v.mode === "compare";
+    if (!this.workingToggled && this.working.open !== this.autoOpen) this.working.open = this.autoOpen;
+    setAttr(this.working, "data-auto", this.workingToggled ? "no" : "yes");
   }
 
   private renderCharts(v: TurnView): void {

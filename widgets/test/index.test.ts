@@ -2,7 +2,9 @@
 // traits, what it sends, and how it takes the kernel's messages. Every message it sends is
 // checked against the one schema (widgets/messages.schema.json).
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { ChatApp, render } from "../src/index";
+import widget, { ChatApp } from "../src/index";
+
+const { render } = widget;
 import type { KernelMessage } from "../src/messages.gen";
 import { chatState, FakeModel } from "./fakeModel";
 import { check, fixture } from "./schema";
@@ -49,10 +51,18 @@ describe("ChatWidget front end (index.ts)", () => {
   it("sends the prompt with Send or Enter, not Shift+Enter, and only when idle", () => {
     mount();
     const input = q<HTMLTextAreaElement>(".cl-prompt-input");
+    const send = q<HTMLButtonElement>("[data-action=send]");
+    expect(send.disabled).toBe(true); // nothing to send yet
+    input.value = "   ";
+    input.dispatchEvent(new Event("input"));
+    expect(send.disabled).toBe(true); // blank is empty
     input.value = "Why is the sky blue?";
-    q<HTMLButtonElement>("[data-action=send]").click();
+    input.dispatchEvent(new Event("input"));
+    expect(send.disabled).toBe(false);
+    send.click();
     expect(model.sent).toContainEqual({ type: "ask", prompt: "Why is the sky blue?" });
     expect(input.value).toBe("");
+    expect(send.disabled).toBe(true);
 
     input.value = "Second line";
     input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", shiftKey: true }));
@@ -69,6 +79,15 @@ describe("ChatWidget front end (index.ts)", () => {
     expect(model.sent.filter((m) => m.type === "ask")).toHaveLength(2);
     q<HTMLButtonElement>("[data-action=stop]").click();
     expect(model.sent.at(-1)).toEqual({ type: "cancel" });
+    model.sent.length = 0;
+    q(".cl-root").dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+    expect(model.sent).toEqual([{ type: "cancel" }]); // Escape stops a run
+    model.set("status", "idle");
+    flush();
+    q(".cl-root").dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+    expect(model.sent).toEqual([{ type: "cancel" }]); // and does nothing when idle
+    model.set("status", "running");
+    flush();
     q<HTMLButtonElement>("[data-action=new-chat]").click();
     expect(model.sent.at(-1)).toEqual({ type: "new_chat" });
   });

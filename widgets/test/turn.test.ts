@@ -47,6 +47,42 @@ describe("TurnComponent", () => {
     expect(t.el.querySelector(".cl-turn-meta")!.textContent).toContain(`${data.iterations.length} iteration(s)`);
   });
 
+  it("puts the answer first and folds the working once the answer is there", () => {
+    const t = make();
+    const running = { ...data, ui: { ...data.ui, status: "running" }, iterations: [{ ...data.iterations[0], synthesis: null }] };
+    t.update(buildTurn(running, new StreamStore(), true));
+    const working = t.el.querySelector<HTMLDetailsElement>(".cl-working")!;
+    expect(working.open).toBe(true); // members stream, the arbiter has not spoken: open
+    t.update(buildTurn(data, new StreamStore(), false));
+    const answer = t.el.querySelector<HTMLElement>(".cl-answer-box")!;
+    expect(answer.compareDocumentPosition(working) & Node.DOCUMENT_POSITION_FOLLOWING).toBeTruthy();
+    expect(answer.querySelector(".cl-synthesis")).not.toBeNull();
+    expect(working.querySelector(".cl-member")).not.toBeNull();
+    expect(working.open).toBe(false); // folded once the answer is there
+    const members = last.members.length;
+    const status = t.el.querySelector(".cl-answer-status")!.textContent!;
+    expect(status).toMatch(new RegExp(`^${members} members · ${data.iterations.length} iterations · \\d+% [≥<] \\d+%`));
+    // the reader's choice is kept across updates
+    working.open = true;
+    working.dispatchEvent(new Event("toggle"));
+    t.update(buildTurn({ ...data }, new StreamStore(), false));
+    expect(working.open).toBe(true);
+  });
+
+  it("folds a long prompt with 'Show all'", () => {
+    const t = make();
+    const prompt = Array.from({ length: 20 }, (_, i) => `line ${i}`).join("\n");
+    t.update(buildTurn({ ...data, original_prompt: prompt }, new StreamStore(), false));
+    const box = t.el.querySelector<HTMLElement>(".cl-user-prompt")!;
+    const fold = t.el.querySelector<HTMLButtonElement>(".cl-prompt-fold")!;
+    expect(box.dataset.folded).toBe("true");
+    expect(fold.hidden).toBe(false);
+    fold.click();
+    expect(box.dataset.folded).toBe("false");
+    expect(fold.textContent).toBe("Show less");
+    expect(box.textContent).toContain("line 19"); // nothing is cut, only folded
+  });
+
   it("steps through the iterations on the timeline", () => {
     const t = make();
     t.update(buildTurn(data, new StreamStore(), false));

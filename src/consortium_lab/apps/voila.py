@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from consortium_lab.paths import data_dir
+
 if TYPE_CHECKING:
     from consortium_lab.widget.chat import ChatWidget
 
@@ -58,6 +60,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+CULL_IDLE_TIMEOUT = 600
+"""Seconds a page's kernel may stay idle with no page connected before Voila shuts it down."""
+CULL_INTERVAL = 60
+"""Seconds between Voila's checks for idle kernels."""
+
+
 def voila_command(
     port: int,
     *,
@@ -66,8 +74,20 @@ def voila_command(
     pool_size: int = 1,
     theme: str = "light",
     base_url: str = "/",
+    cull_idle_timeout: int = CULL_IDLE_TIMEOUT,
+    cull_interval: int = CULL_INTERVAL,
 ) -> list[str]:
-    """The command line of standalone Voila serving the app notebooks on 127.0.0.1."""
+    """The command line of standalone Voila serving the app notebooks on 127.0.0.1.
+
+    Kernels idle for ``cull_idle_timeout`` seconds with no page connected are shut down
+    (checked every ``cull_interval`` seconds; 0 turns culling off): a page closed without an
+    unload event (a killed tab, a sleeping laptop, a lost network) would otherwise keep its
+    kernel forever. Voila never culls its preheated pool, only kernels a page has taken."""
+    if cull_idle_timeout < 0 or cull_interval < 0:
+        raise ValueError(
+            f"cull_idle_timeout ({cull_idle_timeout}) and cull_interval ({cull_interval}) "
+            "must be 0 or more seconds"
+        )
     command = [
         sys.executable,
         "-m",
@@ -80,21 +100,72 @@ def voila_command(
         f"--template={TEMPLATE}",
         f"--theme={theme}",
         "--VoilaConfiguration.show_tracebacks=True",
+        # The kernel talks to Voila over Unix sockets: over TCP it warns (unencrypted) on start.
+        "--KernelManager.transport=ipc",
+        *trust_notebooks(root or notebooks_dir()),
+        *_config_file(pool_size if preheat else 0),
+    ]
+    if cull_idle_timeout > 0:
+        command += [
+            f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
+            f"--MappingKernelManager.cull_interval={max(1, cull_interval or CULL_INTERVAL)}",
+            # A page's websocket counts as activity, so a kernel with an open page is kept.
+            "--MappingKernelManager.cull_connected=False",
+        ]
+    if preheat and pool_size > 0:
+        command += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
+    return command
+
+
+def _config_file(pool_size: int) -> list[str]:
+    """Voila options reading a ``voila.json`` written for this command line: the settings
+    that are dicts (traitlets deprecates a dict given as JSON on the command line, and turns
+    ``key=value`` items into strings). Voila's usual config folders are searched after it."""
+    import json
+
+    from jupyter_core.paths import jupyter_config_path
+
+    tornado = {
         # Voila's page shuts its kernel down on unload with a beacon that cannot carry an XSRF
         # token, and no _xsrf cookie is ever set, so the request is refused (403) and every
-        # closed page leaves its kernel running (voila-dashboards/voila#1458). Standalone Voila
-        # serves no endpoint that runs code, so the check guards nothing worth the leak.
-        "--Voila.tornado_settings=disable_check_xsrf=True",
-    ]
-    if preheat and pool_size > 0:
+        # closed page leaves its kernel running (voila-dashboards/voila#1458). Standalone
+        # Voila serves no endpoint that runs code, so the check guards nothing worth the leak.
+        "disable_check_xsrf": True,
+        # jupyter_server's default (3 x the 30 s ping interval) is refused by tornado >= 6.5,
+        # which says so on every page open; a missed pong within one interval closes the socket.
+        "ws_ping_timeout": 30_000,
+    }
+    config: dict[str, Any] = {"Voila": {"tornado_settings": tornado}}
+    if pool_size > 0:
         # Only the chat page is preheated: the quickstart would run a consortium up front.
-        pools = f'{{"default": {{"pool_size": 0}}, "{LANDING}": {{"pool_size": {pool_size}}}}}'
-        command += [
-            "--preheat_kernel=True",
-            f"--pool_size={pool_size}",
-            f"--VoilaKernelManager.kernel_pools_config={pools}",
-        ]
-    return command
+        pools = {"default": {"pool_size": 0}, LANDING: {"pool_size": pool_size}}
+        config["VoilaKernelManager"] = {"kernel_pools_config": pools}
+    folder = data_dir() / "voila-config" / f"pool-{pool_size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "voila.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    paths = [str(folder), os.getcwd(), *jupyter_config_path()]
+    return [f"--Voila.config_file_paths={path}" for path in paths]
+
+
+def trust_notebooks(root: Path) -> list[str]:
+    """Sign the app notebooks under ``root`` with a notary of their own and return the Voila
+    options that use it, so Voila does not warn "Notebook … is not trusted" on every page.
+
+    The app's notebooks are ours (and Voila only shows their outputs), so trusting them is
+    what the user wants; the user's own Jupyter trust database is left untouched."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    folder = data_dir() / "voila-trust"
+    folder.mkdir(parents=True, exist_ok=True)
+    secret, db = folder / "notebook_secret", folder / "nbsignatures.db"
+    notary = NotebookNotary(secret_file=str(secret), db_file=str(db))
+    for path in sorted(root.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        if not notary.check_signature(notebook):
+            notary.sign(notebook)
+    notary.store.close()
+    return [f"--NotebookNotary.secret_file={secret}", f"--NotebookNotary.db_file={db}"]
 
 
 def voila_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -155,11 +226,21 @@ def running(
     root: Path | None = None,
     log: Any = None,
     timeout: float = 90.0,
+    cull_idle_timeout: int = CULL_IDLE_TIMEOUT,
+    cull_interval: int = CULL_INTERVAL,
 ) -> Iterator[tuple[subprocess.Popen[Any], str]]:
     """Run Voila for the duration of a ``with`` block; yields ``(process, base URL)``."""
     port = port or free_port()
     proc = subprocess.Popen(
-        voila_command(port, root=root, preheat=preheat, pool_size=pool_size, theme=theme),
+        voila_command(
+            port,
+            root=root,
+            preheat=preheat,
+            pool_size=pool_size,
+            theme=theme,
+            cull_idle_timeout=cull_idle_timeout,
+            cull_interval=cull_interval,
+        ),
         env=voila_env(env),
         stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
@@ -196,6 +277,12 @@ def serve(port: int | None = None, *, preheat: bool = True, open_browser: bool =
         env=voila_env(),
         start_new_session=True,
     )
+    # Voila runs in its own session (so a Ctrl+C reaches us once, not it and its kernels
+    # twice); a SIGTERM or SIGHUP to us must therefore unwind through `finally` to stop its
+    # whole process group, instead of ending this process and leaving Voila serving.
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)
+    }
     try:
         wait_until_serving(f"http://127.0.0.1:{port}/voila/tree", proc, 120)
         print(f"Consortium chat: {chat_url(port)}", flush=True)
@@ -208,6 +295,12 @@ def serve(port: int | None = None, *, preheat: bool = True, open_browser: bool =
         return 0
     finally:
         stop(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 # -- helpers for the notebooks --------------------------------------------------------------------

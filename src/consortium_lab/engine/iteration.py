@@ -259,7 +259,12 @@ class RunLoop:
             prompts.rank_prompt(prompt, candidates)
             if rank
             else prompts.arbiter_prompt(
-                prompt, candidates, previous, cfg.system_prompt, peer_ranking=peer_ranking
+                prompt,
+                candidates,
+                previous,
+                cfg.system_prompt,
+                peer_ranking=peer_ranking,
+                threshold=cfg.confidence_threshold,
             )
         )
         request = ctx.request(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from consortium_lab.engine import events as ev
+from consortium_lab.engine import markdown as md
 from consortium_lab.engine.records import MemberRecord, SynthesisRecord
 
 if TYPE_CHECKING:
@@ -220,50 +221,56 @@ class RunResult(BaseModel):
         return pd.DataFrame(rows)
 
     def to_markdown(self) -> str:
-        """A readable Markdown report of the run."""
-        lines = [f"# {self.prompt}", "", f"*Run `{self.run_id}` — {self.status}*", ""]
+        """A readable Markdown report of the run. Model text (and the prompt) has its HTML
+        escaped and its code fences closed (:mod:`.markdown`); members are listed as the page
+        lists them (config order)."""
+        title = md.safe_line(self.prompt) or "(empty prompt)"
+        lines = [f"# {title}", "", f"*Run `{self.run_id}` — {self.status}*", ""]
+        if "\n" in self.prompt.strip():
+            lines += ["## Prompt", "", md.safe_text(self.prompt), ""]
         synthesis = self.synthesis
         if synthesis is not None:
             conf = _pct(synthesis.confidence)
-            lines += ["## Synthesis", "", f"**Confidence:** {conf}", "", synthesis.synthesis, ""]
+            body = md.safe_text(synthesis.synthesis)
+            lines += ["## Synthesis", "", f"**Confidence:** {conf}", "", body, ""]
             if not synthesis.parse_ok:
-                lines += [
-                    f"> ⚠ Arbiter output did not parse cleanly: {'; '.join(synthesis.warnings)}",
-                    "",
-                ]
-            for title, body in (("Analysis", synthesis.analysis), ("Dissent", synthesis.dissent)):
-                if body:
-                    lines += [f"### {title}", "", body, ""]
+                warnings = md.safe_line("; ".join(synthesis.warnings))
+                lines += [f"> ⚠ Arbiter output did not parse cleanly: {warnings}", ""]
+            for title, text in (("Analysis", synthesis.analysis), ("Dissent", synthesis.dissent)):
+                if text:
+                    lines += [f"### {title}", "", md.safe_text(text), ""]
             if synthesis.refinement_areas:
                 lines += (
                     ["### Refinement areas", ""]
-                    + [f"- {a}" for a in synthesis.refinement_areas]
+                    + [f"- {md.safe_line(a)}" for a in synthesis.refinement_areas]
                     + [""]
                 )
         for it in self.iterations:
             lines += [f"## Iteration {it.number}", ""]
-            for m in it.members:
-                head = f"### {m.model} #{m.instance}" + (
+            for m in self.in_config_order(it.members):
+                head = f"### {md.safe_line(m.model)} #{m.instance}" + (
                     "" if m.stage == "answer" else f" ({m.stage})"
                 )
                 if m.status == "failed":
-                    lines += [head, "", f"**Failed** ({m.error_type}): {m.error}", ""]
+                    error = md.safe_line(m.error or "")
+                    lines += [head, "", f"**Failed** ({m.error_type}): {error}", ""]
                 else:
                     served = (
-                        f" — served by {m.served_by}"
+                        f" — served by {md.safe_line(m.served_by)}"
                         if m.served_by and m.served_by != m.model
                         else ""
                     )
+                    conf = _pct(m.confidence)
                     lines += [
                         head,
                         "",
-                        f"*Confidence: {_pct(m.confidence)}{served}*",
+                        f"*Confidence: {conf}{served}*",
                         "",
-                        m.answer,
+                        md.safe_text(m.answer),
                         "",
                     ]
         if self.error:
-            lines += ["## Error", "", self.error, ""]
+            lines += ["## Error", "", md.safe_text(self.error), ""]
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:

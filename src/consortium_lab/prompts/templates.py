@@ -132,9 +132,12 @@ def arbiter_prompt(
     user_instructions: str | None,
     *,
     peer_ranking: Sequence[int] = (),
+    threshold: float | None = None,
 ) -> str:
-    """The arbiter's (or council chairman's) synthesis prompt."""
-    return fill(
+    """The arbiter's (or council chairman's) synthesis prompt. With ``threshold`` (the
+    consortium's confidence threshold) it ends with a ``<confidence_threshold>`` line, so the
+    arbiter's ``needs_iteration`` and its words can follow the rule in effect."""
+    text = fill(
         template("arbiter_prompt.xml"),
         {
             "user_instructions": user_instructions or "",
@@ -142,6 +145,13 @@ def arbiter_prompt(
             "formatted_responses": format_responses(candidates),
             "formatted_history": format_history(history, peer_ranking),
         },
+    )
+    if threshold is None:
+        return text
+    return (
+        f"{text.rstrip()}\n\n<confidence_threshold>{threshold:g}</confidence_threshold>\n"
+        "A synthesis is accepted when its confidence is at least this threshold; below it, "
+        "set needs_iteration to true.\n"
     )
 
 

@@ -119,6 +119,7 @@ class ChatWidget(anywidget.AnyWidget):
         self._streams: dict[tuple[Any, ...], str] = {}
         self._pristine = True
         self._cancel_requested = False
+        self._restore_on_ready = restore
         self.messages_sent = 0
         self._handlers = FrontendHandlers(self)
         self.on_msg(self._on_custom_msg)
@@ -467,9 +468,9 @@ class ChatWidget(anywidget.AnyWidget):
         """A view rendered: refresh what it lists, and catch it up with a live run."""
         self.refresh_models()
         self.refresh_saved_configs()
-        if self._pristine and self._live_result is None:
+        if self._restore_on_ready and self._pristine and self._live_result is None:
             # A preheated kernel built this widget before the page was asked for: show the
-            # run log as it is now.
+            # run log as it is now (unless asked to start a new conversation).
             self._restore_latest(keep_config=True)
             self.conversation_id = self._conversation.id
         self.refresh_past_runs()
