@@ -30,7 +30,7 @@ from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, s
 from tornado import web
 from traitlets import Unicode
 
-from consortium_lab.apps.voila import voila_env
+from consortium_lab.apps.voila import command_settings, voila_env
 
 PRIVATE_DIR = ".consortium-hub"
 TRUSTED_GROUP = "trusted"
@@ -49,16 +49,19 @@ def unix_name(hub_name: str) -> str:
     return name
 
 
-def write_private_config(home: Path, uid: int, gid: int) -> Path:
-    """A fresh Voila token in ``home/.consortium-hub`` (0700, files 0600, owned by ``uid``);
-    returns the folder, which becomes the server's ``JUPYTER_CONFIG_DIR``."""
+def write_private_config(
+    home: Path, uid: int, gid: int, voila: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """A fresh Voila token in ``home/.consortium-hub`` (0700, files 0600, owned by ``uid``),
+    beside Voila's other settings ``voila`` (its dict settings, which the command line cannot
+    carry); returns the folder, which becomes the server's ``JUPYTER_CONFIG_DIR``."""
     folder = home / PRIVATE_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chown(folder, uid, gid)
     os.chmod(folder, 0o700)
     token = secrets.token_hex(32)
     files = {
-        "voila.json": json.dumps({"Voila": {"token": token}}),
+        "voila.json": json.dumps(_with_token(voila or {}, token)),
         "jupyter_standalone_proxy_config.py": PROXY_CONFIG.read_text(),
     }
     for name, content in files.items():
@@ -70,6 +73,12 @@ def write_private_config(home: Path, uid: int, gid: int) -> Path:
         os.chown(path, uid, gid)
         os.chmod(path, 0o600)
     return folder
+
+
+def _with_token(settings: dict[str, dict[str, Any]], token: str) -> dict[str, dict[str, Any]]:
+    merged = {cls: dict(values) for cls, values in settings.items()}
+    merged.setdefault("Voila", {})["token"] = token
+    return merged
 
 
 def in_trusted_group(spawner: Any) -> bool:
@@ -132,7 +141,11 @@ class _PrivateConfigMixin:
 
     async def start(self) -> Any:
         self.prepare_home()
-        write_private_config(self.server_home(), *self.server_ids())
+        write_private_config(
+            self.server_home(),
+            *self.server_ids(),
+            voila=command_settings(list(self.cmd)),  # type: ignore[attr-defined]
+        )
         return await super().start()  # type: ignore[misc]
 
     def get_env(self) -> dict[str, str]:

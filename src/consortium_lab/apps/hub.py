@@ -35,7 +35,6 @@ from consortium_lab.apps.voila import voila_command
 # is an int, so the stand-in must be one; no real command line has either.
 _PORT_MARK = 59_999
 _BASE_MARK = "/@@consortium-base-url@@/"
-PROXY_DENYLIST = "--VoilaConfiguration.extension_denylist=@jupyterhub/jupyter-server-proxy"
 HUB_DIR_ENV = "CONSORTIUM_HUB_DIR"
 
 
@@ -49,8 +48,14 @@ def standalone_proxy_command(
     which would keep the idle culler from ever culling (activity comes from the hub's proxy
     routes instead). ``timeout`` is how long the proxy waits for Voila to answer at start.
     """
+    # No side files: this runs in the hub's process, and the server runs as another user.
     voila = voila_command(
-        _PORT_MARK, root=root, preheat=preheat, pool_size=pool_size, base_url=_BASE_MARK
+        _PORT_MARK,
+        root=root,
+        preheat=preheat,
+        pool_size=pool_size,
+        base_url=_BASE_MARK,
+        side_files=False,
     )
     port_arg = f"--port={_PORT_MARK}"
     if voila.count(port_arg) != 1 or sum(_BASE_MARK in a for a in voila) != 1:
@@ -69,7 +74,6 @@ def standalone_proxy_command(
         f"--timeout={timeout}",
         "--",
         *templated,
-        PROXY_DENYLIST,
     ]
 
 

@@ -17,6 +17,7 @@ In the notebooks::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATE = "consortium"
+PROXY_EXTENSION = "@jupyterhub/jupyter-server-proxy"
 LANDING = "chat.ipynb"
 DASHBOARD = "dashboard.ipynb"
 
@@ -76,8 +78,17 @@ def voila_command(
     base_url: str = "/",
     cull_idle_timeout: int = CULL_IDLE_TIMEOUT,
     cull_interval: int = CULL_INTERVAL,
+    side_files: bool = True,
 ) -> list[str]:
     """The command line of standalone Voila serving the app notebooks on 127.0.0.1.
+
+    With ``side_files`` (the default) the settings that are dicts go into a ``voila.json``
+    written under this process's data folder, and the app notebooks are signed by a notary of
+    their own there: a quiet start. A command run by another Unix user (a hub's user servers,
+    built in the hub's process) cannot read those files: with ``side_files=False`` whoever
+    starts the command writes :func:`command_settings` into a ``voila.json`` in the server's
+    own ``JUPYTER_CONFIG_DIR`` (the hub's spawners do), and the notebooks stay unsigned (Voila
+    says so once per page; it shows their outputs only).
 
     Kernels idle for ``cull_idle_timeout`` seconds with no page connected are shut down
     (checked every ``cull_interval`` seconds; 0 turns culling off): a page closed without an
@@ -100,11 +111,15 @@ def voila_command(
         f"--template={TEMPLATE}",
         f"--theme={theme}",
         "--VoilaConfiguration.show_tracebacks=True",
+        # jupyter-server-proxy (the hub extra) ships a lab extension that fails to load in a
+        # Voila page and says so in the console; a chat page never needs it.
+        f"--VoilaConfiguration.extension_denylist={PROXY_EXTENSION}",
         # The kernel talks to Voila over Unix sockets: over TCP it warns (unencrypted) on start.
         "--KernelManager.transport=ipc",
-        *trust_notebooks(root or notebooks_dir()),
-        *_config_file(pool_size if preheat else 0),
     ]
+    if side_files:
+        settings = voila_settings(pool_size if preheat else 0)
+        command += [*trust_notebooks(root or notebooks_dir()), *_config_file(settings)]
     if cull_idle_timeout > 0:
         command += [
             f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
@@ -117,14 +132,9 @@ def voila_command(
     return command
 
 
-def _config_file(pool_size: int) -> list[str]:
-    """Voila options reading a ``voila.json`` written for this command line: the settings
-    that are dicts (traitlets deprecates a dict given as JSON on the command line, and turns
-    ``key=value`` items into strings). Voila's usual config folders are searched after it."""
-    import json
-
-    from jupyter_core.paths import jupyter_config_path
-
+def voila_settings(pool_size: int) -> dict[str, dict[str, Any]]:
+    """Voila's settings that are dicts, by class: the tornado settings, and the kernel pools
+    when ``pool_size`` > 0."""
     tornado = {
         # Voila's page shuts its kernel down on unload with a beacon that cannot carry an XSRF
         # token, and no _xsrf cookie is ever set, so the request is refused (403) and every
@@ -140,7 +150,25 @@ def _config_file(pool_size: int) -> list[str]:
         # Only the chat page is preheated: the quickstart would run a consortium up front.
         pools = {"default": {"pool_size": 0}, LANDING: {"pool_size": pool_size}}
         config["VoilaKernelManager"] = {"kernel_pools_config": pools}
-    folder = data_dir() / "voila-config" / f"pool-{pool_size}"
+    return config
+
+
+def command_settings(command: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`voila_settings` for a :func:`voila_command` built with ``side_files=False``: its
+    kernel pools match the command's ``--pool_size``."""
+    sizes = [a.split("=", 1)[1] for a in command if a.startswith("--pool_size=")]
+    preheated = "--preheat_kernel=True" in command
+    return voila_settings(int(sizes[-1]) if sizes and preheated else 0)
+
+
+def _config_file(config: dict[str, dict[str, Any]]) -> list[str]:
+    """Voila options reading a ``voila.json`` written for this command line with ``config``
+    (traitlets deprecates a dict given as JSON on the command line, and turns ``key=value``
+    items into strings). Voila's usual config folders are searched after it."""
+    from jupyter_core.paths import jupyter_config_path
+
+    pools = config.get("VoilaKernelManager", {}).get("kernel_pools_config", {})
+    folder = data_dir() / "voila-config" / f"pool-{pools.get(LANDING, {}).get('pool_size', 0)}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "voila.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     paths = [str(folder), os.getcwd(), *jupyter_config_path()]
