@@ -30,7 +30,8 @@ from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, s
 from tornado import web
 from traitlets import Unicode
 
-from consortium_lab.apps.voila import command_settings, voila_env
+from consortium_lab.apps.voila import voila_env
+from consortium_lab.apps.voila_config import command_settings
 
 PRIVATE_DIR = ".consortium-hub"
 TRUSTED_GROUP = "trusted"

@@ -16,7 +16,8 @@ from typing import ClassVar
 import pytest
 
 from consortium_lab.apps.hub import standalone_proxy_command
-from consortium_lab.apps.voila import command_settings, voila_command
+from consortium_lab.apps.voila import voila_command
+from consortium_lab.apps.voila_config import command_settings
 
 from .conftest import HUB, hub_env
 

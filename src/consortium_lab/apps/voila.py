@@ -17,7 +17,6 @@ In the notebooks::
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -30,7 +29,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from consortium_lab.paths import data_dir
+from consortium_lab.apps.voila_config import (
+    LANDING,
+    config_file_options,
+    trust_notebooks,
+    voila_settings,
+)
 
 if TYPE_CHECKING:
     from consortium_lab.widget.chat import ChatWidget
@@ -38,7 +42,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATE = "consortium"
 PROXY_EXTENSION = "@jupyterhub/jupyter-server-proxy"
-LANDING = "chat.ipynb"
 DASHBOARD = "dashboard.ipynb"
 
 
@@ -86,8 +89,9 @@ def voila_command(
     written under this process's data folder, and the app notebooks are signed by a notary of
     their own there: a quiet start. A command run by another Unix user (a hub's user servers,
     built in the hub's process) cannot read those files: with ``side_files=False`` whoever
-    starts the command writes :func:`command_settings` into a ``voila.json`` in the server's
-    own ``JUPYTER_CONFIG_DIR`` (the hub's spawners do), and the notebooks stay unsigned (Voila
+    starts the command writes ``voila_config.command_settings(command)`` into a ``voila.json``
+    in the server's own ``JUPYTER_CONFIG_DIR`` (the hub's spawners do), and the notebooks stay
+    unsigned (Voila
     says so once per page; it shows their outputs only).
 
     Kernels idle for ``cull_idle_timeout`` seconds with no page connected are shut down
@@ -119,7 +123,7 @@ def voila_command(
     ]
     if side_files:
         settings = voila_settings(pool_size if preheat else 0)
-        command += [*trust_notebooks(root or notebooks_dir()), *_config_file(settings)]
+        command += [*trust_notebooks(root or notebooks_dir()), *config_file_options(settings)]
     if cull_idle_timeout > 0:
         command += [
             f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
@@ -130,70 +134,6 @@ def voila_command(
     if preheat and pool_size > 0:
         command += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
     return command
-
-
-def voila_settings(pool_size: int) -> dict[str, dict[str, Any]]:
-    """Voila's settings that are dicts, by class: the tornado settings, and the kernel pools
-    when ``pool_size`` > 0."""
-    tornado = {
-        # Voila's page shuts its kernel down on unload with a beacon that cannot carry an XSRF
-        # token, and no _xsrf cookie is ever set, so the request is refused (403) and every
-        # closed page leaves its kernel running (voila-dashboards/voila#1458). Standalone
-        # Voila serves no endpoint that runs code, so the check guards nothing worth the leak.
-        "disable_check_xsrf": True,
-        # jupyter_server's default (3 x the 30 s ping interval) is refused by tornado >= 6.5,
-        # which says so on every page open; a missed pong within one interval closes the socket.
-        "ws_ping_timeout": 30_000,
-    }
-    config: dict[str, Any] = {"Voila": {"tornado_settings": tornado}}
-    if pool_size > 0:
-        # Only the chat page is preheated: the quickstart would run a consortium up front.
-        pools = {"default": {"pool_size": 0}, LANDING: {"pool_size": pool_size}}
-        config["VoilaKernelManager"] = {"kernel_pools_config": pools}
-    return config
-
-
-def command_settings(command: list[str]) -> dict[str, dict[str, Any]]:
-    """:func:`voila_settings` for a :func:`voila_command` built with ``side_files=False``: its
-    kernel pools match the command's ``--pool_size``."""
-    sizes = [a.split("=", 1)[1] for a in command if a.startswith("--pool_size=")]
-    preheated = "--preheat_kernel=True" in command
-    return voila_settings(int(sizes[-1]) if sizes and preheated else 0)
-
-
-def _config_file(config: dict[str, dict[str, Any]]) -> list[str]:
-    """Voila options reading a ``voila.json`` written for this command line with ``config``
-    (traitlets deprecates a dict given as JSON on the command line, and turns ``key=value``
-    items into strings). Voila's usual config folders are searched after it."""
-    from jupyter_core.paths import jupyter_config_path
-
-    pools = config.get("VoilaKernelManager", {}).get("kernel_pools_config", {})
-    folder = data_dir() / "voila-config" / f"pool-{pools.get(LANDING, {}).get('pool_size', 0)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "voila.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    paths = [str(folder), os.getcwd(), *jupyter_config_path()]
-    return [f"--Voila.config_file_paths={path}" for path in paths]
-
-
-def trust_notebooks(root: Path) -> list[str]:
-    """Sign the app notebooks under ``root`` with a notary of their own and return the Voila
-    options that use it, so Voila does not warn "Notebook … is not trusted" on every page.
-
-    The app's notebooks are ours (and Voila only shows their outputs), so trusting them is
-    what the user wants; the user's own Jupyter trust database is left untouched."""
-    import nbformat
-    from nbformat.sign import NotebookNotary
-
-    folder = data_dir() / "voila-trust"
-    folder.mkdir(parents=True, exist_ok=True)
-    secret, db = folder / "notebook_secret", folder / "nbsignatures.db"
-    notary = NotebookNotary(secret_file=str(secret), db_file=str(db))
-    for path in sorted(root.glob("*.ipynb")):
-        notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
-        if not notary.check_signature(notebook):
-            notary.sign(notebook)
-    notary.store.close()
-    return [f"--NotebookNotary.secret_file={secret}", f"--NotebookNotary.db_file={db}"]
 
 
 def voila_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
