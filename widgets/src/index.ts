@@ -25,6 +25,7 @@ const MODES = [
   ["consortium", "consortium — an arbiter synthesizes"],
   ["council", "council — peer ranking, then a chairman"],
   ["compare", "compare — members side by side"],
+  ["vote", "vote — the most frequent answer wins, no arbiter"],
 ];
 
 export class ChatApp {
