@@ -188,3 +188,23 @@ def test_vote_mode_is_a_config_mode_that_upstream_can_read():
         ConsortiumConfig(models={"a": 1}, mode="votes")
     # one call per member, once: no arbiter and no further iteration
     assert estimate(config, "Q?", PriceTable()).calls == 3
+
+
+def test_the_cli_runs_a_vote(fake_openai):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sampler(fake_openai, [("12", 0.9), ("12", 0.5), ("13", 0.9)])
+    command = [str(Path(sys.executable).parent / "consortium-lab"), "run", "6 + 6?"]
+    proc = subprocess.run(
+        [*command, "-m", "s:3", "--mode", "vote"],
+        env=fake_openai.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "12"
+    assert "vote: 2 of 3 votes (67%) for '12'; 2 distinct answers." in proc.stderr
+    assert "synthesis by" not in proc.stderr
