@@ -230,6 +230,14 @@ def _m003_warnings(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE arbiter_decisions ADD COLUMN repairs INTEGER NOT NULL DEFAULT 0")
 
 
+@migration(4, "votes")
+def _m004_votes(db: sqlite_utils.Database) -> None:
+    """A vote's tally (``votes``, JSON) and how its tie was broken (``tie_break``), kept with
+    the decision that vote mode records in place of an arbiter's."""
+    db.execute("ALTER TABLE arbiter_decisions ADD COLUMN votes TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE arbiter_decisions ADD COLUMN tie_break TEXT")
+
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 """The run log schema this code writes (unrelated to the event stream's ``SCHEMA_VERSION``)."""
 
