@@ -26,11 +26,12 @@ def test_hint_beside_the_picker_and_use_applies_it(page, voila, models):
 
     page.goto(voila.chat)
     page.wait_for_selector(".cl-root[data-ready='true']", timeout=90_000)
-    page.locator(".cl-settings summary").first.click()
     hint = page.locator(".cl-models .cl-recommend")  # inside the Members fieldset
     use = hint.get_by_role("button", name="Use these members: py-expert, chef")
 
+    # Typed with the settings closed: asked for when the picker is opened.
     page.get_by_label("Your prompt").fill("What is the capital of France?")
+    page.locator(".cl-settings summary").first.click()
     expect(hint).to_have_attribute("data-state", "no-history")
     expect(hint).to_contain_text(
         "Not enough history for prompts like this: 0 similar past runs, at least 5 needed."

@@ -92,7 +92,7 @@ export class ChatApp {
     this.recommend = new RecommendBox((m) => this.send(m), () => this.promptInput.value, (models) =>
       this.send({ type: "set_config", config: { models }, merge: true }),
     );
-    this.recommend.attach(this.promptInput);
+    this.recommend.attach(this.promptInput, this.settings.el);
     this.settings.el.querySelector(".cl-models")?.append(this.recommend.el);
     this.promptInput.addEventListener("input", () => {
       this.estimate.schedule();

@@ -2,7 +2,8 @@
 // runs behind it; "Use these" applies it (the members, one instance each).
 //
 // Asked for (`recommend {prompt, req}`) a while after the draft prompt last changed, never per
-// keystroke; the kernel answers `recommendation {req, message, members, support,
+// keystroke, and only while the model picker's panel is open (the kernel loads scikit-learn
+// for its first answer: a chat whose settings stay closed never pays for it); the kernel answers `recommendation {req, message, members, support,
 // enough_history}` from a worker thread. Only the answer to the latest request is shown. Not
 // enough history shows the kernel's sentence and no button; an error or an empty prompt shows
 // nothing. Nothing waits for an answer: typing and Send are never held up.
@@ -21,6 +22,7 @@ export class RecommendBox {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private seq = 0;
   private disposed = false;
+  private panel: HTMLDetailsElement | null = null;
 
   constructor(
     private send: (msg: RecommendRequest) => void,
@@ -50,9 +52,14 @@ export class RecommendBox {
     );
   }
 
-  /** Ask again whenever `input` changes (once it has not changed for `delay` ms). */
-  attach(input: HTMLElement): void {
+  /** Ask again whenever `input` changes (once it has not changed for `delay` ms) or `panel`
+   * (the picker's folding panel) opens; nothing is asked while `panel` is closed. */
+  attach(input: HTMLElement, panel?: HTMLDetailsElement): void {
     input.addEventListener("input", () => this.schedule());
+    if (panel) {
+      this.panel = panel;
+      panel.addEventListener("toggle", () => panel.open && this.schedule());
+    }
   }
 
   schedule(): void {
@@ -65,7 +72,7 @@ export class RecommendBox {
   }
 
   private request(): void {
-    if (this.disposed) return;
+    if (this.disposed || (this.panel && !this.panel.open)) return;
     this.seq += 1;
     const prompt = this.prompt();
     if (!prompt.trim()) {

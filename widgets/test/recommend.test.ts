@@ -94,6 +94,23 @@ describe("RecommendBox", () => {
     expect(box.el.dataset.state).toBe("none");
   });
 
+  it("asks only while the picker's panel is open, and when it opens", () => {
+    const sent: any[] = [];
+    const box = new RecommendBox((m) => sent.push(m), () => "Sort a list", () => {});
+    const panel = document.createElement("details");
+    const input = document.createElement("textarea");
+    box.attach(input, panel);
+    panel.append(box.el);
+    document.body.append(input, panel);
+    input.dispatchEvent(new Event("input"));
+    vi.advanceTimersByTime(600);
+    expect(sent).toEqual([]); // closed: nothing to show, nothing asked
+    panel.open = true;
+    panel.dispatchEvent(new Event("toggle"));
+    vi.advanceTimersByTime(600);
+    expect(sent).toEqual([{ type: "recommend", prompt: "Sort a list", req: "recommend-1" }]);
+  });
+
   it("after dispose nothing is sent", () => {
     const { sent, box, type } = setup();
     type("x");

@@ -4,8 +4,8 @@ Pareto fronts of accuracy against cost and against latency.
 A *condition* is one row of an evaluation's ``conditions`` (``consortium-lab eval --json``):
 ``name``, ``accuracy`` and, where measured, ``cost``, ``latency_mean``, ``latency_p95``, ``n``,
 ``correct``, ``ci_low``, ``ci_high`` and ``tokens``. Any mapping or object with those keys or
-attributes works (the evaluation package's result model, a dict read from JSON), so this module
-does not depend on how an evaluation is stored.
+attributes works (the evaluation package's result model, a dict read from JSON, a DataFrame's
+rows), so this module does not depend on how an evaluation is stored.
 
 Definitions
 -----------
@@ -27,6 +27,7 @@ Pareto front (accuracy against cost, or against latency)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -88,6 +89,8 @@ def _read(item: Any, index: int) -> Condition:
         data = {k: item[k] for k in _FIELDS if k in item}
     else:
         data = {k: getattr(item, k) for k in _FIELDS if hasattr(item, k)}
+    # A frame's missing value is NaN: the same as an absent field.
+    data = {k: v for k, v in data.items() if not (isinstance(v, float) and math.isnan(v))}
     label = data.get("name") or f"condition {index + 1}"
     if "name" not in data or "accuracy" not in data:
         missing = [k for k in ("name", "accuracy") if k not in data]
@@ -107,8 +110,10 @@ def conditions_from(items: Iterable[Any]) -> list[Condition]:
     duplicate name, or an empty list."""
     if isinstance(items, Mapping) and "conditions" in items:
         items = items["conditions"]
-    elif not isinstance(items, Iterable) and hasattr(items, "conditions"):
-        items = items.conditions
+    elif not isinstance(items, (list, tuple)) and hasattr(items, "conditions"):
+        items = items.conditions  # a result object (a pydantic model iterates its fields)
+    if hasattr(items, "columns") and hasattr(items, "to_dict"):
+        items = items.to_dict("records")  # a pandas DataFrame, one row per condition
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise ValueError("conditions must be a list of conditions (or an evaluation result)")
     conditions = [_read(item, i) for i, item in enumerate(items)]

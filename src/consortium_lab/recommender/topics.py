@@ -1,7 +1,8 @@
 """Which members did best on past prompts like this one: a TF-IDF nearest-neighbour lookup.
 
-scikit-learn is imported when a :class:`PromptIndex` is built, never when this module is
-imported: a chat kernel that never asks for a recommendation does not load it.
+scikit-learn is imported at a :class:`PromptIndex`'s first look-up with enough history, never
+when this module is imported: a chat kernel that never asks for a recommendation (or has too
+few runs for one) does not load it.
 
 How a suggestion is made
 ------------------------
@@ -63,25 +64,31 @@ class PromptIndex:
         self.runs = [r for r in runs if r.synthesis is not None and r.prompt.strip()]
         self._vectorizer: Any = None
         self._neighbours: Any = None
+        self._fitted = False
+
+    def _fit(self) -> None:
+        # On the first look-up, not when built: a log too short to suggest from never loads
+        # scikit-learn (about 60 MB in a chat kernel).
+        self._fitted = True
         if not self.runs:
             return
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.neighbors import NearestNeighbors
 
-        self._vectorizer = TfidfVectorizer(
-            stop_words="english", ngram_range=(1, 2), sublinear_tf=True
-        )
+        vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True)
         try:
-            matrix = self._vectorizer.fit_transform([r.prompt for r in self.runs])
+            matrix = vectorizer.fit_transform([r.prompt for r in self.runs])
         except ValueError:  # every prompt was stop words only: nothing to compare on
-            self._vectorizer = None
             return
+        self._vectorizer = vectorizer
         self._neighbours = NearestNeighbors(metric="cosine", algorithm="brute").fit(matrix)
 
     def similar(
         self, prompt: str, *, neighbours: int = 20, min_similarity: float = 0.2
     ) -> list[SimilarRun]:
         """The past runs most like ``prompt``, most similar first."""
+        if not self._fitted:
+            self._fit()
         if self._vectorizer is None or not prompt.strip():
             return []
         query = self._vectorizer.transform([prompt])
@@ -115,8 +122,12 @@ class PromptIndex:
         if size is not None and size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
         history = len(self.runs)
-        similar = self.similar(
-            prompt, neighbours=max(neighbours, min_runs), min_similarity=min_similarity
+        similar = (
+            self.similar(
+                prompt, neighbours=max(neighbours, min_runs), min_similarity=min_similarity
+            )
+            if history >= min_runs
+            else []
         )
         chosen = {s.run_id for s in similar}
         runs = [r for r in self.runs if r.run_id in chosen]

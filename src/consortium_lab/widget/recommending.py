@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from consortium_lab.recommender.history import load_runs
+from consortium_lab.recommender.advice import read_history
 from consortium_lab.recommender.topics import DEFAULT_MIN_RUNS, PromptIndex, Suggestion
 from consortium_lab.widget.messages import RecommendReply, RecommendRequest
 
@@ -84,6 +84,7 @@ class PromptHints:
             return ""
         count = store.finished_run_count()
         if self._index is None or count != self._indexed_runs:
-            self._index = PromptIndex(load_runs(store))
+            # Its own connection: the long read never holds the lock a run's writes wait on.
+            self._index = PromptIndex(read_history(store.path))
             self._indexed_runs = count
         return self._index.suggest(prompt, min_runs=self.min_runs, available=available)
