@@ -48,6 +48,13 @@ async def test_hint_from_the_widgets_own_run_log(fake_openai, monkeypatch, tmp_p
     assert hint["enough_history"] is True and hint["min_runs"] == 5
     assert hint["message"] == "For prompts like this: py-expert, chef (5 similar past runs)"
     assert threads and threading.main_thread().name not in threads  # off the loop's thread
+
+    # A deleted run leaves the index: four similar runs are too few now.
+    python_run = next(r for r in widget.past_runs if r["prompt"] == PYTHON_PROMPTS[0])
+    widget.handle_message({"type": "delete_run", "id": python_run["id"]})
+    widget.handle_message({"type": "recommend", "prompt": "Sort a python list", "req": "r3"})
+    fewer = await _reply(capture, "r3")
+    assert fewer["support"] == 4 and fewer["members"] == [] and not fewer["enough_history"]
     assert capture.of("notice") == []
 
 

@@ -33,7 +33,7 @@ class PromptHints:
         self.widget = widget
         self.min_runs = min_runs
         self._index: PromptIndex | None = None
-        self._indexed_runs = -1
+        self._indexed: tuple[int, str | None] | None = None
         self._busy = False
         self._waiting: RecommendRequest | None = None
         self._task: asyncio.Task[None] | None = None
@@ -82,9 +82,9 @@ class PromptHints:
             return "No run log: suggestions come from logged runs."
         if not prompt.strip():
             return ""
-        count = store.finished_run_count()
-        if self._index is None or count != self._indexed_runs:
+        mark = store.finished_runs_mark()
+        if self._index is None or mark != self._indexed:
             # Its own connection: the long read never holds the lock a run's writes wait on.
             self._index = PromptIndex(read_history(store.path))
-            self._indexed_runs = count
+            self._indexed = mark
         return self._index.suggest(prompt, min_runs=self.min_runs, available=available)

@@ -134,10 +134,13 @@ class Reader(Connection):
             """
         )
 
-    def finished_run_count(self) -> int:
-        """How many runs are no longer running (a cheap check that the log changed)."""
-        rows = self._read("SELECT count(*) AS n FROM runs WHERE status != 'running'")
-        return int(rows[0]["n"])
+    def finished_runs_mark(self) -> tuple[int, str | None]:
+        """How many runs are no longer running, and the latest one's end: a cheap check that
+        the finished runs changed (one deleted and another finished changes it too)."""
+        rows = self._read(
+            "SELECT count(*) AS n, max(finished_at) AS last FROM runs WHERE status != 'running'"
+        )
+        return (int(rows[0]["n"]), rows[0]["last"])
 
     def conversation_history(
         self, conversation_id: str
