@@ -3,9 +3,9 @@ Pareto fronts of accuracy against cost and against latency.
 
 A *condition* is one row of an evaluation's ``conditions`` (``consortium-lab eval --json``):
 ``name``, ``accuracy`` and, where measured, ``cost``, ``latency_mean``, ``latency_p95``, ``n``,
-``correct``, ``ci_low``, ``ci_high`` and ``tokens``. Any mapping or object with those keys or
-attributes works (the evaluation package's result model, a dict read from JSON, a DataFrame's
-rows), so this module does not depend on how an evaluation is stored.
+``correct``, ``ci_low``, ``ci_high``, ``tokens`` and ``failures``. Any mapping or object with
+those keys or attributes works (the evaluation package's result model, a dict read from JSON,
+a DataFrame's rows), so this module does not depend on how an evaluation is stored.
 
 Definitions
 -----------
@@ -46,6 +46,7 @@ _FIELDS = (
     "ci_low",
     "ci_high",
     "tokens",
+    "failures",
 )
 
 
@@ -62,6 +63,7 @@ class Condition(BaseModel):
     ci_low: float | None = Field(None, description="Lower end of the 95% interval of accuracy.")
     ci_high: float | None = Field(None, description="Upper end of the 95% interval of accuracy.")
     tokens: int | None = Field(None, ge=0, description="Tokens used, input and output.")
+    failures: int | None = Field(None, ge=0, description="Answers whose run failed.")
 
 
 class EvaluationAdvice(BaseModel):
