@@ -1,4 +1,5 @@
-"""Chat kernels do not load llm-consortium (and scikit-learn) for plugins they never use."""
+"""Chat kernels do not load llm-consortium (and scikit-learn) for plugins they never use, nor
+scikit-learn for the recommendation hint until one is asked for."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from consortium_lab.apps import voila
 from consortium_lab.prompts.templates import template
 voila.warm_up()
 assert "<" in template("arbiter_prompt.xml")
+from consortium_lab import recommend  # the hint's modules, loaded but not asked
+from consortium_lab.widget import recommending
 print("llm_consortium" in sys.modules, "sklearn" in sys.modules)
 """
 

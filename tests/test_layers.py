@@ -28,6 +28,8 @@ LAYERS: dict[str, int] = {
     "runs": 5,
     "sqlite": 0,
     "analysis": 6,
+    # Reads the run log (sinks) and the agreement measures (analysis); the widget asks it.
+    "recommender": 6,
     "widget": 7,
     "service": 8,
     "apps": 9,

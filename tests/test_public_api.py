@@ -34,6 +34,7 @@ PUBLIC_NAMES = [
     "parse_arbiter_response",
     "parse_event",
     "parse_member_response",
+    "recommend",
     "runs",
 ]
 

@@ -34,6 +34,7 @@ from consortium_lab.prompts.parsing import (
     parse_arbiter_response,
     parse_member_response,
 )
+from consortium_lab.recommender.advice import recommend
 from consortium_lab.sinks.runlog import plugin as _runlog_plugin
 
 # The engine opens its default run log through a hook; the run log answers it (imports go down
@@ -71,5 +72,6 @@ __all__ = [
     "parse_arbiter_response",
     "parse_event",
     "parse_member_response",
+    "recommend",
     "runs",
 ]

@@ -14,6 +14,7 @@ import {
 } from "./state";
 import { TurnComponent } from "./turn";
 import { EstimateBox } from "./estimate";
+import { RecommendBox } from "./recommend";
 import { MemberSettings, OptionsField } from "./memberSettings";
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import type { ChatModel, FrontendMessage, KernelMessage } from "./messages.gen";
@@ -42,6 +43,7 @@ export class ChatApp {
   private sendBtn: HTMLButtonElement;
   private stopBtn: HTMLButtonElement;
   private estimate: EstimateBox;
+  private recommend: RecommendBox;
   private settings: Settings;
   private history: History;
   private frame = 0;
@@ -88,6 +90,11 @@ export class ChatApp {
     this.stopBtn.onclick = () => this.send({ type: "cancel" });
     this.estimate = new EstimateBox((m) => this.send(m), () => this.promptInput.value);
     this.sendBtn.setAttribute("aria-describedby", this.estimate.el.id);
+    this.recommend = new RecommendBox((m) => this.send(m), () => this.promptInput.value, (models) =>
+      this.send({ type: "set_config", config: { models }, merge: true }),
+    );
+    this.recommend.attach(this.promptInput, this.settings.el);
+    this.settings.el.querySelector(".cl-models")?.append(this.recommend.el);
     this.promptInput.addEventListener("input", () => {
       this.estimate.schedule();
       this.sendBtn.disabled = this.model.get("status") !== "idle" || !this.promptInput.value.trim();
@@ -189,6 +196,8 @@ export class ChatApp {
       download(msg.filename, msg.mime, msg.content);
     } else if (msg.type === "estimate") {
       this.estimate.onReply(msg);
+    } else if (msg.type === "recommendation") {
+      this.recommend.onReply(msg);
     } else if (msg.type === "notice") {
       this.notice(msg.level, msg.message);
       this.settings.onNotice(msg);
@@ -333,6 +342,7 @@ export class ChatApp {
     this.root.ownerDocument.removeEventListener("keydown", this.onKey, true);
     for (const comp of this.turns.values()) comp.dispose();
     this.estimate.dispose();
+    this.recommend.dispose();
   }
 }
 

@@ -98,9 +98,9 @@ export interface Export {
   req?: string | number | null;
 }
 
-export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest;
+export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest | RecommendRequest;
 
-export type KernelMessage = Events | Snapshot | KernelReady | Download | EstimateReply | Notice;
+export type KernelMessage = Events | Snapshot | KernelReady | Download | EstimateReply | RecommendReply | Notice;
 
 /** The answer to ``ready``: the traits are current. */
 export interface KernelReady {
@@ -138,6 +138,27 @@ export interface OpenRun {
 /** The view is rendered: send what it needs (models, configs, a live run's streams). */
 export interface Ready {
   type: "ready";
+  req?: string | number | null;
+}
+
+/** The answer to ``recommend``: ``members`` is empty when there is not enough history (or ``error`` is set); ``message`` says which, in words. */
+export interface RecommendReply {
+  type: "recommendation";
+  req?: string | number | null;
+  message: string;
+  /** Model ids, best first. */
+  members?: Array<string>;
+  /** Similar past runs the suggestion rests on. */
+  support?: number;
+  min_runs?: number | null;
+  enough_history?: boolean;
+  error?: string | null;
+}
+
+/** Which members did best on past prompts like ``prompt``: answered by a ``recommendation``. */
+export interface RecommendRequest {
+  type: "recommend";
+  prompt: string;
   req?: string | number | null;
 }
 

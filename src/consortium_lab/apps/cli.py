@@ -1,4 +1,4 @@
-"""The ``consortium-lab`` command line: run, demo, configs, runs, models, gateway.
+"""The ``consortium-lab`` command line: run, demo, configs, runs, models, gateway, recommend.
 
 Every command works on a fresh home folder. Help texts here (and in
 :mod:`~consortium_lab.apps.cli_gateway` for ``gateway``) are the reference; ``docs/cli.md``
@@ -17,6 +17,7 @@ import click
 
 from consortium_lab.apps.cli_audit import audit_cmd
 from consortium_lab.apps.cli_gateway import gateway_cmd
+from consortium_lab.apps.cli_recommend import recommend_cmd
 from consortium_lab.apps.hub import hub_command
 from consortium_lab.config.catalog import UnknownModelError
 from consortium_lab.config.consortium import MODES
@@ -441,3 +442,4 @@ def models_cmd(show_all: bool) -> None:
 main.add_command(gateway_cmd)
 main.add_command(audit_cmd)
 main.add_command(hub_command)
+main.add_command(recommend_cmd)

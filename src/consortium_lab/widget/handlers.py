@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from consortium_lab import configs as saved_configs_store
 from consortium_lab.config.consortium import ConsortiumConfig
 from consortium_lab.widget import messages as msg
+from consortium_lab.widget.recommending import PromptHints
 from consortium_lab.widget.settings import PER_MEMBER_FIELDS, check_member_keys, merge_per_member
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class FrontendHandlers:
 
     def __init__(self, widget: ChatWidget) -> None:
         self.widget = widget
+        self.hints = PromptHints(widget)
         self._table: dict[type[Any], Callable[[Any], object]] = {
             msg.Ready: lambda m: widget._on_ready(),
             msg.Ask: self._ask,
@@ -66,6 +68,7 @@ class FrontendHandlers:
             msg.Export: self._export,
             msg.DeleteRun: lambda m: widget.delete_run(m.id),
             msg.EstimateRequest: self._estimate,
+            msg.RecommendRequest: self.hints.request,
         }
 
     def handle(self, content: Any) -> None:

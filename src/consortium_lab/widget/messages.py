@@ -11,12 +11,12 @@ Page -> kernel (:data:`FrontendMessage`; every one may carry ``req``, an id echo
     ``ready``, ``ask {prompt}``, ``cancel``, ``new_chat``, ``set_config {config, merge}``,
     ``save_config {name, config?}``, ``load_config {name}``, ``clone_config {source, target}``,
     ``remove_config {name}``, ``open_run {id}``, ``export {id, format}``, ``delete_run {id}``,
-    ``estimate {prompt}``.
+    ``estimate {prompt}``, ``recommend {prompt}``.
 
 Kernel -> page (:data:`KernelMessage`)
     ``events {seq, events}``, ``snapshot {run_id, streams}``, ``ready``,
-    ``download {filename, mime, content}``, ``estimate {summary, calls, ...}`` and
-    ``notice {level, message}``.
+    ``download {filename, mime, content}``, ``estimate {summary, calls, ...}``,
+    ``recommendation {message, members, support, ...}`` and ``notice {level, message}``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ __all__ = [
     "Notice",
     "OpenRun",
     "Ready",
+    "RecommendReply",
+    "RecommendRequest",
     "RemoveConfig",
     "SaveConfig",
     "SetConfig",
@@ -174,6 +176,15 @@ class EstimateRequest(_Message):
     req: Req = None
 
 
+class RecommendRequest(_Message):
+    """Which members did best on past prompts like ``prompt``: answered by a
+    ``recommendation``."""
+
+    type: Literal["recommend"]
+    prompt: str
+    req: Req = None
+
+
 FrontendMessage = Annotated[
     Ready
     | Ask
@@ -187,7 +198,8 @@ FrontendMessage = Annotated[
     | OpenRun
     | Export
     | DeleteRun
-    | EstimateRequest,
+    | EstimateRequest
+    | RecommendRequest,
     Field(discriminator="type"),
 ]
 """Any message the page sends."""
@@ -292,6 +304,20 @@ class EstimateReply(_KernelMessage):
     error: str | None = None
 
 
+class RecommendReply(_KernelMessage):
+    """The answer to ``recommend``: ``members`` is empty when there is not enough history (or
+    ``error`` is set); ``message`` says which, in words."""
+
+    type: Literal["recommendation"] = "recommendation"
+    req: Req = None
+    message: str
+    members: list[str] = Field(default_factory=list, description="Model ids, best first.")
+    support: int = Field(0, description="Similar past runs the suggestion rests on.")
+    min_runs: int | None = None
+    enough_history: bool = False
+    error: str | None = None
+
+
 class Notice(_KernelMessage):
     """A short message to show (a refused request names its ``req``)."""
 
@@ -302,7 +328,7 @@ class Notice(_KernelMessage):
 
 
 KernelMessage = Annotated[
-    Events | Snapshot | KernelReady | Download | EstimateReply | Notice,
+    Events | Snapshot | KernelReady | Download | EstimateReply | RecommendReply | Notice,
     Field(discriminator="type"),
 ]
 """Any message the kernel sends."""

@@ -118,6 +118,30 @@ class Reader(Connection):
         )
         return [decode(row, MEMBER_JSON_COLUMNS) for row in rows]
 
+    def answer_rows(self) -> list[dict[str, Any]]:
+        """Every answer-stage member call of every finished run, with what a recommendation
+        reads (``run_id``, ``prompt``, ``mode``, ``final_synthesis``, ``model``, ``instance``,
+        ``iteration``, ``status``, ``answer``, ``text``, ``latency_ms``, ``cost``), runs in
+        start order and each run's calls in recording order. Runs still running are left out."""
+        return self._read(
+            """
+            SELECT r.id AS run_id, r.prompt, r.mode, r.final_synthesis,
+                   m.model, m.instance, m.iteration, m.status, m.answer, m.text,
+                   m.latency_ms, m.cost
+            FROM runs r JOIN member_responses m ON m.run_id = r.id
+            WHERE r.status != 'running' AND m.stage = 'answer'
+            ORDER BY r.started_at, r.rowid, m.id
+            """
+        )
+
+    def finished_runs_mark(self) -> tuple[int, str | None]:
+        """How many runs are no longer running, and the latest one's end: a cheap check that
+        the finished runs changed (one deleted and another finished changes it too)."""
+        rows = self._read(
+            "SELECT count(*) AS n, max(finished_at) AS last FROM runs WHERE status != 'running'"
+        )
+        return (int(rows[0]["n"]), rows[0]["last"])
+
     def conversation_history(
         self, conversation_id: str
     ) -> dict[tuple[str, int], list[tuple[str, str]]]:
