@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "runs": 5,
     "sqlite": 0,
     "analysis": 6,
+    "eval": 6,
     "widget": 7,
     "service": 8,
     "apps": 9,
