@@ -1,0 +1,144 @@
+"""Evaluations through the loopback server, whose replies are scripted per prompt so each
+condition's correctness on each item is known in advance."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consortium_lab import runs
+from consortium_lab.eval import EvalStore, evaluate
+from consortium_lab.eval.stats import bootstrap_interval
+
+from fake_openai import ModelScript
+from helpers import arbiter_reply, last_user_text, member_reply
+
+# Ten additions; item i asks "What is i + 100?" so the answer is 100 + i.
+ITEMS = [
+    {"id": f"q{i}", "prompt": f"What is {i} + 100?", "answer": str(100 + i)} for i in range(10)
+]
+
+
+def item_of(body: dict[str, Any]) -> int:
+    text = last_user_text(body)
+    found = [i for i in range(10) if f"What is {i} + 100?" in text]
+    assert len(found) == 1, text
+    return found[0]
+
+
+def replying(correct_on: set[int], *, arbiter: bool = False) -> ModelScript:
+    """A model right on the items in ``correct_on`` (off by one elsewhere)."""
+
+    def reply(body: dict[str, Any]) -> str:
+        i = item_of(body)
+        value = 100 + i if i in correct_on else 101 + i
+        if arbiter:
+            return arbiter_reply(f"The sum is {value:,}.")
+        return member_reply(f"It is {value}")
+
+    return ModelScript(reply=reply)
+
+
+@pytest.fixture
+def trio(fake_openai: Any, tmp_path: Path) -> Any:
+    fake_openai.add_model("m-good", replying(set(range(10))))
+    fake_openai.add_model("m-half", replying({0, 2, 4, 6, 8}))
+    fake_openai.add_model("m-arb", replying(set(range(8)), arbiter=True))
+    (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(r) for r in ITEMS) + "\n")
+    return fake_openai
+
+
+async def test_reported_accuracies_intervals_and_items(trio: Any, tmp_path: Path) -> None:
+    report = await evaluate(
+        tmp_path / "items.jsonl",
+        models=["m-good", "m-half"],
+        arbiter="m-arb",
+        modes=["members", "consortium"],
+        scorer="numeric",
+        store=tmp_path / "runs.db",
+        seed=3,
+    )
+    got = {c.name: (c.correct, c.n) for c in report.conditions}
+    assert got == {"member:m-good": (10, 10), "member:m-half": (5, 10), "consortium": (8, 10)}
+    half = report.condition("member:m-half")
+    per_item = [1.0 if i % 2 == 0 else 0.0 for i in range(10)]
+    assert (half.ci_low, half.ci_high) == bootstrap_interval(per_item, seed=3)
+    assert report.condition("member:m-good").ci_low == 1.0
+    assert all(c.tokens > 0 and c.latency_mean is not None for c in report.conditions)
+    assert len(report.items) == 30
+    wrong = {(r.item_id, r.condition) for r in report.items if not r.correct}
+    assert wrong == {
+        ("q1", "member:m-half"),
+        ("q3", "member:m-half"),
+        ("q5", "member:m-half"),
+        ("q7", "member:m-half"),
+        ("q9", "member:m-half"),
+        ("q8", "consortium"),
+        ("q9", "consortium"),
+    }
+    consortium_q0 = next(
+        r for r in report.items if r.condition == "consortium" and r.item_id == "q0"
+    )
+    assert consortium_q0.answer == "The sum is 100." and consortium_q0.extracted == "100"
+    # The same report is read back from the run log, and its runs are grouped under its tag.
+    with EvalStore(tmp_path / "runs.db") as store:
+        again = store.report(report.id, seed=3)
+    assert again.conditions == report.conditions
+    tagged = runs.list(tag=report.tag, path=tmp_path / "runs.db")
+    assert {r["id"] for r in tagged} == {r.run_id for r in report.items}
+    assert runs.list(tag="eval-nothing", path=tmp_path / "runs.db") == []
+
+
+async def test_samples_are_distinct_and_never_shared_between_conditions(
+    trio: Any, tmp_path: Path
+) -> None:
+    settings: dict[str, Any] = dict(
+        models=["m-good"],
+        arbiter="m-arb",
+        modes=["members", "consortium"],
+        scorer="numeric",
+        samples=3,
+        limit=2,
+        store=tmp_path / "runs.db",
+    )
+    report = await evaluate(tmp_path / "items.jsonl", **settings)
+    assert any("bypassed the cache" in note for note in report.notes)
+    assert report.condition("member:m-good").n == 6
+    asked = trio.requests_for("m-good")
+    # 2 items x 3 samples x 2 conditions (alone, and as the consortium's member).
+    assert len(asked) == 12
+    seeds = {(item_of(r.json), r.json.get("seed")) for r in asked}
+    assert len(seeds) == 12, "every sample of every condition carries its own seed"
+    # With cache="use", a second evaluation replays each sample's own answer and asks nothing.
+    first = await evaluate(tmp_path / "items.jsonl", cache="use", **settings)
+    assert any("never replayed into another" in note for note in first.notes)
+    before = len(trio.requests_for("m-good"))
+    await evaluate(tmp_path / "items.jsonl", cache="use", **settings)
+    assert len(trio.requests_for("m-good")) == before == 24
+
+
+async def test_bad_references_and_conditions_refuse_to_start(trio: Any, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="line 1: item x: the reference 'many' holds no number"):
+        await evaluate(
+            [{"id": "x", "prompt": "p", "answer": "many"}],
+            models=["m-good"],
+            modes=["members"],
+            scorer="numeric",
+            store=tmp_path / "r.db",
+        )
+    with pytest.raises(KeyError, match="no-such-config"):
+        await evaluate(ITEMS, models=["m-good"], modes=["no-such-config"], store=tmp_path / "r.db")
+    with pytest.raises(ValueError, match="condition\\(s\\) named twice: consortium"):
+        await evaluate(
+            ITEMS, models=["m-good"], modes=["consortium", "consortium"], store=tmp_path / "r.db"
+        )
+    with pytest.raises(Exception, match="no-such-model"):
+        await evaluate(ITEMS, models=["no-such-model"], modes=["members"], store=tmp_path / "r.db")
+    assert trio.requests == []
+    if (tmp_path / "r.db").exists():
+        conn = sqlite3.connect(tmp_path / "r.db")
+        assert conn.execute("SELECT count(*) FROM evaluations").fetchone() == (0,)
