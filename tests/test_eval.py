@@ -93,6 +93,36 @@ async def test_reported_accuracies_intervals_and_items(trio: Any, tmp_path: Path
     assert runs.list(tag="eval-nothing", path=tmp_path / "runs.db") == []
 
 
+async def test_vote_condition_counts_answers_as_the_scorer_reads_them(
+    trio: Any, tmp_path: Path
+) -> None:
+    trio.add_model("m-third", replying({0, 1, 2}))
+    report = await evaluate(
+        ITEMS,
+        models=["m-good", "m-half", "m-third"],
+        modes=["vote"],
+        scorer="numeric",
+        store=tmp_path / "runs.db",
+    )
+    # Odd items from 3 on: m-half and m-third give the same wrong sum and outvote m-good.
+    vote = report.condition("vote")
+    assert (vote.correct, vote.n) == (6, 10)
+    wrong = sorted(r.item_id for r in report.items if not r.correct)
+    assert wrong == ["q3", "q5", "q7", "q9"]
+    assert trio.requests_for("m-arb") == []  # no arbiter is asked in a vote
+    # Two members: the odd items tie 1-1, broken by config order (equal confidence).
+    tied = await evaluate(
+        ITEMS,
+        models=["m-good", "m-half"],
+        modes=["vote"],
+        scorer="numeric",
+        store=tmp_path / "runs.db",
+    )
+    assert tied.condition("vote").correct == 10
+    run = runs.get(tied.items[1].run_id, path=tmp_path / "runs.db")
+    assert run.synthesis is not None and run.synthesis.tie_break is not None
+
+
 async def test_samples_are_distinct_and_never_shared_between_conditions(
     trio: Any, tmp_path: Path
 ) -> None:

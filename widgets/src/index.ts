@@ -25,6 +25,7 @@ const MODES = [
   ["consortium", "consortium — an arbiter synthesizes"],
   ["council", "council — peer ranking, then a chairman"],
   ["compare", "compare — members side by side"],
+  ["vote", "vote — the most frequent answer wins, no arbiter"],
 ];
 
 export class ChatApp {
@@ -495,7 +496,7 @@ class Settings {
   render(): void {
     const c = this.config();
     const members = formatModelSpec(c.models ?? {});
-    const arbiter = c.mode === "compare" ? "no arbiter" : `arbiter ${c.arbiter ?? Object.keys(c.models ?? {})[0] ?? "?"}`;
+    const arbiter = c.mode === "compare" || c.mode === "vote" ? "no arbiter" : `arbiter ${c.arbiter ?? Object.keys(c.models ?? {})[0] ?? "?"}`;
     setText(this.summary, `Settings — ${members} · ${arbiter} · ${c.mode ?? "consortium"}`);
     const active = this.el.ownerDocument?.activeElement;
     const setValue = (el: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement, v: string) => {

@@ -6,6 +6,7 @@
 // `member_done` (then the full text in the trait replaces the streamed text).
 
 import type { SnapshotStream } from "./messages.gen";
+import { voteViews, type VoteView } from "./vote";
 
 export type Json = Record<string, any>;
 
@@ -172,6 +173,9 @@ export interface SynthesisView {
   cached: boolean;
   servedBy: string | null;
   spans: Json[] | null;
+  /** Vote mode: every distinct answer with its count, the winner first (else empty). */
+  votes: VoteView[];
+  tieBreak: string | null;
 }
 
 export interface IterationView {
@@ -367,6 +371,8 @@ export function buildTurn(turn: Json, streams: StreamStore, live: boolean): Turn
             cached: !!s.cached,
             servedBy: s.served_by ?? null,
             spans: highlights.synthesis ?? null,
+            votes: voteViews(s.votes),
+            tieBreak: s.tie_break ?? null,
           }
         : null,
     });

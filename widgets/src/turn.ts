@@ -6,6 +6,7 @@ import { highlightSpans } from "./highlight";
 import { renderMarkdownInto } from "./sanitize";
 import type { FrontendMessage } from "./messages.gen";
 import type { IterationView, MemberView, SynthesisView, TurnView } from "./state";
+import { VotePane } from "./vote";
 import { WordClouds } from "./wordcloud";
 
 const PROMPT_FOLD_LINES = 12;
@@ -15,7 +16,9 @@ const PROMPT_FOLD_CHARS = 1200;
 export function answerStatus(v: TurnView, members: number): string {
   const parts = [`${members} member${members === 1 ? "" : "s"}`];
   parts.push(`${v.iterations.length} iteration${v.iterations.length === 1 ? "" : "s"}`);
-  if (v.confidence !== null) {
+  if (v.confidence !== null && v.mode === "vote") {
+    parts.push(`${pct(v.confidence)} of the votes`);
+  } else if (v.confidence !== null) {
     const met = v.threshold === null ? "" : v.confidence >= v.threshold ? ` ≥ ${pct(v.threshold)}` : ` < ${pct(v.threshold)}`;
     parts.push(`${pct(v.confidence)}${met}`);
   }
@@ -240,6 +243,7 @@ export class TurnComponent {
   private arbiterStream: HTMLElement;
   private arbiterText: HTMLPreElement;
   private synthesis: SynthesisPane;
+  private vote = new VotePane();
   private chartsBox: HTMLElement;
   private answerStatus: HTMLElement;
   /** The answer (synthesis, arbiter stream, status line): what the page keeps in view. */
@@ -289,6 +293,7 @@ export class TurnComponent {
       this.timeline,
       this.arbiterStream,
       this.synthesis.el,
+      this.vote.el,
       this.answerStatus,
     );
     this.answerEl = answer;
@@ -473,9 +478,11 @@ export class TurnComponent {
       setText(this.arbiterStream.querySelector("h4")!, `${it.arbiterModel ?? "The arbiter"} is writing…`);
       setText(this.arbiterText, it.arbiterStream);
     }
-    this.synthesis.el.hidden = !it.synthesis;
-    if (it.synthesis) this.synthesis.update(it.synthesis);
-    void v;
+    // vote mode: the tally stands where the arbiter's synthesis would
+    const voted = v.mode === "vote";
+    this.synthesis.el.hidden = !it.synthesis || voted;
+    this.vote.el.hidden = !it.synthesis || !voted;
+    if (it.synthesis) (voted ? this.vote : this.synthesis).update(it.synthesis);
   }
 
   /** The status line under the answer, and the working folded once the answer is there. */

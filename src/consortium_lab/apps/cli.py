@@ -20,6 +20,7 @@ from consortium_lab.apps.cli_eval import eval_cmd
 from consortium_lab.apps.cli_gateway import gateway_cmd
 from consortium_lab.apps.hub import hub_command
 from consortium_lab.config.catalog import UnknownModelError
+from consortium_lab.config.consortium import MODES
 
 DEMO_MEMBERS = ("demo-analyst", "demo-optimist", "demo-skeptic")
 DEMO_ARBITER = "demo-arbiter"
@@ -66,9 +67,9 @@ def _config_options(func: Any) -> Any:
         ),
         click.option(
             "--mode",
-            type=click.Choice(["consortium", "council", "compare"]),
-            help="consortium (arbiter synthesis), council (peer ranking + chairman) or"
-            " compare (members only).",
+            type=click.Choice(MODES),
+            help="consortium (arbiter synthesis), council (peer ranking + chairman),"
+            " compare (members only) or vote (the most frequent answer wins, no arbiter).",
         ),
         click.option(
             "--judging",

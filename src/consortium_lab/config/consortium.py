@@ -18,7 +18,7 @@ import difflib
 import logging
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -34,7 +34,11 @@ from consortium_lab.config.rules import normalize_confidence
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["consortium", "council", "compare"]
+Mode = Literal["consortium", "council", "compare", "vote"]
+MODES: tuple[str, ...] = get_args(Mode)
+"""Every mode, in the order the CLI and the widget offer them."""
+ARBITERLESS_MODES = frozenset({"compare", "vote"})
+"""Modes without an arbiter call; they run one iteration (``max_iterations`` is not used)."""
 JudgingMethod = Literal["default", "rank"]
 
 
@@ -214,7 +218,11 @@ class ConsortiumConfig(BaseModel):
     )
     status: str | None = Field("success", description="llm-consortium: last run status.")
 
-    mode: Mode = Field("consortium", description="consortium | council | compare.")
+    mode: Mode = Field(
+        "consortium",
+        description="consortium | council | compare | vote (every member answers once, the "
+        "most frequent answer wins, no arbiter).",
+    )
     stream_individual_responses: bool = Field(
         True, description="Stream each member's text; off shows progress only, then the synthesis."
     )
@@ -296,6 +304,11 @@ class ConsortiumConfig(BaseModel):
         return self
 
     @property
+    def has_arbiter(self) -> bool:
+        """Whether a run of this config asks an arbiter (or chairman): not in compare or vote."""
+        return self.mode not in ARBITERLESS_MODES
+
+    @property
     def arbiter_model(self) -> str:
         """The arbiter, defaulting to the first member (as upstream does)."""
         return self.arbiter or next(iter(self.models))
@@ -343,7 +356,7 @@ def check_models(
     models = catalog.list_models() if models is None else models
     extra = set(also_known)
     names = [("models", name) for name in config.models]
-    if config.mode != "compare":
+    if config.has_arbiter:
         names.append(("arbiter", config.arbiter_model))
     for field_name, name in names:
         if name not in extra:

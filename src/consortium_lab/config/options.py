@@ -101,7 +101,7 @@ def check_config_options(
     for key, options in config.member_options.items():
         model = key.rpartition("#")[0] if "#" in key else key
         check_options(f"member_options[{key!r}]", model, options, options_class(model))
-    if config.mode != "compare" and config.arbiter_options:
+    if config.has_arbiter and config.arbiter_options:
         arbiter = config.arbiter_model
         check_options("arbiter_options", arbiter, config.arbiter_options, options_class(arbiter))
     return config

@@ -26,6 +26,7 @@ from consortium_lab.engine.conversation import Conversation
 from consortium_lab.engine.plugins import resolve_run_log
 from consortium_lab.engine.result import RunResult
 from consortium_lab.engine.run import Run, Sink
+from consortium_lab.engine.vote import Extractor
 from consortium_lab.gateway.calls import CacheMode
 from consortium_lab.gateway.core import Gateway
 
@@ -54,6 +55,10 @@ class Consortium:
         check_models: verify that every model exists and is usable, and that every member's
             and the arbiter's options are ones its model takes, before running.
         sinks: extra callables that receive every event.
+        extractor: vote mode's answer key: a callable from a member's parsed answer to the
+            string its vote counts under (``None`` abstains); default
+            :func:`~consortium_lab.engine.vote.default_extractor` (whitespace and case
+            normalised). An evaluation passes its scorer's extractor here.
         **settings: any :class:`ConsortiumConfig` field; ``models`` may be ``model:count`` strings.
     """
 
@@ -65,6 +70,7 @@ class Consortium:
         store: Any = None,
         check_models: bool = True,
         sinks: Sequence[Sink] = (),
+        extractor: Extractor | None = None,
         **settings: Any,
     ) -> None:
         base = (
@@ -86,6 +92,7 @@ class Consortium:
         self._store_arg = store
         self._store: Any = None
         self.sinks = list(sinks)
+        self.extractor = extractor
 
     # -- public API -----------------------------------------------------------------------
     @property

@@ -27,6 +27,7 @@ from consortium_lab.engine.events import (
 from consortium_lab.engine.ranking import aggregate_ranking, rank_decision
 from consortium_lab.engine.records import CallStats
 from consortium_lab.engine.repair import UNREADABLE_IN_A_ROW, kept_cut_off, repair_synthesis
+from consortium_lab.engine.vote import Extractor, vote_decision
 from consortium_lab.gateway.calls import CacheMode, CallRequest
 from consortium_lab.gateway.core import Gateway
 from consortium_lab.gateway.failures import CallFailed
@@ -74,9 +75,12 @@ class _Call:
 class RunLoop:
     """The orchestration of one run with ``config``, every model call through ``gateway``."""
 
-    def __init__(self, config: ConsortiumConfig, gateway: Gateway) -> None:
+    def __init__(
+        self, config: ConsortiumConfig, gateway: Gateway, extractor: Extractor | None = None
+    ) -> None:
         self.config = config
         self.gateway = gateway
+        self.extractor = extractor
 
     async def events(
         self,
@@ -105,6 +109,7 @@ class RunLoop:
         last: ArbiterParse | None = None
         final_answers: dict[MemberKey, str] = {}
         unreadable: list[int] = []  # iterations whose synthesis could not be read
+        voted: SynthesisReady | None = None
         warnings: list[str] = []
         iteration = 0
         for iteration in range(1, cfg.max_iterations + 1):
@@ -161,8 +166,13 @@ class RunLoop:
                 prompts.Candidate(id=i, model=d.model, answer=d.answer, confidence=d.confidence)
                 for i, d in enumerate(answers.values(), start=1)
             ]
-            if cfg.mode == "compare":
-                yield IterationFinished(run_id=ctx.run_id, iteration=iteration)
+            if not cfg.has_arbiter:  # compare, or vote: one iteration, no arbiter
+                if cfg.mode == "vote":
+                    voted = vote_decision(ctx.run_id, iteration, answers.values(), self.extractor)
+                    warnings += voted.warnings
+                    yield voted
+                conf = voted.confidence if voted else None
+                yield IterationFinished(run_id=ctx.run_id, iteration=iteration, confidence=conf)
                 break
             peer_ranking: list[int] = []
             if cfg.mode == "council":
@@ -238,7 +248,7 @@ class RunLoop:
         yield RunFinished(
             run_id=ctx.run_id,
             iterations=iteration,
-            confidence=last.confidence if last else None,
+            confidence=voted.confidence if voted else last.confidence if last else None,
             status="completed_with_warnings" if warnings else "completed",
             warnings=warnings,
         )

@@ -19,7 +19,16 @@ from pydantic import BaseModel, Field
 
 from consortium_lab.gateway.types import Stage, Usage
 
-__all__ = ["CallStats", "MemberCall", "MemberRecord", "MemberStatus", "Record", "SynthesisRecord"]
+__all__ = [
+    "CallStats",
+    "MemberCall",
+    "MemberRecord",
+    "MemberStatus",
+    "Record",
+    "SynthesisRecord",
+    "TieBreak",
+    "VoteCount",
+]
 
 MemberStatus = Literal["done", "failed"]
 
@@ -121,6 +130,25 @@ class MemberRecord(CallStats, MemberCall):
     )
 
 
+TieBreak = Literal["confidence", "order"]
+"""How a vote's tie for first place was broken: by the members' stated confidence, or (when
+that ties too) by the config order of the first member who gave each answer."""
+
+
+class VoteCount(BaseModel):
+    """One distinct answer of a vote (``mode="vote"``) and who gave it."""
+
+    answer: str = Field(description="The answer as its first voter (in config order) wrote it.")
+    key: str = Field(description="The normalised form the votes were counted by.")
+    count: int = Field(description="How many members gave this answer.")
+    members: list[str] = Field(
+        default_factory=list, description="The voters, as 'model#instance', in config order."
+    )
+    confidence: float = Field(
+        0.0, description="The voters' stated confidence summed (unstated counts as 0)."
+    )
+
+
 class SynthesisRecord(CallStats):
     """The arbiter's (or chairman's) parsed decision for one iteration."""
 
@@ -140,4 +168,12 @@ class SynthesisRecord(CallStats):
         0,
         description="Reformat requests sent because the arbiter's output could not be read "
         "(0 or 1); ``parse_ok`` says whether the answer to it could.",
+    )
+    votes: list[VoteCount] = Field(
+        default_factory=list,
+        description="Vote mode: every distinct answer with its count, the winner first "
+        "(empty in the other modes).",
+    )
+    tie_break: TieBreak | None = Field(
+        None, description="Vote mode: how a tie for first place was broken (None: no tie)."
     )

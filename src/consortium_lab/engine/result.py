@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from consortium_lab.config.consortium import ARBITERLESS_MODES
 from consortium_lab.engine import events as ev
 from consortium_lab.engine import markdown as md
 from consortium_lab.engine.records import MemberRecord, SynthesisRecord
@@ -150,8 +151,8 @@ class RunResult(BaseModel):
 
     @property
     def arbiter(self) -> str | None:
-        """The arbiter model (None in compare mode)."""
-        if self.config.get("mode") == "compare":
+        """The arbiter model (None in compare and vote modes)."""
+        if self.config.get("mode") in ARBITERLESS_MODES:
             return None
         models = self.models_used
         return self.config.get("arbiter") or (models[0] if models else None)

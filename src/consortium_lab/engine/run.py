@@ -55,7 +55,7 @@ class Run:
         self.prompt = prompt
         self._ctx = RunContext(run_id=self.run_id, cache=cache, user=user, sample=sample)
         self._tasks = self._ctx.tasks
-        loop = RunLoop(consortium.config, consortium.gateway)
+        loop = RunLoop(consortium.config, consortium.gateway, consortium.extractor)
         self._gen = loop.events(prompt, conversation, self._ctx)
         self._result: RunResult | None = None
         self._iterating = False

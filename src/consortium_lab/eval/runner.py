@@ -177,7 +177,11 @@ async def evaluate(
             )
         names = [c.name for c in conditions]
         # Built (models checked) before anything is recorded: a typo never leaves a row.
-        consortia = {c.name: Consortium(c.settings, gateway=gateway, store=log) for c in conditions}
+        # A vote counts answers as the scorer reads them ("110" and "It is 110" agree).
+        consortia = {
+            c.name: Consortium(c.settings, gateway=gateway, store=log, extractor=the_scorer.extract)
+            for c in conditions
+        }
         if resume is not None:
             row = log.evaluation(resume)
             eval_id = row["id"]

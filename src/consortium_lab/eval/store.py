@@ -1,5 +1,5 @@
 """Evaluations in the run log: :class:`EvalStore`, a :class:`RunStore` that also keeps the
-tables of migration 4 (``evaluations``, ``eval_items``, ``eval_results``).
+tables of migration 5 (``evaluations``, ``eval_items``, ``eval_results``).
 
 The evaluation's runs are ordinary runs in the same file, written by the engine; each result
 row names its ``run_id``, and the evaluation's ``tag`` groups them

@@ -224,8 +224,8 @@ def estimate(
     """How many calls a run of ``prompt`` makes, and what they cost at most.
 
     Per iteration: one call per member instance; in council mode as many again for the peer
-    reviews; one arbiter (or chair) call unless the mode is compare. Iterations:
-    ``config.max_iterations`` (compare mode: 1). Every call may write up to
+    reviews; one arbiter (or chair) call unless the mode is compare or vote. Iterations:
+    ``config.max_iterations`` (compare and vote: 1). Every call may write up to
     ``max_output_tokens`` (default ``config.limits.max_output_tokens``). A call's input is
     estimated at four characters per token from the prompt as the engine builds it from the
     real templates of :mod:`consortium_lab.prompts.templates`, with every answer, synthesis and
@@ -236,7 +236,7 @@ def estimate(
     if cap is not None and cap < 1:
         raise ValueError(f"max_output_tokens must be at least 1 (got {cap})")
     members = config.members()
-    judged = config.mode != "compare"
+    judged = config.has_arbiter
     iterations = config.max_iterations if judged else 1
     min_iterations = config.minimum_iterations if judged else 1
     per_iteration = len(members) * (2 if config.mode == "council" else 1) + (1 if judged else 0)
@@ -309,7 +309,7 @@ def _calls(
                 )
             )
             result.append((model, system + history + member_prompt))
-        if config.mode == "compare":
+        if not config.has_arbiter:
             continue
         if config.mode == "council":
             review = tokens(prompts.rank_prompt(prompt, empty, anonymize=True)) + quoted

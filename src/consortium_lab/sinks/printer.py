@@ -80,6 +80,9 @@ class TerminalPrinter:
             line = self._line(f"{label(event.model)} (arbiter)", "arbiter")
             line.state, line.chars = "synthesizing", line.chars + len(event.text)
             self._draw()
+        elif isinstance(event, ev.SynthesisReady) and event.votes:
+            self._commit()
+            self._print(f"  vote: {event.analysis}")
         elif isinstance(event, ev.SynthesisReady):
             self._commit()
             conf = "unknown" if event.confidence is None else f"{event.confidence:.0%}"

@@ -104,7 +104,7 @@ def check_llm_options(config: ConsortiumConfig) -> ConsortiumConfig:
         problem = _options_problem(model, options) if model is not None else None
         if problem:
             raise ValueError(f"member_options of {key} ({model}): {problem}")
-    if config.mode != "compare" and config.arbiter_options:
+    if config.has_arbiter and config.arbiter_options:
         problem = _options_problem(config.arbiter_model, config.arbiter_options)
         if problem:
             raise ValueError(f"arbiter_options ({config.arbiter_model}): {problem}")

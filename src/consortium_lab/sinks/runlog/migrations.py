@@ -230,8 +230,16 @@ def _m003_warnings(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE arbiter_decisions ADD COLUMN repairs INTEGER NOT NULL DEFAULT 0")
 
 
-@migration(4, "evaluations")
-def _m004_evaluations(db: sqlite_utils.Database) -> None:
+@migration(4, "votes")
+def _m004_votes(db: sqlite_utils.Database) -> None:
+    """A vote's tally (``votes``, JSON) and how its tie was broken (``tie_break``), kept with
+    the decision that vote mode records in place of an arbiter's."""
+    db.execute("ALTER TABLE arbiter_decisions ADD COLUMN votes TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE arbiter_decisions ADD COLUMN tie_break TEXT")
+
+
+@migration(5, "evaluations")
+def _m005_evaluations(db: sqlite_utils.Database) -> None:
     """An evaluation's own tables (see :mod:`consortium_lab.eval.store`): ``evaluations``
     (one row each, its ``tag`` groups its runs), ``eval_items`` (the items it asked) and
     ``eval_results`` (one row per item, condition and sample, with the ``run_id`` that

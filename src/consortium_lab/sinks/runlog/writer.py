@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
+from consortium_lab.config.consortium import ARBITERLESS_MODES
 from consortium_lab.engine import events as ev
 from consortium_lab.sinks.runlog.connection import encode, utc_now
 from consortium_lab.sinks.runlog.liveness import Liveness
@@ -30,7 +31,7 @@ def _title(prompt: str) -> str:
 
 def _mode_and_arbiter(config: Mapping[str, Any]) -> tuple[str, str | None]:
     mode = str(config.get("mode") or "consortium")
-    if mode == "compare":
+    if mode in ARBITERLESS_MODES:
         return mode, None
     arbiter = config.get("arbiter")
     if isinstance(arbiter, Mapping):
@@ -133,10 +134,11 @@ class Writer(Liveness):
             db.table("member_responses").insert(member_row(event))
         elif isinstance(event, ev.SynthesisReady):
             db.table("arbiter_decisions").insert(decision_row(event))
+            # A vote's decision names no arbiter: the runs row keeps its arbiter NULL.
             db.execute(
                 "UPDATE runs SET final_synthesis = ?, final_confidence = ?,"
-                " iteration_count = max(iteration_count, ?), arbiter = coalesce(arbiter, ?)"
-                " WHERE id = ?",
+                " iteration_count = max(iteration_count, ?), arbiter = coalesce(arbiter,"
+                " CASE WHEN mode = 'vote' THEN NULL ELSE ? END) WHERE id = ?",
                 [event.synthesis, event.confidence, event.iteration, event.model, run_id],
             )
         elif isinstance(event, ev.RunFinished):
