@@ -172,3 +172,72 @@ async def test_bad_references_and_conditions_refuse_to_start(trio: Any, tmp_path
     if (tmp_path / "r.db").exists():
         conn = sqlite3.connect(tmp_path / "r.db")
         assert conn.execute("SELECT count(*) FROM evaluations").fetchone() == (0,)
+
+
+async def test_judge_verdicts_are_kept_and_cached(trio: Any, tmp_path: Path) -> None:
+    import re
+
+    def grade(body: dict[str, Any]) -> str:
+        text = last_user_text(body)
+        reference = re.search(r"<reference>(.*?)</reference>", text, re.S)
+        answer = re.search(r"<answer>(.*?)</answer>", text, re.S)
+        assert reference and answer, text
+        same = reference.group(1).strip() in answer.group(1)
+        return f"Compared.<verdict>{'CORRECT' if same else 'INCORRECT'}</verdict>"
+
+    trio.add_model("m-judge", ModelScript(reply=grade))
+    settings: dict[str, Any] = dict(
+        models=["m-half"],
+        modes=["members"],
+        scorer="judge",
+        limit=4,
+        scorer_options={"model": "m-judge"},
+        store=tmp_path / "runs.db",
+    )
+    report = await evaluate(ITEMS, **settings)
+    assert [r.correct for r in report.items] == [True, False, True, False]
+    assert all(r.verdict and "<verdict>" in r.verdict for r in report.items)
+    assert len(trio.requests_for("m-judge")) == 4
+    again = await evaluate(ITEMS, **settings)
+    assert [r.verdict for r in again.items] == [r.verdict for r in report.items]
+    assert len(trio.requests_for("m-judge")) == 4  # graded once, replayed from the cache
+
+
+async def test_a_saved_config_is_a_condition_and_charts_mark_the_front(
+    trio: Any, tmp_path: Path
+) -> None:
+    from consortium_lab import configs
+    from consortium_lab.config.consortium import ConsortiumConfig
+    from consortium_lab.eval.charts import accuracy_chart, tradeoff_chart, write_html
+
+    configs.save("pair", ConsortiumConfig(models={"m-good": 1, "m-half": 1}, arbiter="m-arb"))
+    report = await evaluate(
+        ITEMS,
+        models=["m-good", "m-half"],
+        modes=["members", "pair"],
+        scorer="numeric",
+        store=tmp_path / "runs.db",
+    )
+    assert report.condition("pair").correct == 8
+
+    def values(spec: dict[str, Any], layer: int) -> list[dict[str, Any]]:
+        # Altair lifts data that every layer shares to the top of the spec.
+        return (spec["layer"][layer].get("data") or spec["data"])["values"]
+
+    rows = values(accuracy_chart(report).to_dict(), 0)
+    assert [(r["condition"], r["label"]) for r in rows] == [
+        ("member:m-good", "10/10"),
+        ("member:m-half", "5/10"),
+        ("pair", "8/10"),
+    ]
+    latency = tradeoff_chart(report, "latency").to_dict()
+    points = values(latency, 1)
+    front = {p["condition"] for p in points if p["front"]}
+    # The most accurate condition is always on the front; a less accurate one is on it only
+    # when it is also faster than everything more accurate.
+    assert "member:m-good" in front
+    for p in points:
+        better = [q for q in points if q["accuracy"] > p["accuracy"] and q["x"] <= p["x"]]
+        assert (p["condition"] in front) == (not better)
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert "Accuracy per condition" in page and "member:m-half" in page
