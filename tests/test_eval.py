@@ -241,3 +241,26 @@ async def test_a_saved_config_is_a_condition_and_charts_mark_the_front(
         assert (p["condition"] in front) == (not better)
     page = write_html(report, tmp_path / "r.html").read_text()
     assert "Accuracy per condition" in page and "member:m-half" in page
+
+
+async def test_council_condition_scores_the_chairman_synthesis(trio: Any, tmp_path: Path) -> None:
+    def reviewer(body: dict[str, Any]) -> str:
+        text = last_user_text(body)
+        if "<rank_prompt>" in text:
+            return '<ranking><rank position="1">1</rank><rank position="2">2</rank></ranking>'
+        return member_reply(f"It is {100 + item_of(body)}")
+
+    trio.add_model("r-a", ModelScript(reply=reviewer))
+    trio.add_model("r-b", ModelScript(reply=reviewer))
+    report = await evaluate(
+        ITEMS[:4],
+        models=["r-a", "r-b"],
+        arbiter="m-arb",
+        modes=["council"],
+        scorer="numeric",
+        store=tmp_path / "runs.db",
+    )
+    assert report.condition("council").correct == 4
+    run = runs.get(report.items[0].run_id, path=tmp_path / "runs.db")
+    assert [m.stage for m in run.iterations[0].members].count("peer_review") == 2
+    assert report.items[0].answer == "The sum is 100."
