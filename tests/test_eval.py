@@ -12,6 +12,7 @@ import pytest
 
 from consortium_lab import runs
 from consortium_lab.eval import EvalStore, evaluate
+from consortium_lab.eval.runner import BYPASS_NOTE
 from consortium_lab.eval.stats import bootstrap_interval
 
 from fake_openai import ModelScript
@@ -136,7 +137,7 @@ async def test_samples_are_distinct_and_never_shared_between_conditions(
         store=tmp_path / "runs.db",
     )
     report = await evaluate(tmp_path / "items.jsonl", **settings)
-    assert any("bypassed the cache" in note for note in report.notes)
+    assert "member:m-good, consortium: sampled, so the cache was bypassed" in report.notes[0]
     assert report.condition("member:m-good").n == 6
     asked = trio.requests_for("m-good")
     # 2 items x 3 samples x 2 conditions (alone, and as the consortium's member).
@@ -149,6 +150,24 @@ async def test_samples_are_distinct_and_never_shared_between_conditions(
     before = len(trio.requests_for("m-good"))
     await evaluate(tmp_path / "items.jsonl", cache="use", **settings)
     assert len(trio.requests_for("m-good")) == before == 24
+
+
+async def test_a_vote_over_instances_is_sampled_and_bypasses_the_cache(
+    trio: Any, tmp_path: Path
+) -> None:
+    settings: dict[str, Any] = dict(
+        models=["m-half:3"],
+        modes=["members", "vote"],
+        scorer="numeric",
+        limit=2,
+        store=tmp_path / "runs.db",
+    )
+    report = await evaluate(ITEMS, **settings)
+    assert report.settings["cache"] == {"member:m-half": "use", "vote": "bypass"}
+    assert report.notes == [f"vote: {BYPASS_NOTE}"]
+    assert len(trio.requests_for("m-half")) == 2 * (1 + 3)
+    await evaluate(ITEMS, **settings)  # the member alone is replayed, the vote asked anew
+    assert len(trio.requests_for("m-half")) == 2 * (1 + 3) + 2 * 3
 
 
 async def test_bad_references_and_conditions_refuse_to_start(trio: Any, tmp_path: Path) -> None:

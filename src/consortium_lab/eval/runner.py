@@ -8,7 +8,8 @@ what is not scored yet. ``progress`` is called after every answer with a :class:
 Samples: with ``samples=K`` each item is asked K times per condition; every run carries the
 sample name ``<condition>#<index>``, which the gateway puts in the cache key and the seed, so
 no two samples (and no two conditions) share a cached answer. Sampled evaluations bypass the
-cache unless ``cache`` says otherwise, and the report's notes say so.
+cache unless ``cache`` says otherwise, and the report's notes say so; a condition with
+instances of ``model:n`` (a vote over ``model:7``) counts as sampled too.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from consortium_lab.eval.store import EvalStore
 __all__ = ["Progress", "evaluate", "evaluate_sync"]
 
 BYPASS_NOTE = (
-    "sampled conditions bypassed the cache (each sample was asked anew); pass cache='use'"
+    "sampled, so the cache was bypassed (each sample was asked anew); pass cache='use'"
     " to replay each sample's own cached answer"
 )
 SAMPLED_USE_NOTE = (
@@ -134,8 +135,9 @@ async def evaluate(
     :class:`EvalReport`.
 
     ``scorer``: a name (``scorer_options``: ``tolerance``, ``pattern``, ``model``), a callable
-    or a scorer. ``cache``: ``"use"``, ``"bypass"`` or ``"refresh"``; default ``"bypass"``
-    when ``samples > 1``, else ``"use"``. ``seed`` fixes the bootstrap intervals. ``store``:
+    or a scorer. ``cache``: ``"use"``, ``"bypass"`` or ``"refresh"`` for every condition;
+    by default ``"bypass"`` for sampled conditions (``samples > 1``, or instances of
+    ``model:n``), else ``"use"``. ``seed`` fixes the bootstrap intervals. ``store``:
     the run log (default: the per-user file). ``resume``: an evaluation id to continue; the
     same items and conditions are required. ``on_start`` receives the evaluation id once it
     is recorded.
@@ -144,9 +146,7 @@ async def evaluate(
         raise ValueError(f"samples: expected at least 1 (got {samples})")
     if concurrency < 1:
         raise ValueError(f"concurrency: expected at least 1 (got {concurrency})")
-    if cache is None:
-        cache = "bypass" if samples > 1 else "use"
-    if cache not in ("use", "bypass", "refresh"):
+    if cache is not None and cache not in ("use", "bypass", "refresh"):
         raise ValueError(f"cache: expected 'use', 'bypass' or 'refresh' (got {cache!r})")
     data: Dataset = load_dataset(dataset, skip_bad=skip_bad).limit(limit)
     options = dict(scorer_options or {})
@@ -160,17 +160,29 @@ async def evaluate(
     _check_references(the_scorer, data.items)
     if conditions is None:
         conditions = build_conditions(modes, models, arbiter)
+    caches: dict[str, str] = {}
+    sampled_names: list[str] = []
     for condition in conditions:
         try:
-            check_condition(condition)
+            config = check_condition(condition)
         except ValueError as exc:
             raise ValueError(f"condition {condition.name}: {exc}") from exc
+        # Sampled: repeated samples, or instances of model:n (a vote over model:7).
+        if samples > 1 or any(n > 1 for n in config.models.values()):
+            sampled_names.append(condition.name)
+            caches[condition.name] = cache or "bypass"
+        else:
+            caches[condition.name] = cache or "use"
     owned = not isinstance(store, EvalStore)
     log = store if isinstance(store, EvalStore) else EvalStore(store)
     try:
         notes = []
-        if samples > 1:
-            notes.append(BYPASS_NOTE if cache == "bypass" else SAMPLED_USE_NOTE)
+        if sampled_names:
+            bypassed = [n for n in sampled_names if caches[n] == "bypass"]
+            if bypassed:
+                notes.append(f"{', '.join(bypassed)}: {BYPASS_NOTE}")
+            if len(bypassed) < len(sampled_names):
+                notes.append(SAMPLED_USE_NOTE)
         if data.skipped:
             notes.append(
                 f"{len(data.skipped)} bad row(s) skipped: " + "; ".join(map(str, data.skipped))
@@ -206,7 +218,7 @@ async def evaluate(
                 conditions=names,
                 settings={
                     "conditions": {c.name: c.settings for c in conditions},
-                    "cache": cache,
+                    "cache": caches,
                     "concurrency": concurrency,
                     "seed": seed,
                 },
@@ -226,7 +238,12 @@ async def evaluate(
         async def one(item: Item, condition: Condition, sample: int) -> None:
             async with limiter:
                 result = await _answer(
-                    consortia[condition.name], the_scorer, item, condition.name, sample, cache
+                    consortia[condition.name],
+                    the_scorer,
+                    item,
+                    condition.name,
+                    sample,
+                    caches[condition.name],
                 )
                 log.add_result(eval_id, result)
             state.done[condition.name] += 1
