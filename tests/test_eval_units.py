@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -175,3 +176,22 @@ def test_pareto_front() -> None:
     assert pareto_front(conditions, "latency") == ["best", "unpriced"]
     with pytest.raises(ValueError, match="'cost' or 'latency'"):
         pareto_front(conditions, "tokens")
+
+
+def test_a_sample_name_changes_the_cache_key_and_no_name_keeps_the_old_key() -> None:
+    from consortium_lab.gateway.cache import cache_key
+
+    base: dict[str, Any] = dict(
+        model="m",
+        instance=1,
+        stage="answer",
+        prompt="p",
+        system=None,
+        history=(),
+        options={},
+        user=None,
+    )
+    old = cache_key(**base)
+    assert cache_key(**base, sample=None) == old  # unsampled entries stay reachable
+    keys = {cache_key(**base, sample=s) for s in ("vote#0", "vote#1", "consortium#0")}
+    assert len(keys) == 3 and old not in keys
