@@ -226,8 +226,9 @@ async def test_a_saved_config_is_a_condition_and_charts_mark_the_front(
     trio: Any, tmp_path: Path
 ) -> None:
     from consortium_lab import configs
+    from consortium_lab.apps.eval_html import write_html
     from consortium_lab.config.consortium import ConsortiumConfig
-    from consortium_lab.eval.charts import accuracy_chart, tradeoff_chart, write_html
+    from consortium_lab.eval.charts import accuracy_chart, tradeoff_chart
 
     configs.save("pair", ConsortiumConfig(models={"m-good": 1, "m-half": 1}, arbiter="m-arb"))
     report = await evaluate(

@@ -70,10 +70,13 @@ def _table(report: Any) -> str:
 def _echo_report(report: Any, as_json: bool, html: Path | None) -> None:
     if html is not None:
         try:
-            from consortium_lab.eval.charts import write_html
+            from consortium_lab.apps.eval_html import write_html
         except ImportError as exc:
-            _fail(f"--html needs Altair (the 'widget' extra; {exc.name} is missing)")
-        write_html(report, html)
+            _fail(f"--html needs the 'widget' extra ({exc.name} is missing)")
+        try:
+            write_html(report, html)
+        except FileNotFoundError as exc:
+            _fail(str(exc))
     if as_json:
         click.echo(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
         return

@@ -1,15 +1,13 @@
 """Charts of an evaluation (Altair, the ``widget`` extra): accuracy with its 95% interval per
 condition, and accuracy against cost and against latency with the Pareto front marked.
 
-Like the other chart specs of the package they embed their few rows inline. :func:`write_html`
-writes the three charts and the totals table to one HTML page (``--html REPORT``).
+Like the other chart specs of the package they embed their few rows inline. The HTML page of
+``--html REPORT`` is assembled in :mod:`consortium_lab.apps.eval_html`, beside the bundle that
+renders it.
 """
 
 from __future__ import annotations
 
-import html
-import json
-from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -18,7 +16,7 @@ from consortium_lab.analysis.theme import MUTED, inline
 from consortium_lab.eval.report import EvalReport
 from consortium_lab.eval.stats import pareto_front
 
-__all__ = ["accuracy_chart", "report_charts", "tradeoff_chart", "write_html"]
+__all__ = ["accuracy_chart", "report_charts", "tradeoff_chart"]
 
 
 def accuracy_chart(report: EvalReport, *, width: float = 360) -> alt.LayerChart:
@@ -94,58 +92,3 @@ def report_charts(report: EvalReport) -> alt.VConcatChart:
     return alt.vconcat(
         accuracy_chart(report), tradeoff_chart(report, "cost"), tradeoff_chart(report, "latency")
     )
-
-
-def _table(report: EvalReport) -> str:
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "condition",
-            "correct",
-            "n",
-            "accuracy",
-            "95% interval",
-            "mean s",
-            "p95 s",
-            "tokens",
-            "cost",
-        )
-    )
-
-    def num(value: float | None, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
-    body = "".join(
-        f"<tr><td>{html.escape(c.name)}</td><td>{c.correct}</td><td>{c.n}</td>"
-        f"<td>{c.accuracy:.1%}</td><td>{c.ci_low:.1%} to {c.ci_high:.1%}</td>"
-        f"<td>{num(c.latency_mean, '.2f')}</td><td>{num(c.latency_p95, '.2f')}</td>"
-        f"<td>{c.tokens}</td><td>{num(c.cost, '.4f')}</td></tr>"
-        for c in report.conditions
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def write_html(report: EvalReport, path: str | Path) -> Path:
-    """Write the evaluation's table and charts to ``path`` as one HTML page (Vega is loaded
-    from its CDN when the page is opened)."""
-    path = Path(path)
-    # Raw text inside <script>: only "</" could end it early, and JSON reads "<\\/" as "</".
-    spec = json.dumps(report_charts(report).to_dict()).replace("</", "<\\/")
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
-    page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Evaluation {html.escape(report.id)}</title>
-<script src="https://cdn.jsdelivr.net/npm/vega@5"></script>
-<script src="https://cdn.jsdelivr.net/npm/vega-lite@5"></script>
-<script src="https://cdn.jsdelivr.net/npm/vega-embed@6"></script>
-<style>body{{font-family:sans-serif}} td,th{{padding:2px 8px;text-align:right}}
-td:first-child{{text-align:left}}</style></head>
-<body><h1>Evaluation {html.escape(report.id)}</h1>
-<p>{html.escape(report.dataset)}, scorer {html.escape(report.scorer)}, {report.samples}
-sample(s), status {report.status}, tag <code>{html.escape(report.tag)}</code></p>
-{_table(report)}<ul>{notes}</ul><div id="charts"></div>
-<script type="application/json" id="spec">{spec}</script>
-<script>vegaEmbed("#charts", JSON.parse(document.getElementById("spec").textContent));</script>
-</body></html>
-"""
-    path.write_text(page, encoding="utf-8")
-    return path
