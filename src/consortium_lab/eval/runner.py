@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consortium_lab.engine.consortium import Consortium
 from consortium_lab.eval.conditions import (
     Condition,
     answer_of,
@@ -33,6 +34,7 @@ from consortium_lab.eval.report import EvalReport, ItemResult
 from consortium_lab.eval.scorers import Score, Scorer, get_scorer
 from consortium_lab.eval.stats import DEFAULT_SEED
 from consortium_lab.eval.store import EvalStore
+from consortium_lab.gateway.core import Gateway
 
 __all__ = ["Progress", "evaluate", "evaluate_sync"]
 
@@ -109,6 +111,43 @@ def _same_items(stored: Sequence[Item], given: Sequence[Item], eval_id: str) -> 
         )
 
 
+def _cache_modes(
+    conditions: Sequence[Condition], samples: int, cache: str | None
+) -> tuple[dict[str, str], list[str]]:
+    """Each condition's cache mode, and which conditions are sampled (repeated samples, or
+    instances of ``model:n`` such as a vote over ``model:7``): those bypass the cache unless
+    ``cache`` is given. A condition whose config is invalid raises ``ValueError`` naming it."""
+    caches: dict[str, str] = {}
+    sampled: list[str] = []
+    for condition in conditions:
+        try:
+            config = check_condition(condition)
+        except ValueError as exc:
+            raise ValueError(f"condition {condition.name}: {exc}") from exc
+        if samples > 1 or any(n > 1 for n in config.models.values()):
+            sampled.append(condition.name)
+            caches[condition.name] = cache or "bypass"
+        else:
+            caches[condition.name] = cache or "use"
+    return caches, sampled
+
+
+def _notes(caches: dict[str, str], sampled: Sequence[str], data: Dataset) -> list[str]:
+    """What the report must tell the reader: how sampled conditions met the cache, and the
+    bad rows skipped."""
+    notes = []
+    bypassed = [name for name in sampled if caches[name] == "bypass"]
+    if bypassed:
+        notes.append(f"{', '.join(bypassed)}: {BYPASS_NOTE}")
+    if len(bypassed) < len(sampled):
+        notes.append(SAMPLED_USE_NOTE)
+    if data.skipped:
+        notes.append(
+            f"{len(data.skipped)} bad row(s) skipped: " + "; ".join(map(str, data.skipped))
+        )
+    return notes
+
+
 async def evaluate(
     dataset: Any,
     *,
@@ -150,9 +189,6 @@ async def evaluate(
         raise ValueError(f"cache: expected 'use', 'bypass' or 'refresh' (got {cache!r})")
     data: Dataset = load_dataset(dataset, skip_bad=skip_bad).limit(limit)
     options = dict(scorer_options or {})
-    from consortium_lab.engine.consortium import Consortium
-    from consortium_lab.gateway.core import Gateway
-
     gateway = gateway or Gateway()
     if scorer == "judge":
         options.setdefault("gateway", gateway)
@@ -160,33 +196,11 @@ async def evaluate(
     _check_references(the_scorer, data.items)
     if conditions is None:
         conditions = build_conditions(modes, models, arbiter)
-    caches: dict[str, str] = {}
-    sampled_names: list[str] = []
-    for condition in conditions:
-        try:
-            config = check_condition(condition)
-        except ValueError as exc:
-            raise ValueError(f"condition {condition.name}: {exc}") from exc
-        # Sampled: repeated samples, or instances of model:n (a vote over model:7).
-        if samples > 1 or any(n > 1 for n in config.models.values()):
-            sampled_names.append(condition.name)
-            caches[condition.name] = cache or "bypass"
-        else:
-            caches[condition.name] = cache or "use"
+    caches, sampled_names = _cache_modes(conditions, samples, cache)
     owned = not isinstance(store, EvalStore)
     log = store if isinstance(store, EvalStore) else EvalStore(store)
     try:
-        notes = []
-        if sampled_names:
-            bypassed = [n for n in sampled_names if caches[n] == "bypass"]
-            if bypassed:
-                notes.append(f"{', '.join(bypassed)}: {BYPASS_NOTE}")
-            if len(bypassed) < len(sampled_names):
-                notes.append(SAMPLED_USE_NOTE)
-        if data.skipped:
-            notes.append(
-                f"{len(data.skipped)} bad row(s) skipped: " + "; ".join(map(str, data.skipped))
-            )
+        notes = _notes(caches, sampled_names, data)
         names = [c.name for c in conditions]
         # Built (models checked) before anything is recorded: a typo never leaves a row.
         # A vote counts answers as the scorer reads them ("110" and "It is 110" agree).
