@@ -140,9 +140,12 @@ class NumericScorer(_Simple):
         return abs(float(extracted) - reference) <= self.tolerance
 
 
+# A bare letter may be lower case; after "answer is" only a capital counts, so "the answer
+# is a bit unclear" does not read as choice A.
 _LETTER = re.compile(
-    r"^\s*\(?([A-E])\)?[.):]?\s*$|(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-E])\b|^\s*\(?([A-E])[).:]\s",
-    re.IGNORECASE,
+    r"^\s*\(?([A-Ea-e])\)?[.):]?\s*$"
+    r"|(?i:answer|option|choice)\s*(?:is|:)?\s*\(?([A-E])\b"
+    r"|^\s*\(?([A-E])[).:]\s"
 )
 LETTERS = "ABCDE"
 
