@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "analysis": 6,
     # Reads the run log (sinks) and the agreement measures (analysis); the widget asks it.
     "recommender": 6,
+    "eval": 6,
     "widget": 7,
     "service": 8,
     "apps": 9,

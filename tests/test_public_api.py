@@ -52,6 +52,19 @@ DOCUMENTED_MODULES = {
     ],
     "consortium_lab.runs": ["EXPORT_FORMATS", "list", "get", "export", "delete", "to_pandas"],
     "consortium_lab.compat": ["ConsortiumOrchestrator", "create_consortium", "to_upstream_dict"],
+    "consortium_lab.eval": [
+        "EvalReport",
+        "ConditionResult",
+        "ItemResult",
+        "EvalStore",
+        "evaluate",
+        "evaluate_sync",
+        "load_dataset",
+        "get_scorer",
+        "build_conditions",
+        "bootstrap_interval",
+        "pareto_front",
+    ],
 }
 
 

@@ -181,8 +181,9 @@ def test_schema_is_created_idempotently(db_path: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()
-    assert versions == [version for version, _, _ in MIGRATIONS] == [1, 2, 3, 4]
+    assert versions == [version for version, _, _ in MIGRATIONS] == [1, 2, 3, 4, 5]
     assert {"conversations", "runs", "member_responses", "arbiter_decisions", "events"} <= tables
+    assert {"evaluations", "eval_items", "eval_results"} <= tables
 
 
 # -- schema 1 files, and the columns the records own ------------------------------------------
@@ -210,13 +211,14 @@ def test_a_schema_1_run_log_is_migrated_and_reads_back_intact(tmp_path: Path) ->
     assert len(before["runs"]) == 3 and before["member_responses"]
 
     with RunStore(path) as store:
-        assert store.schema_version() == 4
+        assert store.schema_version() == 5
         versions = _table(path, "SELECT version, name FROM schema_migrations ORDER BY version")
         assert versions == [
             {"version": 1, "name": "initial"},
             {"version": 2, "name": "records"},
             {"version": 3, "name": "warnings"},
             {"version": 4, "name": "votes"},
+            {"version": 5, "name": "evaluations"},
         ]
         # Nothing lost: every old row and value is still there, in the same order.
         for table, rows in before.items():
@@ -243,8 +245,8 @@ def test_a_schema_1_run_log_is_migrated_and_reads_back_intact(tmp_path: Path) ->
 
     # Opened again: nothing more to apply, nothing changed.
     with RunStore(path) as again:
-        assert again.schema_version() == 4
-    assert len(_table(path, "SELECT * FROM schema_migrations")) == 4
+        assert again.schema_version() == 5
+    assert len(_table(path, "SELECT * FROM schema_migrations")) == 5
 
 
 def test_every_record_field_has_its_column(store: RunStore) -> None:

@@ -52,14 +52,15 @@ def _unknown(run_id: str) -> KeyError:
 
 
 def list(
-    limit: int | None = None, *, path: str | Path | None = None
+    limit: int | None = None, *, tag: str | None = None, path: str | Path | None = None
 ) -> builtins.list[dict[str, Any]]:
     """The recorded runs, newest first, as dicts of the ``runs`` table (``config`` decoded):
     ``id``, ``conversation_id``, ``turn``, ``prompt``, ``mode``, ``arbiter``, ``status``,
     ``started_at``, ``finished_at``, ``iteration_count``, ``final_confidence``,
-    ``final_synthesis``, ``error``... At most ``limit`` runs when given."""
+    ``final_synthesis``, ``error``... At most ``limit`` runs when given; only the runs of the
+    evaluation tagged ``tag`` when given (``consortium-lab eval list`` shows the tags)."""
     with _open(path) as store:
-        return store.list_runs(limit=limit)
+        return store.list_runs(limit=limit, tag=tag)
 
 
 def get(run_id: str, *, path: str | Path | None = None) -> RunResult:

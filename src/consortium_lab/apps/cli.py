@@ -1,4 +1,4 @@
-"""The ``consortium-lab`` command line: run, demo, configs, runs, models, gateway, recommend.
+"""The ``consortium-lab`` command line: run, demo, configs, runs, models, gateway, eval, recommend.
 
 Every command works on a fresh home folder. Help texts here (and in
 :mod:`~consortium_lab.apps.cli_gateway` for ``gateway``) are the reference; ``docs/cli.md``
@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from consortium_lab.apps.cli_audit import audit_cmd
+from consortium_lab.apps.cli_eval import eval_cmd
 from consortium_lab.apps.cli_gateway import gateway_cmd
 from consortium_lab.apps.cli_recommend import recommend_cmd
 from consortium_lab.apps.hub import hub_command
@@ -357,13 +358,14 @@ def runs_group(ctx: click.Context, db: Path | None) -> None:
 
 @runs_group.command("list")
 @click.option("-n", "--limit", type=int, default=20, show_default=True, help="How many runs.")
+@click.option("--tag", help="Only the runs of the evaluation with this tag (`eval list`).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def runs_list(db: Path | None, limit: int, as_json: bool) -> None:
+def runs_list(db: Path | None, limit: int, tag: str | None, as_json: bool) -> None:
     """List recent runs, newest first."""
     from consortium_lab import runs
 
-    rows = runs.list(limit=limit, path=db)
+    rows = runs.list(limit=limit, tag=tag, path=db)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -441,5 +443,6 @@ def models_cmd(show_all: bool) -> None:
 
 main.add_command(gateway_cmd)
 main.add_command(audit_cmd)
+main.add_command(eval_cmd)
 main.add_command(hub_command)
 main.add_command(recommend_cmd)

@@ -109,18 +109,21 @@ class Consortium:
         conversation: Conversation | None = None,
         cache: CacheMode = "use",
         user: str | None = None,
+        sample: str | None = None,
     ) -> Run:
         """Start a run; iterate the returned :class:`Run` for its events.
 
         ``cache``: ``"use"`` cached answers (the default), ``"bypass"`` the cache, or
         ``"refresh"`` it (ask again and store the new answers). ``user``: the identity the
         gateway applies quotas and cache separation to (default: the gateway's own).
+        ``sample``: a name that makes this run a distinct repeated sample (in every call's
+        cache key and seed), as an evaluation's ``--samples`` does.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt: expected a non-empty string (got {prompt!r})")
         if cache not in ("use", "bypass", "refresh"):
             raise ValueError(f"cache: expected 'use', 'bypass' or 'refresh' (got {cache!r})")
-        return Run(self, prompt, conversation, cache=cache, user=user)
+        return Run(self, prompt, conversation, cache=cache, user=user, sample=sample)
 
     async def run(
         self,
@@ -129,9 +132,10 @@ class Consortium:
         conversation: Conversation | None = None,
         cache: CacheMode = "use",
         user: str | None = None,
+        sample: str | None = None,
     ) -> RunResult:
         """Run to the end and return the result (same arguments as :meth:`stream`)."""
-        run = self.stream(prompt, conversation=conversation, cache=cache, user=user)
+        run = self.stream(prompt, conversation=conversation, cache=cache, user=user, sample=sample)
         async with run:
             async for _ in run:
                 pass

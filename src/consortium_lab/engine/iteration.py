@@ -50,16 +50,17 @@ MemberKey = tuple[str, int]
 @dataclass
 class RunContext:
     """What every call of one run shares: its id, its in-flight tasks (to cancel them), and
-    the cache mode and user its requests carry."""
+    the cache mode, user and sample name its requests carry."""
 
     run_id: str
     cache: CacheMode = "use"
     user: str | None = None
+    sample: str | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     cancelled: bool = False
 
     def request(self, **fields: Any) -> CallRequest:
-        return CallRequest(cache=self.cache, user=self.user, **fields)
+        return CallRequest(cache=self.cache, user=self.user, sample=self.sample, **fields)
 
 
 @dataclass

@@ -55,6 +55,7 @@ async def repair_synthesis(
         instance=request.instance,
         cache=request.cache,
         user=request.user,
+        sample=request.sample,
     )
     logger.info(
         "arbiter %s: output could not be read (%s); asking it to reformat",

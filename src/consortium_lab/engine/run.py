@@ -48,11 +48,12 @@ class Run:
         *,
         cache: CacheMode = "use",
         user: str | None = None,
+        sample: str | None = None,
     ) -> None:
         self.consortium = consortium
         self.run_id = uuid.uuid4().hex
         self.prompt = prompt
-        self._ctx = RunContext(run_id=self.run_id, cache=cache, user=user)
+        self._ctx = RunContext(run_id=self.run_id, cache=cache, user=user, sample=sample)
         self._tasks = self._ctx.tasks
         loop = RunLoop(consortium.config, consortium.gateway, consortium.extractor)
         self._gen = loop.events(prompt, conversation, self._ctx)

@@ -61,20 +61,25 @@ def cache_key(
     history: tuple[tuple[str, str], ...],
     options: dict[str, Any],
     user: str | None,
+    sample: str | None = None,
 ) -> str:
-    """A stable digest of everything that shapes an answer."""
+    """A stable digest of everything that shapes an answer. ``sample`` (a repeated sample's
+    name) joins the key only when given, so keys of unsampled calls are unchanged."""
+    fields: dict[str, Any] = {
+        "v": KEY_VERSION,
+        "model": model,
+        "instance": instance,
+        "stage": stage,
+        "prompt": prompt,
+        "system": system,
+        "history": [list(turn) for turn in history],
+        "options": options,
+        "user": user,
+    }
+    if sample is not None:
+        fields["sample"] = sample
     material = json.dumps(
-        {
-            "v": KEY_VERSION,
-            "model": model,
-            "instance": instance,
-            "stage": stage,
-            "prompt": prompt,
-            "system": system,
-            "history": [list(turn) for turn in history],
-            "options": options,
-            "user": user,
-        },
+        fields,
         sort_keys=True,
         ensure_ascii=False,
         default=str,

@@ -36,6 +36,9 @@ class CallRequest:
     instance: int = 1
     cache: CacheMode = "use"
     user: str | None = None
+    sample: str | None = None
+    """Which repeated sample this call is (an evaluation's ``<condition>#<index>``): part of
+    the cache key and of the seed, so two samples are never one cached answer."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -197,6 +198,7 @@ class Gateway:
                 history=req.history,
                 options=req.options,
                 user=None if self.shared_cache else user,
+                sample=req.sample,
             )
             if req.cache == "use":
                 hit = await asyncio.to_thread(self.cache.get, key)
@@ -418,8 +420,9 @@ class Gateway:
         """Instance N > 1 of a model that takes a ``seed`` option gets ``seed=N`` unless one is
         set. Without it, instances sent through a gateway service would be identical requests
         there (the service sees no instance), sharing one cached answer instead of being
-        distinct samples; a fixed seed per instance keeps each instance's own cache entry."""
-        if req.instance <= 1 or "seed" in req.options:
+        distinct samples; a fixed seed per instance keeps each instance's own cache entry.
+        A named ``sample`` gets a seed of its own the same way (from its name and instance)."""
+        if (req.instance <= 1 and req.sample is None) or "seed" in req.options:
             return req
         try:
             options_class = self._models.get(req.model).options_class
@@ -427,7 +430,11 @@ class Gateway:
             return req
         if "seed" not in (getattr(options_class, "model_fields", None) or {}):
             return req
-        return dataclasses.replace(req, options={**req.options, "seed": req.instance})
+        seed = req.instance
+        if req.sample is not None:
+            digest = hashlib.sha256(f"{req.sample}#{req.instance}".encode()).digest()
+            seed = int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+        return dataclasses.replace(req, options={**req.options, "seed": seed})
 
     async def aclose(self) -> None:
         """Close the shared async clients of the running loop (their connection pools)."""

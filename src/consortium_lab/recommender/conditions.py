@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -129,10 +129,30 @@ def conditions_from(items: Iterable[Any]) -> list[Condition]:
     return conditions
 
 
-def pareto_front(conditions: Sequence[Condition], measure: str) -> list[Condition]:
-    """The conditions not dominated in accuracy (higher is better) and ``measure`` (``"cost"``
-    or ``"latency_mean"``; lower is better), sorted by ``measure``; conditions without the
-    measure are left out."""
+class _Measured(Protocol):
+    name: str
+    accuracy: float
+
+    @property
+    def cost(self) -> Any: ...
+
+    @property
+    def latency_mean(self) -> Any: ...
+
+
+_C = TypeVar("_C", bound=_Measured)
+
+
+def pareto_front(conditions: Sequence[_C], by: str = "cost") -> list[_C]:
+    """The conditions no other beats on both accuracy and ``by`` (``"cost"`` or ``"latency"``,
+    the mean): nothing else is at least as accurate and at most as costly (or slow) and better
+    on one of them. Sorted by ``by``; conditions without a ``by`` figure are left out.
+
+    Any objects with ``accuracy``, ``cost`` and ``latency_mean`` will do: the recommender's
+    conditions use this same front."""
+    if by not in ("cost", "latency"):
+        raise ValueError(f"by: expected 'cost' or 'latency' (got {by!r})")
+    measure = "cost" if by == "cost" else "latency_mean"
     points = [
         (c, float(getattr(c, measure))) for c in conditions if getattr(c, measure) is not None
     ]
@@ -186,7 +206,7 @@ def advise(conditions: Iterable[Any], margin: float = 0.02) -> EvaluationAdvice:
         within_margin=[c.name for c in close],
         cost_saved=saved,
         pareto_cost=pareto_front(found, "cost"),
-        pareto_latency=pareto_front(found, "latency_mean"),
+        pareto_latency=pareto_front(found, "latency"),
         unpriced=[c.name for c in found if c.cost is None],
         untimed=[c.name for c in found if c.latency_mean is None],
         summary=summary,

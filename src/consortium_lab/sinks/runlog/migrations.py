@@ -238,6 +238,68 @@ def _m004_votes(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE arbiter_decisions ADD COLUMN tie_break TEXT")
 
 
+@migration(5, "evaluations")
+def _m005_evaluations(db: sqlite_utils.Database) -> None:
+    """An evaluation's own tables (see :mod:`consortium_lab.eval.store`): ``evaluations``
+    (one row each, its ``tag`` groups its runs), ``eval_items`` (the items it asked) and
+    ``eval_results`` (one row per item, condition and sample, with the ``run_id`` that
+    answered; the primary key is what resuming skips)."""
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS evaluations (
+            id TEXT PRIMARY KEY,
+            tag TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
+            dataset TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            samples INTEGER NOT NULL DEFAULT 1,
+            conditions TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            skipped INTEGER NOT NULL DEFAULT 0,
+            notes TEXT NOT NULL DEFAULT '[]',
+            owner_host TEXT,
+            owner_pid INTEGER
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS eval_items (
+            evaluation_id TEXT NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            item_id TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            choices TEXT NOT NULL DEFAULT '[]',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (evaluation_id, item_id)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS eval_results (
+            evaluation_id TEXT NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+            item_id TEXT NOT NULL,
+            condition TEXT NOT NULL,
+            sample INTEGER NOT NULL DEFAULT 0,
+            run_id TEXT,
+            answer TEXT NOT NULL DEFAULT '',
+            extracted TEXT,
+            correct INTEGER NOT NULL,
+            latency_s REAL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL,
+            error TEXT,
+            verdict TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (evaluation_id, item_id, condition, sample)
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS eval_results_run ON eval_results (run_id)")
+
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 """The run log schema this code writes (unrelated to the event stream's ``SCHEMA_VERSION``)."""
 

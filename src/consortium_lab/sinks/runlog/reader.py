@@ -53,14 +53,27 @@ class Reader(Connection):
     """The reading part of the run log."""
 
     def list_runs(
-        self, limit: int | None = None, conversation_id: str | None = None
+        self,
+        limit: int | None = None,
+        conversation_id: str | None = None,
+        tag: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Rows of ``runs`` (``config`` decoded), newest first; optionally one conversation's."""
+        """Rows of ``runs`` (``config`` decoded), newest first; optionally one conversation's,
+        or the runs of the evaluation tagged ``tag``."""
         sql = "SELECT * FROM runs"
+        where: list[str] = []
         params: list[Any] = []
         if conversation_id is not None:
-            sql += " WHERE conversation_id = ?"
+            where.append("conversation_id = ?")
             params.append(conversation_id)
+        if tag is not None:
+            where.append(
+                "id IN (SELECT r.run_id FROM eval_results r"
+                " JOIN evaluations e ON e.id = r.evaluation_id WHERE e.tag = ?)"
+            )
+            params.append(tag)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, rowid DESC"
         if limit is not None:
             sql += " LIMIT ?"
