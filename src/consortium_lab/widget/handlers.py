@@ -66,6 +66,9 @@ class FrontendHandlers:
             msg.Export: self._export,
             msg.DeleteRun: lambda m: widget.delete_run(m.id),
             msg.EstimateRequest: self._estimate,
+            msg.Resend: lambda m: widget._resend(m.id, m.mode, m.prompt).add_done_callback(
+                log_failure
+            ),
         }
 
     def handle(self, content: Any) -> None:
