@@ -78,7 +78,21 @@ async def test_edit_and_resend_branches_keeps_the_old_turn_and_survives_reload(
     seen = fake_openai.requests_for("a")[-1].prompt_text
     assert "Two, edited?" in seen and "Two?" not in seen
 
-    # a branch of the branch: editing turn 1 shares nothing
+    # a branch of the branch: turn 3 edited shares turn 1 of the root and turn 2 of the branch
+    branch_id = reloaded.conversation_id
+    again = await reloaded.resend(three.run_id, "edit", "Three, edited?")
+    assert lineage(store, again.conversation_id) == [
+        (old_id, 2),
+        (branch_id, 3),
+        (again.conversation_id, None),
+    ]
+    expected = ["One?", "Two, edited?", "Three, edited?"]
+    assert [t["original_prompt"] for t in reloaded.turns] == expected
+    seen = fake_openai.requests_for("a")[-1].prompt_text
+    assert "Two, edited?" in seen and "Three?" not in seen
+    assert [t["original_prompt"] for t in make_widget(monkeypatch, tmp_path)[0].turns] == expected
+
+    # editing turn 1 shares nothing
     root = await reloaded.resend(one.run_id, "edit", "Zero?")
     assert root.turn == 1 and [t["original_prompt"] for t in reloaded.turns] == ["Zero?"]
     # opening the old conversation shows the old turns, untouched
