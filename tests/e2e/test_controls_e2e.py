@@ -122,7 +122,7 @@ def test_edit_and_resend_keeps_the_old_turn_and_survives_reload(voila, models, p
     editor = two.get_by_label("Edited prompt")
     expect(editor).to_have_value("Two?")
     editor.fill("Two, edited?")
-    two.get_by_role("button", name="Send edited").click()
+    two.get_by_role("button", name="Ask again").click()
     prompts = page.locator(".cl-turn .cl-user-prompt")
     expect(prompts).to_have_count(2)
     expect(prompts.nth(1)).to_contain_text("Two, edited?", timeout=60_000)

@@ -86,10 +86,10 @@ export class PromptEditor {
   private sendButton: HTMLButtonElement;
 
   constructor(private send: (msg: FrontendMessage) => void, private busy: () => boolean) {
-    this.button = h("button", { type: "button", class: "cl-btn cl-small cl-edit", "aria-label": "Edit this prompt and send it again", text: "Edit" });
+    this.button = h("button", { type: "button", class: "cl-btn cl-small cl-edit", "aria-label": "Edit this prompt", title: "Edit this prompt and ask it again (the old turn is kept)", text: "Edit" });
     this.button.dataset.action = "edit";
     this.area = h("textarea", { class: "cl-edit-area", "aria-label": "Edited prompt", rows: 3 });
-    this.sendButton = h("button", { type: "button", class: "cl-btn cl-small cl-primary", text: "Send edited" });
+    this.sendButton = h("button", { type: "button", class: "cl-btn cl-small cl-primary", text: "Ask again" });
     const cancel = h("button", { type: "button", class: "cl-btn cl-small", text: "Cancel" });
     this.box = h("div", { class: "cl-edit-box", hidden: true }, this.area, h("div", { class: "cl-edit-buttons" }, this.sendButton, cancel));
     cancel.onclick = () => this.close();

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from consortium_lab.engine.events import RunStarted
+from consortium_lab.engine.hookspecs import RunLog
 from consortium_lab.engine.iteration import MemberKey
 from consortium_lab.engine.plugins import resolve_run_log
 from consortium_lab.prompts import templates as prompts
@@ -30,7 +31,7 @@ MAX_BRANCH_DEPTH = 1000
 """Branches of branches followed at most (a guard against a corrupted log that loops)."""
 
 
-def _parent(store: Any, conversation_id: str) -> tuple[str, int] | None:
+def _parent(store: RunLog, conversation_id: str) -> tuple[str, int] | None:
     """The conversation ``conversation_id`` branches from and the turn it branches at."""
     runs = store.list_runs(conversation_id=conversation_id)
     if not runs:
@@ -43,7 +44,7 @@ def _parent(store: Any, conversation_id: str) -> tuple[str, int] | None:
     return started.branch_of, int(first["turn"])
 
 
-def lineage(store: Any, conversation_id: str) -> list[tuple[str, int | None]]:
+def lineage(store: RunLog, conversation_id: str) -> list[tuple[str, int | None]]:
     """The conversations whose turns ``conversation_id`` shows, oldest first: each with the
     turn it is cut before (``None``: all of its turns, for ``conversation_id`` itself)."""
     chain: list[tuple[str, int | None]] = [(conversation_id, None)]
@@ -134,7 +135,7 @@ class Conversation:
         conversation.turn_count = turn - 1
         return conversation
 
-    def _load_history(self, store: Any, conversation_id: str, before_turn: int | None) -> None:
+    def _load_history(self, store: RunLog, conversation_id: str, before_turn: int | None) -> None:
         chain = lineage(store, conversation_id)
         if before_turn is not None:
             chain[-1] = (conversation_id, before_turn)
