@@ -128,3 +128,14 @@ async def test_bad_resend_requests_are_refused_by_name(duo, monkeypatch, tmp_pat
     with pytest.raises(ValueError, match="no prompt may be given"):
         plan_resend(widget.store, run.run_id, "regenerate", "Other?")
     assert [t["original_prompt"] for t in widget.turns] == ["One?"]
+    # a good one starts at once and says where the earlier turn went
+    widget.handle_message({"type": "resend", "id": run.run_id, "mode": "retry", "req": 10})
+    assert capture.of("notice")[-1] == {
+        "type": "notice",
+        "level": "info",
+        "message": "Asked again on a new branch; the earlier turn is kept.",
+        "req": 10,
+    }
+    await widget.wait()
+    assert [r.status for r in widget.results] == ["completed"]
+    assert widget.results[0].run_id != run.run_id
