@@ -1,13 +1,29 @@
 // Bundle the widget front end into the Python package's static/ folder (git-ignored).
-// Everything is bundled (vega, vega-lite, vega-embed, marked, DOMPurify): nothing is loaded
-// from a CDN at run time, so the chat works offline.
+// Everything is bundled (vega, vega-lite, vega-embed, marked, DOMPurify, highlight.js, KaTeX
+// with its fonts): nothing is loaded from a CDN at run time, so the chat works offline.
 import * as esbuild from "esbuild";
+import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.resolve(here, "../src/consortium_lab/static");
 const watch = process.argv.includes("--watch");
+
+// anywidget injects widget.css as text, so KaTeX's fonts cannot be separate files beside it:
+// they are inlined as data: URLs, woff2 only (every browser the page supports reads it; the
+// woff and ttf copies would add ~900 KB for nothing).
+const katexWoff2Only = {
+  name: "katex-woff2-only",
+  setup(build) {
+    build.onLoad({ filter: /katex(\.min)?\.css$/ }, async (args) => {
+      const css = await readFile(args.path, "utf8");
+      const contents = css.replace(/,\s*url\([^)]*\.(?:woff|ttf)\)\s*format\("(?:woff|truetype)"\)/g, "");
+      if (/\.(?:woff|ttf)\)/.test(contents)) throw new Error("katex css: unexpected font list");
+      return { contents, loader: "css", resolveDir: path.dirname(args.path) };
+    });
+  },
+};
 
 const options = {
   entryPoints: { widget: path.join(here, "src/index.ts"), chart: path.join(here, "src/chart.ts") },
@@ -19,6 +35,8 @@ const options = {
   legalComments: "none",
   logLevel: "info",
   define: { "process.env.NODE_ENV": '"production"' },
+  loader: { ".woff2": "dataurl" },
+  plugins: [katexWoff2Only],
 };
 
 if (watch) {

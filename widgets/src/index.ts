@@ -259,7 +259,11 @@ export class ChatApp {
     for (const v of views) {
       let comp = this.turns.get(v.runId);
       if (!comp) {
-        comp = new TurnComponent({ send: (m) => this.send(m), specs: () => this.model.get("chart_specs") });
+        comp = new TurnComponent({
+          send: (m) => this.send(m),
+          specs: () => this.model.get("chart_specs"),
+          busy: () => this.model.get("status") !== "idle",
+        });
         this.turns.set(v.runId, comp);
       }
       if (previous.nextElementSibling !== comp.el) previous.after(comp.el);

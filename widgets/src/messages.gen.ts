@@ -98,7 +98,7 @@ export interface Export {
   req?: string | number | null;
 }
 
-export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest | RecommendRequest;
+export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest | RecommendRequest | Resend;
 
 export type KernelMessage = Events | Snapshot | KernelReady | Download | EstimateReply | RecommendReply | Notice;
 
@@ -166,6 +166,15 @@ export interface RecommendRequest {
 export interface RemoveConfig {
   type: "remove_config";
   name: string;
+  req?: string | number | null;
+}
+
+/** Ask run ``id``'s turn again on a new branch of the conversation, the old turn kept: ``regenerate`` (same prompt and settings, cache bypassed), ``retry`` (an interrupted or failed turn) or ``edit`` (``prompt`` instead of the turn's). */
+export interface Resend {
+  type: "resend";
+  id: string;
+  mode: "regenerate" | "retry" | "edit";
+  prompt?: string | null;
   req?: string | number | null;
 }
 

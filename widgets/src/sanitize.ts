@@ -12,10 +12,16 @@
 //   cannot fetch a remote URL; data: and javascript: URLs are removed everywhere;
 // - nothing can restyle or escape its pane: no style attribute or element, no class or id
 //   (they could pick up or clobber the page's own rules and elements), and the panes use
-//   CSS containment (see styles.css).
+//   CSS containment (see styles.css). The one exception: a <code> keeps a class naming its
+//   language ("language-py", as marked writes it), for highlighting.
+//
+// After this policy, code blocks are highlighted (code.ts) and formulas rendered (math.ts),
+// each through its own narrower DOMPurify profile.
 
 import DOMPurify from "dompurify";
 import { Marked } from "marked";
+import { enhanceCode } from "./code";
+import { beginMath, mathExtension, renderMathIn } from "./math";
 
 const FORBID_TAGS = [
   "style", "script", "svg", "math", "iframe", "frame", "frameset", "form", "input", "button",
@@ -61,6 +67,10 @@ function installHooks(): void {
   hooked = true;
   DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
     const name = data.attrName.toLowerCase();
+    if (name === "class" && node.nodeName === "CODE" && /^language-[\w+#.-]{1,40}$/.test(data.attrValue)) {
+      data.forceKeepAttr = true;
+      return;
+    }
     if (name.startsWith("on")) {
       data.keepAttr = false;
       return;
@@ -101,7 +111,7 @@ function installHooks(): void {
   });
 }
 
-const marked = new Marked({ gfm: true, breaks: false, async: false });
+const marked = new Marked({ gfm: true, breaks: false, async: false }, mathExtension());
 
 const PURIFY_CONFIG = {
   FORBID_TAGS,
@@ -117,14 +127,16 @@ const PURIFY_CONFIG = {
 
 /** Markdown -> sanitised HTML string (see the policy at the top of this file). */
 export function renderMarkdown(text: string): string {
-  installHooks();
-  const html = marked.parse(text ?? "", { async: false }) as string;
-  return DOMPurify.sanitize(html, PURIFY_CONFIG) as unknown as string;
+  const box = document.createElement("div");
+  renderMarkdownInto(box, text);
+  return box.innerHTML;
 }
 
-/** Render markdown into `el` (replacing its content) without re-parsing a string. */
+/** Render markdown into `el` (replacing its content) without re-parsing a string: sanitised,
+ * then code highlighted and math rendered. */
 export function renderMarkdownInto(el: HTMLElement, text: string): void {
   installHooks();
+  beginMath();
   const html = marked.parse(text ?? "", { async: false }) as string;
   const fragment = DOMPurify.sanitize(html, {
     ...PURIFY_CONFIG,
@@ -137,5 +149,7 @@ export function renderMarkdownInto(el: HTMLElement, text: string): void {
     note.textContent = `[image${img.getAttribute("alt") ? `: ${img.getAttribute("alt")}` : ""}]`;
     img.replaceWith(note);
   }
+  renderMathIn(fragment);
+  enhanceCode(fragment);
   el.replaceChildren(fragment);
 }

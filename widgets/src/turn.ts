@@ -1,5 +1,6 @@
 // One turn of the conversation: member panes, the synthesis, the iteration timeline, charts.
 
+import { copyButton, PromptEditor, turnControls } from "./actions";
 import { LiveChart } from "./charts";
 import { changed, h, pct, setAttr, setText } from "./dom";
 import { highlightSpans } from "./highlight";
@@ -29,6 +30,8 @@ export function answerStatus(v: TurnView, members: number): string {
 export interface TurnActions {
   send(msg: FrontendMessage): void;
   specs(): Record<string, any>;
+  /** True while a run is in progress (regenerate, retry and edit wait for it). */
+  busy?(): boolean;
 }
 
 /** A block of model text rendered as sanitised markdown, re-rendered only when it changes. */
@@ -65,6 +68,7 @@ class MemberPane {
   private thoughtBody: Markdown;
   private answer: Markdown;
   private error: HTMLElement;
+  private copySource = "";
 
   constructor(v: MemberView) {
     this.title = h("h4", { class: "cl-member-title", text: `${v.model} #${v.instance}` });
@@ -82,7 +86,14 @@ class MemberPane {
     this.el = h(
       "section",
       { class: "cl-member cl-contained", "data-key": v.key, "aria-label": `${v.model} #${v.instance}` },
-      h("header", { class: "cl-member-head" }, this.title, this.state, this.badges),
+      h(
+        "header",
+        { class: "cl-member-head" },
+        this.title,
+        this.state,
+        this.badges,
+        copyButton(`Copy the answer of ${v.model} #${v.instance}`, () => this.copySource),
+      ),
       this.thought,
       this.answer.el,
       this.error,
@@ -128,6 +139,7 @@ class MemberPane {
     }
     this.thought.hidden = !v.thought;
     this.thoughtBody.set(v.thought);
+    this.copySource = v.status === "failed" ? v.text : v.answer;
     if (v.status === "failed") {
       this.error.hidden = false;
       setText(this.error, `Failed (${v.errorType ?? "error"}): ${v.error ?? "unknown error"}`);
@@ -262,8 +274,10 @@ export class TurnComponent {
   private selected: number | null = null; // null: follow the latest iteration
   private view: TurnView | null = null;
   private deleteArmed = 0;
+  private editor: PromptEditor;
 
   constructor(private actions: TurnActions) {
+    this.editor = new PromptEditor((m) => this.actions.send(m), () => this.busy());
     this.prompt = h("div", { class: "cl-user-prompt" });
     this.meta = h("div", { class: "cl-turn-meta" });
     this.timeline = h("nav", { class: "cl-timeline", "aria-label": "Iterations" });
@@ -321,13 +335,17 @@ export class TurnComponent {
     this.el = h(
       "article",
       { class: "cl-turn" },
-      h("header", { class: "cl-turn-head" }, this.prompt, this.promptFold, this.meta),
+      h("header", { class: "cl-turn-head" }, this.prompt, this.promptFold, this.editor.button, this.editor.box, this.meta),
       answer,
       this.working,
     );
   }
 
   private autoOpen = true;
+
+  private busy(): boolean {
+    return this.actions.busy?.() ?? false;
+  }
 
   update(v: TurnView): void {
     const prev = this.view;
@@ -340,6 +358,7 @@ export class TurnComponent {
       this.prompt.dataset.folded = String(long);
       this.promptFold.hidden = !long;
     }
+    this.editor.bind(v);
     this.renderMeta(v);
     this.renderTimeline(v);
     const shown = this.shownIteration(v);
@@ -384,6 +403,7 @@ export class TurnComponent {
           setTimeout(() => (del.textContent = "Delete"), 4000);
         }
       };
+      buttons.prepend(...turnControls(v, (m) => this.actions.send(m), () => this.busy()));
     }
     const children: Node[] = [status, info, buttons];
     if (v.error && v.status !== "completed") children.push(h("p", { class: "cl-run-error", text: v.error }));

@@ -61,6 +61,11 @@ class RunStarted(_Event):
     config: dict[str, Any]
     conversation_id: str | None = None
     turn: int = 1
+    branch_of: str | None = Field(
+        None,
+        description="The conversation this one branches from (an edited, regenerated or "
+        "retried turn): its turns before this run's `turn` come first.",
+    )
 
 
 class IterationStarted(_Event):

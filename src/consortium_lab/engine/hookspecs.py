@@ -38,10 +38,15 @@ class RunLog(Protocol):
         """Recorded runs, newest first (``config`` decoded)."""
         ...
 
+    def get_events(self, run_id: str) -> list[Event]:
+        """A run's recorded events in order (a branch's parent is in its ``run_started``)."""
+        ...
+
     def conversation_history(
-        self, conversation_id: str
+        self, conversation_id: str, before_turn: int | None = None
     ) -> dict[tuple[str, int], list[tuple[str, str]]]:
-        """Each member's own ``(user prompt, answer)`` turns in a conversation."""
+        """Each member's own ``(user prompt, answer)`` turns in a conversation (only those
+        before ``before_turn`` when given)."""
         ...
 
 

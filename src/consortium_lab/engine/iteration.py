@@ -104,6 +104,7 @@ class RunLoop:
             config=cfg.to_dict(),
             conversation_id=conversation.id if conversation else None,
             turn=turn,
+            branch_of=conversation.parent_id if conversation else None,
         )
         previous: list[tuple[int, str]] = []
         last: ArbiterParse | None = None

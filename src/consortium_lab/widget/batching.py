@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from consortium_lab.engine.events import ArbiterDelta, Event, MemberDelta
+from consortium_lab.widget.messages import Snapshot, SnapshotStream
 
-__all__ = ["MAX_MESSAGES_PER_SECOND", "DeltaBatcher", "event_payload", "stream_key"]
+__all__ = ["MAX_MESSAGES_PER_SECOND", "DeltaBatcher", "event_payload", "snapshot", "stream_key"]
 
 MAX_MESSAGES_PER_SECOND = 20
 """The most ``events`` messages a widget sends per second while a run streams."""
@@ -119,3 +120,23 @@ class DeltaBatcher:
         if wait > 0:
             await asyncio.sleep(wait)
         self.flush()
+
+
+def snapshot(run_id: str | None, streams: dict[tuple[Any, ...], str]) -> Snapshot:
+    """The live run's streams so far (keyed as :func:`stream_key`), for a view that says
+    ``ready`` mid-run."""
+    return Snapshot(
+        run_id=run_id,
+        streams=[
+            SnapshotStream(
+                kind=k[0],
+                model=k[1],
+                instance=k[2],
+                iteration=k[3],
+                stage=k[4],
+                channel=k[5],
+                text=text,
+            )
+            for k, text in streams.items()
+        ],
+    )

@@ -38,22 +38,17 @@ from consortium_lab import configs as saved_configs_store
 from consortium_lab.config import catalog
 from consortium_lab.config.consortium import ConsortiumConfig, check_models
 from consortium_lab.engine.consortium import Consortium, Conversation, Run
+from consortium_lab.engine.conversation import lineage
 from consortium_lab.engine.events import ArbiterDelta, Event, MemberDelta, RunFailed, RunFinished
 from consortium_lab.engine.result import RunResult
+from consortium_lab.gateway.calls import CacheMode
 from consortium_lab.gateway.pricing import Estimate
-from consortium_lab.widget import history
-from consortium_lab.widget.batching import DELTA_KINDS, DeltaBatcher, event_payload
+from consortium_lab.widget import branching, history
+from consortium_lab.widget.batching import DELTA_KINDS, DeltaBatcher, event_payload, snapshot
 from consortium_lab.widget.handlers import FrontendHandlers, friendly, log_failure
-from consortium_lab.widget.messages import (
-    Events,
-    KernelReady,
-    Snapshot,
-    SnapshotStream,
-    StreamEvent,
-)
+from consortium_lab.widget.messages import Events, KernelReady, StreamEvent
 from consortium_lab.widget.settings import (
     check_llm_options,
-    default_config,
     model_entry,
 )
 from consortium_lab.widget.turns import HighlightCache, chart_specs, threshold_key, turn_view
@@ -128,7 +123,9 @@ class ChatWidget(anywidget.AnyWidget):
         if consortium is not None:
             self._consortium = consortium
         else:
-            self._consortium = self._build(self._initial_config(config, restore))
+            self._consortium = self._build(
+                history.initial_config(config, restore, self._store_arg, self.models)
+            )
         self._conversation: Conversation = self._consortium.conversation()
         self.config = self._consortium.config.to_dict()
         if restore:
@@ -169,6 +166,14 @@ class ChatWidget(anywidget.AnyWidget):
         """Ask ``prompt`` as the next turn; returns its result (also in :attr:`results`)."""
         task = self._start(prompt)
         return await asyncio.shield(task)
+
+    async def resend(
+        self, run_id: str, mode: branching.ResendMode = "regenerate", prompt: str | None = None
+    ) -> RunResult:
+        """Ask run ``run_id``'s turn again on a new branch of its conversation (the old turn
+        is kept): ``regenerate`` (its prompt and settings, cache bypassed), ``retry`` or
+        ``edit`` (with ``prompt``). See :mod:`.branching`."""
+        return await asyncio.shield(self._resend(run_id, mode, prompt))
 
     async def cancel(self) -> None:
         """Stop the run in progress (what completed is kept; its status is ``cancelled``)."""
@@ -277,21 +282,6 @@ class ChatWidget(anywidget.AnyWidget):
     def _build(self, config: ConsortiumConfig) -> Consortium:
         return Consortium(config, gateway=self._gateway, store=self._store_arg)
 
-    def _initial_config(
-        self, config: ConsortiumConfig | Mapping[str, Any] | str | None, restore: bool
-    ) -> ConsortiumConfig:
-        if isinstance(config, str):
-            return saved_configs_store.get(config)
-        if isinstance(config, ConsortiumConfig):
-            return config
-        if config is not None:
-            return ConsortiumConfig.model_validate(dict(config))
-        if restore:
-            restored = history.latest_config(self._store_arg)
-            if restored is not None:
-                return restored
-        return default_config([m["id"] for m in self.models])
-
     def _restore_latest(self, *, keep_config: bool) -> None:
         store = self.store
         if store is None:
@@ -304,26 +294,46 @@ class ChatWidget(anywidget.AnyWidget):
         store = self.store
         if store is None:
             raise KeyError("no run log")
-        rows = store.list_runs(conversation_id=conversation_id)
+        rows = history.conversation_rows(store, lineage(store, conversation_id))
         if not rows:
             raise KeyError(f"no conversation {conversation_id!r} in the run log")
         if not keep_config:
             with contextlib.suppress(Exception):
-                latest = ConsortiumConfig.model_validate(rows[0]["config"])
+                latest = ConsortiumConfig.model_validate(rows[-1]["config"])
                 check_models(latest)
                 self._consortium = self._build(latest)
                 self.config = latest.to_dict()
         self._conversation = Conversation.from_log(conversation_id, self._consortium, store=store)
         self.conversation_id = conversation_id
-        live = self._live_result
-        loaded = (history.load_result(store, row, live.run_id if live else None) for row in rows)
-        self._results = [r for r in reversed(list(loaded)) if r is not None]
-        self.turns = [turn_view(r, highlights=self._highlights) for r in self._results]
+        self._show_rows(rows)
         if self._live_result is None:
             self.live_turn = {}
 
+    def _show_rows(self, rows: list[dict[str, Any]]) -> None:
+        live = self._live_result
+        loaded = (history.load_result(self.store, r, live.run_id if live else None) for r in rows)
+        self._results = [r for r in loaded if r is not None]
+        self.turns = [turn_view(r, highlights=self._highlights) for r in self._results]
+
     # -- running ---------------------------------------------------------------------------------
-    def _start(self, prompt: str) -> asyncio.Task[RunResult]:
+    def _resend(self, run_id: str, mode: str, prompt: str | None = None) -> asyncio.Task[RunResult]:
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("a run is in progress: stop it or wait for it to finish")
+        store = self.store
+        plan = branching.plan_resend(store, run_id, mode, prompt)
+        self.set_config(plan.config)
+        self._conversation = Conversation.branch(
+            plan.conversation_id, plan.turn, self._consortium, store=store
+        )
+        self.conversation_id = self._conversation.id
+        self._show_rows(
+            history.conversation_rows(
+                store, branching.branch_chain(store, plan.conversation_id, plan.turn)
+            )
+        )
+        return self._start(plan.prompt, cache=plan.cache)
+
+    def _start(self, prompt: str, *, cache: CacheMode = "use") -> asyncio.Task[RunResult]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("the prompt is empty")
         if self._task is not None and not self._task.done():
@@ -331,11 +341,11 @@ class ChatWidget(anywidget.AnyWidget):
         self._pristine = False
         self.error = ""
         self.status = "running"
-        self._task = asyncio.ensure_future(self._run_turn(prompt))
+        self._task = asyncio.ensure_future(self._run_turn(prompt, cache))
         return self._task
 
-    async def _run_turn(self, prompt: str) -> RunResult:
-        run = self._conversation.stream(prompt)
+    async def _run_turn(self, prompt: str, cache: CacheMode) -> RunResult:
+        run = self._conversation.stream(prompt, cache=cache)
         self._run = run
         self._streams = {}
         self._cancel_requested = False
@@ -436,22 +446,6 @@ class ChatWidget(anywidget.AnyWidget):
         self.messages_sent += 1
         self.send(message.model_dump(mode="json", exclude_unset=True))
 
-    def _snapshot(self) -> Snapshot:
-        live = self._live_result
-        streams = [
-            SnapshotStream(
-                kind=k[0],
-                model=k[1],
-                instance=k[2],
-                iteration=k[3],
-                stage=k[4],
-                channel=k[5],
-                text=text,
-            )
-            for k, text in self._streams.items()
-        ]
-        return Snapshot(run_id=live.run_id if live else None, streams=streams)
-
     # -- messages from the front end -------------------------------------------------------------
     def _on_custom_msg(self, _widget: Any, content: Any, buffers: Any = None) -> None:
         self.handle_message(content)
@@ -476,5 +470,6 @@ class ChatWidget(anywidget.AnyWidget):
         self.refresh_past_runs()
         if self._live_result is not None:
             self._batcher.flush()
-            self._post(self._snapshot())
+            live = self._live_result
+            self._post(snapshot(live.run_id if live else None, self._streams))
         self._post(KernelReady())

@@ -69,6 +69,7 @@ class FrontendHandlers:
             msg.DeleteRun: lambda m: widget.delete_run(m.id),
             msg.EstimateRequest: self._estimate,
             msg.RecommendRequest: self.hints.request,
+            msg.Resend: self._resend,
         }
 
     def handle(self, content: Any) -> None:
@@ -103,6 +104,11 @@ class FrontendHandlers:
 
     def _ask(self, m: msg.Ask) -> None:
         self.widget._start(m.prompt).add_done_callback(log_failure)
+
+    def _resend(self, m: msg.Resend) -> None:
+        self.widget._resend(m.id, m.mode, m.prompt).add_done_callback(log_failure)
+        # The page replaces the turn: say where the earlier one went.
+        self._notice("info", "Asked again on a new branch; the earlier turn is kept.", m.req)
 
     def _set_config(self, m: msg.SetConfig) -> None:
         widget = self.widget

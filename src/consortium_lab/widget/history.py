@@ -11,10 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from consortium_lab import configs as saved_configs_store
 from consortium_lab.config.consortium import ConsortiumConfig, check_models
 from consortium_lab.engine.result import RunResult
+from consortium_lab.widget.settings import default_config
 
-__all__ = ["PAST_RUNS_LIMIT", "latest_config", "load_result", "past_runs", "shown_status"]
+__all__ = [
+    "PAST_RUNS_LIMIT",
+    "conversation_rows",
+    "initial_config",
+    "latest_config",
+    "load_result",
+    "past_runs",
+    "shown_status",
+]
 
 PAST_RUNS_LIMIT = 50
 """The most runs the ``past_runs`` trait lists."""
@@ -45,6 +55,16 @@ def past_runs(store: Any, live_run_id: str | None) -> list[dict[str, Any]]:
         }
         for r in store.list_runs(limit=PAST_RUNS_LIMIT)
     ]
+
+
+def conversation_rows(store: Any, chain: list[tuple[str, int | None]]) -> list[dict[str, Any]]:
+    """The run rows a conversation shows, oldest first: those of each conversation of
+    ``chain`` (:func:`~consortium_lab.engine.conversation.lineage`) before its cut turn."""
+    rows: list[dict[str, Any]] = []
+    for conversation_id, cut in chain:
+        own = reversed(store.list_runs(conversation_id=conversation_id))
+        rows.extend(r for r in own if cut is None or int(r["turn"]) < cut)
+    return rows
 
 
 def load_result(store: Any, row: Mapping[str, Any], live_run_id: str | None) -> RunResult | None:
@@ -79,3 +99,24 @@ def latest_config(store: Any) -> ConsortiumConfig | None:
         return check_models(ConsortiumConfig.model_validate(rows[0]["config"]))
     except Exception:  # a config this install cannot run: start from the default instead
         return None
+
+
+def initial_config(
+    config: ConsortiumConfig | Mapping[str, Any] | str | None,
+    restore: bool,
+    store: Any,
+    models: list[dict[str, Any]],
+) -> ConsortiumConfig:
+    """The config a new chat starts with: ``config`` (a saved config's name, a config, a dict
+    of one); else, with ``restore``, the latest run's; else the default for ``models``."""
+    if isinstance(config, str):
+        return saved_configs_store.get(config)
+    if isinstance(config, ConsortiumConfig):
+        return config
+    if config is not None:
+        return ConsortiumConfig.model_validate(dict(config))
+    if restore:
+        restored = latest_config(store)
+        if restored is not None:
+            return restored
+    return default_config([m["id"] for m in models])

@@ -11,7 +11,7 @@ Page -> kernel (:data:`FrontendMessage`; every one may carry ``req``, an id echo
     ``ready``, ``ask {prompt}``, ``cancel``, ``new_chat``, ``set_config {config, merge}``,
     ``save_config {name, config?}``, ``load_config {name}``, ``clone_config {source, target}``,
     ``remove_config {name}``, ``open_run {id}``, ``export {id, format}``, ``delete_run {id}``,
-    ``estimate {prompt}``, ``recommend {prompt}``.
+    ``estimate {prompt}``, ``recommend {prompt}``, ``resend {id, mode, prompt?}``.
 
 Kernel -> page (:data:`KernelMessage`)
     ``events {seq, events}``, ``snapshot {run_id, streams}``, ``ready``,
@@ -50,6 +50,7 @@ __all__ = [
     "RecommendReply",
     "RecommendRequest",
     "RemoveConfig",
+    "Resend",
     "SaveConfig",
     "SetConfig",
     "Snapshot",
@@ -185,6 +186,18 @@ class RecommendRequest(_Message):
     req: Req = None
 
 
+class Resend(_Message):
+    """Ask run ``id``'s turn again on a new branch of the conversation, the old turn kept:
+    ``regenerate`` (same prompt and settings, cache bypassed), ``retry`` (an interrupted or
+    failed turn) or ``edit`` (``prompt`` instead of the turn's)."""
+
+    type: Literal["resend"]
+    id: str
+    mode: Literal["regenerate", "retry", "edit"]
+    prompt: str | None = None
+    req: Req = None
+
+
 FrontendMessage = Annotated[
     Ready
     | Ask
@@ -199,7 +212,8 @@ FrontendMessage = Annotated[
     | Export
     | DeleteRun
     | EstimateRequest
-    | RecommendRequest,
+    | RecommendRequest
+    | Resend,
     Field(discriminator="type"),
 ]
 """Any message the page sends."""

@@ -156,7 +156,7 @@ class Reader(Connection):
         return (int(rows[0]["n"]), rows[0]["last"])
 
     def conversation_history(
-        self, conversation_id: str
+        self, conversation_id: str, before_turn: int | None = None
     ) -> dict[tuple[str, int], list[tuple[str, str]]]:
         """Each member's own history in a conversation.
 
@@ -165,7 +165,8 @@ class Reader(Connection):
         failed, cancelled or interrupted turn adds nothing, as in a live conversation). A
         member's answer in a run is the full ``text`` of its last ``member_done`` of stage
         ``answer``; a turn where it has none is left out of its list. One member's answer never
-        appears in another's.
+        appears in another's. With ``before_turn``, only the turns before it count (the part a
+        branch shares).
         """
         rows = self._read(
             """
@@ -173,10 +174,10 @@ class Reader(Connection):
             FROM runs r
             JOIN member_responses m ON m.run_id = r.id
             WHERE r.conversation_id = ? AND r.status = 'completed'
-              AND m.status = 'done' AND m.stage = 'answer'
+              AND m.status = 'done' AND m.stage = 'answer' AND r.turn < ?
             ORDER BY r.turn, r.started_at, r.rowid, m.iteration, m.id
             """,
-            [conversation_id],
+            [conversation_id, before_turn if before_turn is not None else 2**62],
         )
         # Rows come in run (turn) order; a later row of the same run and member replaces the
         # earlier one in place, so each key keeps its run's position.
