@@ -49,7 +49,16 @@ DOCUMENTED_MODULES = {
         "import_json",
         "check_name",
     ],
-    "consortium_lab.runs": ["EXPORT_FORMATS", "list", "get", "export", "delete", "to_pandas"],
+    "consortium_lab.runs": [
+        "EXPORT_FORMATS",
+        "PurgeReport",
+        "list",
+        "get",
+        "export",
+        "delete",
+        "purge",
+        "to_pandas",
+    ],
     "consortium_lab.compat": ["ConsortiumOrchestrator", "create_consortium", "to_upstream_dict"],
 }
 

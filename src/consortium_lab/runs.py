@@ -23,14 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from consortium_lab.sinks.runlog import FRAME_COLUMNS, RunStore
+from consortium_lab.sinks.runlog import FRAME_COLUMNS, PurgeReport, RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from consortium_lab.engine.result import RunResult
 
-__all__ = ["EXPORT_FORMATS", "delete", "export", "get", "list", "to_pandas"]
+__all__ = ["EXPORT_FORMATS", "PurgeReport", "delete", "export", "get", "list", "purge", "to_pandas"]
 
 ExportFormat = Literal["json", "markdown"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -101,6 +101,44 @@ def delete(run_id: str, *, path: str | Path | None = None) -> None:
     with _open(path) as store:
         if not store.delete_run(run_id):
             raise _unknown(run_id)
+
+
+def purge(
+    older_than_days: int | None = None,
+    *,
+    all: bool = False,
+    dry_run: bool = False,
+    path: str | Path | None = None,
+    llm_log: str | Path | bool = True,
+) -> PurgeReport:
+    """Delete the runs that started more than ``older_than_days`` days ago, or every finished
+    run with ``all=True``, for good: their rows, conversations left empty, and the rows of llm's
+    log (``llm_log``: True for llm's own ``logs.db``, a path, or False to leave it) that no kept
+    run references; both files are vacuumed, so the deleted text is gone from them. A run still
+    running is kept. ``dry_run=True`` only counts. Returns a
+    :class:`~consortium_lab.sinks.runlog.PurgeReport`; raises ``ValueError`` for days that are
+    not a whole number of at least 1, and ``NotARunLogError`` (a ``ValueError``) for a missing
+    file or one that is not a run log."""
+    from consortium_lab import paths
+    from consortium_lab.sinks.runlog import purge as purge_log
+
+    log_path: str | Path | None
+    if llm_log is True:
+        from consortium_lab.gateway.llm_log_writer import flush_all
+        from consortium_lab.gateway.llm_logs import llm_logs_db_path
+
+        # Responses this process still has queued would otherwise land after the purge.
+        flush_all()
+        log_path = llm_logs_db_path()
+    else:
+        log_path = None if llm_log is False else llm_log
+    return purge_log(
+        path if path is not None else paths.runs_db_path(),
+        older_than_days=older_than_days,
+        everything=all,
+        dry_run=dry_run,
+        llm_log=log_path,
+    )
 
 
 def to_pandas(*, path: str | Path | None = None) -> pd.DataFrame:

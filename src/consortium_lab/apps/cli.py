@@ -17,6 +17,7 @@ import click
 
 from consortium_lab.apps.cli_audit import audit_cmd
 from consortium_lab.apps.cli_gateway import gateway_cmd
+from consortium_lab.apps.cli_purge import purge_cmd
 from consortium_lab.apps.hub import hub_command
 from consortium_lab.config.catalog import UnknownModelError
 
@@ -439,4 +440,5 @@ def models_cmd(show_all: bool) -> None:
 
 main.add_command(gateway_cmd)
 main.add_command(audit_cmd)
+main.add_command(purge_cmd)
 main.add_command(hub_command)
