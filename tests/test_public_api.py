@@ -56,6 +56,8 @@ DOCUMENTED_MODULES = {
         "get",
         "export",
         "delete",
+        "delete_all",
+        "export_all",
         "purge",
         "to_pandas",
     ],

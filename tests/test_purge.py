@@ -4,6 +4,7 @@ runs made by the engine against the loopback model server and logged to llm's ow
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -252,3 +253,23 @@ async def test_rows_in_llms_older_responses_table_go_too(trio):
     assert not holds(llm_logs_db_path(), legacy)
     assert sql(llm_logs_db_path(), "SELECT count(*) FROM tool_calls")[0][0] == 0
     assert sql(llm_logs_db_path(), "SELECT count(*) FROM conversations")[0][0] == 0
+
+
+async def test_download_and_delete_all_my_data(trio, tmp_path):
+    from consortium_lab import configs
+
+    old, new = await two_runs()
+    store = tmp_path / "configs.db"
+    configs.save("mine", {"models": ["a", "b"], "arbiter": "judge"}, path=store)
+    everything = runs.export_all(configs_path=store)
+    assert {r["metadata"]["run_id"] for r in everything["runs"]} == {old, new}
+    assert OLD in json.dumps(everything) and NEW in json.dumps(everything)
+    assert set(everything["configs"]) == {"mine"}
+    json.dumps(everything)  # one JSON file
+
+    report = runs.delete_all(configs_path=store)
+    assert report.runs == 2 and report.llm_responses == 6
+    assert runs.list() == [] and configs.list(path=store) == []
+    for marker in (OLD, NEW):
+        assert not holds(runs_db_path(), marker) and not holds(llm_logs_db_path(), marker)
+    assert runs.export_all(configs_path=store)["runs"] == []

@@ -30,7 +30,18 @@ if TYPE_CHECKING:
 
     from consortium_lab.engine.result import RunResult
 
-__all__ = ["EXPORT_FORMATS", "PurgeReport", "delete", "export", "get", "list", "purge", "to_pandas"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "PurgeReport",
+    "delete",
+    "delete_all",
+    "export",
+    "export_all",
+    "get",
+    "list",
+    "purge",
+    "to_pandas",
+]
 
 ExportFormat = Literal["json", "markdown"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -139,6 +150,50 @@ def purge(
         dry_run=dry_run,
         llm_log=log_path,
     )
+
+
+def export_all(
+    *, path: str | Path | None = None, configs_path: str | Path | None = None
+) -> dict[str, Any]:
+    """Everything of yours the run log and the saved-config store hold, as one JSON-ready
+    dict ("Download my data"): ``runs`` (every run in the export shape of :func:`export`,
+    newest first), ``configs`` (every saved config, as ``configs.export()`` writes them) and
+    ``exported_at``. ``configs_path`` is the saved-config store (default llm-consortium's)."""
+    from datetime import UTC, datetime
+
+    from consortium_lab import configs
+
+    with _open(path) as store:
+        ids = [row["id"] for row in store.list_runs()]
+    exported = []
+    for run_id in ids:
+        try:
+            exported.append(get(run_id, path=path).to_dict())
+        except KeyError:  # deleted meanwhile, or a run with no event recorded yet
+            continue
+    saved = json.loads(configs.export(path=configs_path))["configs"]
+    return {
+        "exported_at": datetime.now(UTC).isoformat(),
+        "runs": exported,
+        "configs": saved,
+    }
+
+
+def delete_all(
+    *,
+    path: str | Path | None = None,
+    llm_log: str | Path | bool = True,
+    configs_path: str | Path | None = None,
+) -> PurgeReport:
+    """Delete all your runs (as :func:`purge` with ``all=True``: their rows in llm's log too,
+    and both files vacuumed) and every saved config ("Delete my data"). A run still running is
+    kept. Returns the purge's report."""
+    from consortium_lab import configs
+
+    report = purge(all=True, path=path, llm_log=llm_log)
+    for saved in configs.list(path=configs_path):
+        configs.remove(saved.name, path=configs_path)
+    return report
 
 
 def to_pandas(*, path: str | Path | None = None) -> pd.DataFrame:
