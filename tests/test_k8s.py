@@ -193,6 +193,17 @@ def keys_of(value: Any, path: str = "") -> Iterator[str]:
             yield from keys_of(inner, f"{path}[{i}]")
 
 
+def test_user_servers_purge_past_the_retention_at_start() -> None:
+    values = load("values.yaml")["singleuser"]
+    days = values["extraEnv"]["CONSORTIUM_LAB_RETENTION_DAYS"]
+    from consortium_lab.sinks.runlog import parse_days
+
+    assert parse_days(days) == 90
+    command = values["lifecycleHooks"]["postStart"]["exec"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    assert command[2].startswith(f"{IMAGE_PREFIX}/bin/consortium-lab purge --retention ")
+
+
 def test_values_set_no_secret() -> None:
     secret_keys = {"client_secret", "api_token", "apiToken", "cookieSecret", "secretToken"}
     found = [p for p in keys_of(load("values.yaml")) if p.rsplit(".", 1)[-1] in secret_keys]

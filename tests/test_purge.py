@@ -159,6 +159,14 @@ async def test_cli_purges_and_dry_runs(trio):
     assert [r["id"] for r in runs.list()] == [new]
 
 
+def test_retention_at_a_first_start_is_a_quiet_no_op(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONSORTIUM_LAB_RETENTION_DAYS", "30")
+    missing = tmp_path / "none" / "runs.db"
+    result = CliRunner().invoke(main, ["purge", "--retention", "--db", str(missing)])
+    assert result.exit_code == 0, result.output
+    assert "nothing purged" in result.output and not missing.exists()
+
+
 async def test_cli_retention_reads_the_operator_setting(trio, monkeypatch):
     _old, _new = await two_runs()
     runner = CliRunner()

@@ -1,7 +1,8 @@
 """``consortium-lab purge``: delete old runs from the run log, for good (see docs/run-log.md).
 
 Exactly one of ``--older-than DAYS``, ``--all`` or ``--retention`` (the days of
-``CONSORTIUM_LAB_RETENTION_DAYS``, doing nothing when it is unset) says what goes. Bad input is
+``CONSORTIUM_LAB_RETENTION_DAYS``, doing nothing when it is unset or no run log exists yet, so
+a user server can run it at every start) says what goes. Bad input is
 one line and exit 1, with nothing deleted.
 """
 
@@ -65,16 +66,21 @@ def purge_cmd(
     try:
         if older_than is not None:
             days = parse_days(older_than, what="--older-than")
-        elif retention:
+        path = db if db is not None else paths.runs_db_path()
+        if retention:
             days = effective_retention_days()
             if days is None:
                 click.echo("No retention set (CONSORTIUM_LAB_RETENTION_DAYS); nothing purged.")
+                return
+            if not path.exists():
+                # A user server's first start: no run yet, so nothing is due.
+                click.echo(f"No run log at {path} yet; nothing purged.")
                 return
         report = runs.purge(
             days,
             all=everything,
             dry_run=dry_run,
-            path=db if db is not None else paths.runs_db_path(),
+            path=path,
             llm_log=not keep_llm_log,
         )
     except ValueError as exc:
