@@ -2,7 +2,8 @@
 
 The gateway image streams a chat from the loopback model server with its provider key from a
 mounted, read-only secret folder; the singleuser image's command is the one
-``hub/k8s/values.yaml`` runs; both run as uid 1000 and hold no ``.venv`` and no ``keys.json``.
+``hub/k8s/values.yaml`` runs, and it serves the chat to Chromium on the host, which runs a demo
+consortium; both run as uid 1000 and hold no ``.venv`` and no ``keys.json``.
 Skipped, with the reason, where podman is not installed.
 """
 
