@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-__all__ = ["count_responses", "delete_responses", "merge_fts"]
+__all__ = ["chunks", "count_responses", "delete_responses", "merge_fts", "sql_in"]
 
 _CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
 _FTS = ("responses_fts", "turn_search_fts")
@@ -32,12 +32,14 @@ def _with_column(conn: sqlite3.Connection, tables: Iterable[str], column: str) -
     )
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    """``items`` in slices small enough to bind as SQL parameters."""
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
 
 
-def _in(items: Sequence[object]) -> str:
+def sql_in(items: Sequence[object]) -> str:
+    """``IN (?,?,...)`` for ``items``."""
     return f"IN ({','.join('?' * len(items))})"
 
 
@@ -50,9 +52,9 @@ def count_responses(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
     """How many of ``ids`` the log holds (in either layout)."""
     total = 0
     for table, _ in _primary(_tables(conn)):
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             total += conn.execute(
-                f"SELECT count(*) FROM {table} WHERE id {_in(chunk)}", chunk
+                f"SELECT count(*) FROM {table} WHERE id {sql_in(chunk)}", chunk
             ).fetchone()[0]
     return int(total)
 
@@ -62,7 +64,7 @@ def delete_responses(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     tables = _tables(conn)
     for table, column in _primary(tables):
         linked = _with_column(conn, tables - {table}, column)
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             if table == "responses":
                 _delete_legacy(conn, chunk, linked)
             else:
@@ -73,14 +75,14 @@ def _delete_legacy(conn: sqlite3.Connection, chunk: Sequence[str], linked: list[
     conversations = [
         row[0]
         for row in conn.execute(
-            f"SELECT DISTINCT conversation_id FROM responses WHERE id {_in(chunk)}"
+            f"SELECT DISTINCT conversation_id FROM responses WHERE id {sql_in(chunk)}"
             " AND conversation_id IS NOT NULL",
             chunk,
         )
     ]
     for table in linked:
-        conn.execute(f"DELETE FROM [{table}] WHERE response_id {_in(chunk)}", chunk)
-    conn.execute(f"DELETE FROM responses WHERE id {_in(chunk)}", chunk)
+        conn.execute(f"DELETE FROM [{table}] WHERE response_id {sql_in(chunk)}", chunk)
+    conn.execute(f"DELETE FROM responses WHERE id {sql_in(chunk)}", chunk)
     # llm names a conversation after its first prompt: an emptied one goes too.
     for conversation in conversations:
         conn.execute(
@@ -94,14 +96,15 @@ def _delete_turns(
     conn: sqlite3.Connection, chunk: Sequence[str], linked: list[str], tables: set[str]
 ) -> None:
     rows = conn.execute(
-        f"SELECT thread_id, parent_message_hash, tip_message_hash FROM turns WHERE id {_in(chunk)}",
+        "SELECT thread_id, parent_message_hash, tip_message_hash FROM turns"
+        f" WHERE id {sql_in(chunk)}",
         chunk,
     ).fetchall()
     threads = {r[0] for r in rows if r[0]}
     messages = {h for r in rows for h in r[1:] if h}
     for table in linked:
-        conn.execute(f"DELETE FROM [{table}] WHERE turn_id {_in(chunk)}", chunk)
-    conn.execute(f"DELETE FROM turns WHERE id {_in(chunk)}", chunk)
+        conn.execute(f"DELETE FROM [{table}] WHERE turn_id {sql_in(chunk)}", chunk)
+    conn.execute(f"DELETE FROM turns WHERE id {sql_in(chunk)}", chunk)
     if "threads" in tables:
         for thread in sorted(threads):
             gone = conn.execute(
@@ -139,8 +142,8 @@ def _delete_unused_messages(conn: sqlite3.Connection, hashes: set[str], tables: 
                 r[0] for r in conn.execute("SELECT id FROM parts WHERE message_hash = ?", [message])
             ]
             for table in part_links:
-                for chunk in _chunks(parts):
-                    conn.execute(f"DELETE FROM [{table}] WHERE part_id {_in(chunk)}", chunk)
+                for chunk in chunks(parts):
+                    conn.execute(f"DELETE FROM [{table}] WHERE part_id {sql_in(chunk)}", chunk)
             conn.execute("DELETE FROM parts WHERE message_hash = ?", [message])
         conn.execute("DELETE FROM messages WHERE hash = ?", [message])
         if row[0]:

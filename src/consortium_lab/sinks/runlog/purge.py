@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from consortium_lab.sinks.runlog.llm_log_purge import count_responses, delete_responses, merge_fts
+from consortium_lab.sinks.runlog.llm_log_purge import (
+    chunks,
+    count_responses,
+    delete_responses,
+    merge_fts,
+    sql_in,
+)
 from consortium_lab.sqlite import BUSY_TIMEOUT_S, with_lock_retry
 
 __all__ = [
@@ -38,7 +44,6 @@ RETENTION_ENV = "CONSORTIUM_LAB_RETENTION_DAYS"
 
 _RUN_TABLES = ("member_responses", "arbiter_decisions", "events")
 _REFERENCING = ("member_responses", "arbiter_decisions")
-_CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
 
 
 class NotARunLogError(ValueError):
@@ -109,15 +114,6 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _marks(items: Sequence[str]) -> str:
-    return ",".join("?" * len(items))
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     # Autocommit mode: VACUUM cannot run inside a transaction; writes open their own.
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -158,16 +154,16 @@ def _orphaned_responses(conn: sqlite3.Connection, run_ids: Sequence[str]) -> lis
 
 def _delete_runs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> int:
     conversations: set[str] = set()
-    for chunk in _chunks(run_ids):
+    for chunk in chunks(run_ids):
         conversations.update(
             row[0]
             for row in conn.execute(
-                f"SELECT conversation_id FROM runs WHERE id IN ({_marks(chunk)})", chunk
+                f"SELECT conversation_id FROM runs WHERE id {sql_in(chunk)}", chunk
             )
         )
         for table in _RUN_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE run_id IN ({_marks(chunk)})", chunk)
-        conn.execute(f"DELETE FROM runs WHERE id IN ({_marks(chunk)})", chunk)
+            conn.execute(f"DELETE FROM {table} WHERE run_id {sql_in(chunk)}", chunk)
+        conn.execute(f"DELETE FROM runs WHERE id {sql_in(chunk)}", chunk)
     dropped = 0
     for conversation in sorted(conversations):
         dropped += conn.execute(
