@@ -105,3 +105,38 @@ def test_sigterm_after_a_run_loses_no_response(fake_openai, isolated_home):
     os.kill(child.pid, signal.SIGTERM)
     assert child.wait(timeout=60) == -signal.SIGTERM
     assert turns(db) == 3
+
+
+async def test_flush_returns_only_once_a_batch_in_flight_is_written(
+    fake_openai, tmp_path, monkeypatch
+):
+    """A caller's flush() must not return while the writer thread still writes the batch it
+    took (a purge right after a run would otherwise miss rows that land a moment later)."""
+    import threading
+
+    fake_openai.add_model("m", ModelScript(reply="an answer"))
+    (response,) = await finished("m", 1)
+    writing, release = threading.Event(), threading.Event()
+    real = llm_log_writer.log_to_llm
+
+    def slow(batch: Any, **kwargs: Any) -> Any:
+        writing.set()
+        assert release.wait(60)
+        return real(batch, **kwargs)
+
+    monkeypatch.setattr(llm_log_writer, "log_to_llm", slow)
+    db = tmp_path / "logs.db"
+    writer = LlmLogWriter(db, window=0)
+    try:
+        writer.submit(response)
+        assert writing.wait(60)  # the writer thread has taken the batch and is writing it
+        flushed = threading.Event()
+        flusher = threading.Thread(target=lambda: (writer.flush(), flushed.set()))
+        flusher.start()
+        assert not flushed.wait(0.5)  # still waiting on the batch in flight
+        release.set()
+        flusher.join(60)
+        assert flushed.is_set() and turns(db) == 1
+    finally:
+        release.set()
+        writer.close()

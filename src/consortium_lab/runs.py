@@ -23,14 +23,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from consortium_lab.sinks.runlog import FRAME_COLUMNS, RunStore
+from consortium_lab.sinks.runlog import FRAME_COLUMNS, PurgeReport, RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from consortium_lab.engine.result import RunResult
 
-__all__ = ["EXPORT_FORMATS", "delete", "export", "get", "list", "to_pandas"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "PurgeReport",
+    "delete",
+    "delete_all",
+    "export",
+    "export_all",
+    "get",
+    "list",
+    "purge",
+    "to_pandas",
+]
 
 ExportFormat = Literal["json", "markdown"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -102,6 +113,88 @@ def delete(run_id: str, *, path: str | Path | None = None) -> None:
     with _open(path) as store:
         if not store.delete_run(run_id):
             raise _unknown(run_id)
+
+
+def purge(
+    older_than_days: int | None = None,
+    *,
+    all: bool = False,
+    dry_run: bool = False,
+    path: str | Path | None = None,
+    llm_log: str | Path | bool = True,
+) -> PurgeReport:
+    """Delete the runs that started more than ``older_than_days`` days ago, or every finished
+    run with ``all=True``, for good: their rows, conversations left empty, and the rows of llm's
+    log (``llm_log``: True for llm's own ``logs.db``, a path, or False to leave it) that no kept
+    run references; both files are vacuumed, so the deleted text is gone from them. A run still
+    running is kept. ``dry_run=True`` only counts. Returns a
+    :class:`~consortium_lab.sinks.runlog.PurgeReport`; raises ``ValueError`` for days that are
+    not a whole number of at least 1, and ``NotARunLogError`` (a ``ValueError``) for a missing
+    file or one that is not a run log."""
+    from consortium_lab import paths
+    from consortium_lab.sinks.runlog import purge as purge_log
+
+    log_path: str | Path | None
+    if llm_log is True:
+        from consortium_lab.gateway.llm_log_writer import flush_all
+        from consortium_lab.gateway.llm_logs import llm_logs_db_path
+
+        # Responses this process still has queued would otherwise land after the purge.
+        flush_all()
+        log_path = llm_logs_db_path()
+    else:
+        log_path = None if llm_log is False else llm_log
+    return purge_log(
+        path if path is not None else paths.runs_db_path(),
+        older_than_days=older_than_days,
+        everything=all,
+        dry_run=dry_run,
+        llm_log=log_path,
+    )
+
+
+def export_all(
+    *, path: str | Path | None = None, configs_path: str | Path | None = None
+) -> dict[str, Any]:
+    """Everything of yours the run log and the saved-config store hold, as one JSON-ready
+    dict ("Download my data"): ``runs`` (every run in the export shape of :func:`export`,
+    newest first), ``configs`` (every saved config, as ``configs.export()`` writes them) and
+    ``exported_at``. ``configs_path`` is the saved-config store (default llm-consortium's)."""
+    from datetime import UTC, datetime
+
+    from consortium_lab import configs
+
+    with _open(path) as store:
+        ids = [row["id"] for row in store.list_runs()]
+    exported = []
+    for run_id in ids:
+        try:
+            exported.append(get(run_id, path=path).to_dict())
+        except KeyError:  # deleted meanwhile, or a run with no event recorded yet
+            continue
+    saved = json.loads(configs.export(path=configs_path))["configs"]
+    return {
+        "exported_at": datetime.now(UTC).isoformat(),
+        "runs": exported,
+        "configs": saved,
+    }
+
+
+def delete_all(
+    *,
+    path: str | Path | None = None,
+    llm_log: str | Path | bool = True,
+    configs_path: str | Path | None = None,
+) -> PurgeReport:
+    """Delete all your runs (as :func:`purge` with ``all=True``: their rows in llm's log too,
+    and both files vacuumed) and every saved config ("Delete my data"). A run still running is
+    kept. Returns the purge's report."""
+    from consortium_lab import configs
+
+    report = purge(all=True, path=path, llm_log=llm_log)
+    for saved in configs.list(path=configs_path):
+        configs.remove(saved.name, path=configs_path)
+    return report
 
 
 def to_pandas(*, path: str | Path | None = None) -> pd.DataFrame:

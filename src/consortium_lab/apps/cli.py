@@ -18,6 +18,7 @@ import click
 from consortium_lab.apps.cli_audit import audit_cmd
 from consortium_lab.apps.cli_eval import eval_cmd
 from consortium_lab.apps.cli_gateway import gateway_cmd
+from consortium_lab.apps.cli_purge import purge_cmd
 from consortium_lab.apps.cli_recommend import recommend_cmd
 from consortium_lab.apps.hub import hub_command
 from consortium_lab.config.catalog import UnknownModelError
@@ -444,5 +445,6 @@ def models_cmd(show_all: bool) -> None:
 main.add_command(gateway_cmd)
 main.add_command(audit_cmd)
 main.add_command(eval_cmd)
+main.add_command(purge_cmd)
 main.add_command(hub_command)
 main.add_command(recommend_cmd)

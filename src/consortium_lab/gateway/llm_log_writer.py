@@ -45,6 +45,9 @@ class LlmLogWriter:
     def __init__(self, path: str | Path | None = None, *, window: float = BATCH_WINDOW_S) -> None:
         self.path = None if path is None else Path(path)
         self._lock = threading.Lock()
+        # Held while a batch is written: a flush() returns only once what was queued before it
+        # is in the file, including a batch the writer thread had already taken.
+        self._writing = threading.Lock()
         self._queue: list[Any] = []
         self._flusher: Flusher[LlmLogWriter] = Flusher(
             self,
@@ -77,10 +80,11 @@ class LlmLogWriter:
     def flush(self) -> None:
         """Write everything queued now, in one transaction (failures are logged by
         :func:`~consortium_lab.gateway.llm_logs.log_to_llm`)."""
-        with self._lock:
-            batch, self._queue = self._queue, []
-        if batch:
-            log_to_llm(batch, path=self.path)
+        with self._writing:
+            with self._lock:
+                batch, self._queue = self._queue, []
+            if batch:
+                log_to_llm(batch, path=self.path)
 
     def close(self) -> None:
         """Stop the writer thread and write what is left."""

@@ -7,16 +7,30 @@ from consortium_lab.sinks.runlog.migrations import (
     SCHEMA_VERSION,
     RunStatus,
 )
+from consortium_lab.sinks.runlog.purge import (
+    RETENTION_ENV,
+    NotARunLogError,
+    PurgeReport,
+    effective_retention_days,
+    parse_days,
+    purge,
+)
 from consortium_lab.sinks.runlog.reader import FRAME_COLUMNS
 from consortium_lab.sinks.runlog.store import RunStore
 
 __all__ = [
     "FRAME_COLUMNS",
     "MIGRATIONS",
+    "RETENTION_ENV",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
+    "NotARunLogError",
+    "PurgeReport",
     "RunStatus",
     "RunStore",
+    "effective_retention_days",
     "owner_is_alive",
+    "parse_days",
     "process_start_token",
+    "purge",
 ]
