@@ -459,7 +459,7 @@ class Settings {
           field("Arbiter", this.arbiter),
           this.arbiterOptions.el,
           field("Mode", this.mode),
-          withError(field("Confidence threshold (0–1, or a percentage)", this.threshold), this.checked.threshold.error),
+          withError(field("Confidence threshold (0–1)", this.threshold), this.checked.threshold.error),
           withError(field("Minimum iterations", this.minIt), this.checked.minIt.error),
           withError(field("Maximum iterations", this.maxIt), this.checked.maxIt.error),
           field("System prompt", this.system),

@@ -6,6 +6,9 @@
 
 import { h, setAttr, setText } from "./dom";
 
+/** How soon after a value is sent its refusal by the kernel still brings focus back. */
+export const REFOCUS_MS = 3000;
+
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
 
 export const THRESHOLD_RULE = "Threshold must be between 0 and 1, or a percentage up to 100";
@@ -77,6 +80,7 @@ export class ValidatedField<T> {
   private confirmBox: HTMLElement;
   private pending: T | null = null;
   private inEffect: unknown = undefined;
+  private sentAt = 0;
   /** While true a config update does not overwrite what the person typed. */
   invalid = false;
 
@@ -116,13 +120,15 @@ export class ValidatedField<T> {
   }
 
   /** Show a refusal at the field: marked invalid until fixed. Checked here, as focus leaves,
-   * the field takes focus back; refused later by the kernel, it does only if nothing else
-   * has focus (never pulled from another field being typed in). */
+   * the field takes focus back; refused by the kernel, it does too when the answer comes
+   * soon after leaving (REFOCUS_MS) or nothing else has focus, never pulling focus from a
+   * field someone has been typing in for a while. */
   refuse(error: string, here = true): void {
     const still = this.inEffect === undefined ? "" : ` (still ${this.rules.format(this.inEffect)})`;
     this.show(`${error}${still}.`, false);
     const doc = this.input.ownerDocument;
-    if (here || !doc.activeElement || doc.activeElement === doc.body) this.input.focus();
+    const idle = !doc.activeElement || doc.activeElement === doc.body;
+    if (here || idle || Date.now() - this.sentAt < REFOCUS_MS) this.input.focus();
   }
 
   /** The value in effect (from the config): shown unless the field is being edited or refused. */
@@ -149,6 +155,7 @@ export class ValidatedField<T> {
   }
 
   private send(value: T): void {
+    this.sentAt = Date.now();
     this.show("", false);
     this.rules.commit(value, (message) => this.refuse(message, false));
   }
