@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import re
 
-from .test_chat_e2e import ask, configure, expect, last_turn, open_chat, wait_status
+from .test_chat_e2e import (
+    ask,
+    configure,
+    expect,
+    open_chat,
+    open_working,
+    wait_status,
+)
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
 
@@ -36,10 +43,12 @@ def _models(models) -> None:
     models.add_model("v-judge", ModelScript(reply=arbiter_reply("Blue scatters most.", 0.9)))
 
 
-def _open_settings(page) -> None:
-    settings = page.locator(".cl-settings")
-    if settings.get_attribute("open") is None:
-        settings.locator("summary").first.click()
+def _ask_new(page, prompt: str):
+    """Ask, and return the new turn (the page may show an earlier conversation's turns)."""
+    before = page.locator(".cl-turn").count()
+    ask(page, prompt)
+    expect(page.locator(".cl-turn")).to_have_count(before + 1, timeout=60_000)
+    return page.locator(".cl-turn").nth(before)
 
 
 def _focused_setting(page) -> str | None:
@@ -113,8 +122,7 @@ def test_threshold_zero_asks_first(voila, models, page):
     expect(error).to_be_hidden()
     # in effect: the next run accepts the first answer, whatever its confidence
     page.locator(".cl-settings summary").first.click()
-    ask(page, "Is zero enough?")
-    turn = last_turn(page)
+    turn = _ask_new(page, "Is zero enough?")
     assert wait_status(page, turn, "completed") == "completed"
     expect(turn.locator(".cl-answer-status")).to_contain_text("90% ≥ 0%")
 
@@ -171,10 +179,9 @@ def test_agreement_toggle_legend_and_contrast(voila, models, page, browser):
     page.set_viewport_size({"width": 1280, "height": 900})
     open_chat(page, voila)
     configure(page, "v-a:2, v-b", "v-judge", max_iterations=1)
-    ask(page, "Why is the sky blue?")
-    turn = last_turn(page)
+    turn = _ask_new(page, "Why is the sky blue?")
     assert wait_status(page, turn, "completed") == "completed"
-    turn.locator(".cl-working-summary").click()
+    open_working(turn)
     shared = turn.locator(".cl-member mark.cl-hl-shared").first
     expect(shared).to_be_visible()
     root = page.locator(".cl-root")
@@ -213,10 +220,9 @@ def test_phone_shows_members_as_tabs(voila, models, page):
     open_chat(page, voila)
     configure(page, "v-a:2, v-b", "v-judge", max_iterations=1)
     page.locator(".cl-settings summary").first.click()
-    ask(page, "Why is the sky blue?")
-    turn = last_turn(page)
+    turn = _ask_new(page, "Why is the sky blue?")
     assert wait_status(page, turn, "completed") == "completed"
-    turn.locator(".cl-working-summary").click()
+    open_working(turn)
     tabs = turn.get_by_role("tab")
     expect(tabs).to_have_count(3)
     visible = turn.locator(".cl-member:visible")

@@ -2,7 +2,7 @@
 // The tab list is always kept up to date; styles.css shows it (and hides the other panes)
 // only at phone width, so the desktop keeps its columns.
 
-import { changed, h, setAttr } from "./dom";
+import { changed, h, setAttr, setText } from "./dom";
 
 export interface TabMember {
   key: string;
@@ -28,31 +28,30 @@ export class MemberTabs {
     });
   }
 
-  /** Show `members` (in order, with their panes): the selected one stays selected. */
+  /** Show `members` (in order, with their panes): the selected one stays selected. The tabs
+   * are made again only when the members change; a status or the selection changes them in
+   * place (a tab being clicked or focused is never replaced). */
   update(members: TabMember[], panes: HTMLElement[]): void {
     this.members = members;
     this.panes = panes;
     if (!members.some((m) => m.key === this.selected)) this.selected = members[0]?.key ?? null;
-    const sig = members.map((m) => `${m.key}:${m.status}`).join("|") + `|${this.selected}`;
-    if (changed(this.el, sig)) {
+    if (changed(this.el, members.map((m) => m.key).join("|"))) {
       this.el.replaceChildren(
         ...members.map((m) => {
-          const on = m.key === this.selected;
-          const tab = h("button", {
-            type: "button",
-            role: "tab",
-            class: "cl-member-tab",
-            "data-key": m.key,
-            "aria-selected": String(on),
-            tabindex: on ? 0 : -1,
-            "aria-label": `${m.label}, ${m.status}`,
-            text: `${m.label} ${MARK[m.status] ?? ""}`.trim(),
-          });
+          const tab = h("button", { type: "button", role: "tab", class: "cl-member-tab", "data-key": m.key });
           tab.onclick = () => this.select(m.key, false);
           return tab;
         }),
       );
     }
+    const tabs = Array.from(this.el.children) as HTMLElement[];
+    members.forEach((m, i) => {
+      const on = m.key === this.selected;
+      setAttr(tabs[i], "aria-selected", String(on));
+      setAttr(tabs[i], "tabindex", on ? "0" : "-1");
+      setAttr(tabs[i], "aria-label", `${m.label}, ${m.status}`);
+      setText(tabs[i], `${m.label} ${MARK[m.status] ?? ""}`.trim());
+    });
     panes.forEach((pane, i) => {
       const on = members[i]?.key === this.selected;
       setAttr(pane, "data-tab-selected", on ? "true" : null);

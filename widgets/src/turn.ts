@@ -309,6 +309,9 @@ export class TurnComponent {
     this.working.addEventListener("toggle", () => {
       if (this.working.open !== this.autoOpen) this.workingToggled = true;
     });
+    // The reader's click counts at once: a render before the (queued) toggle event would
+    // otherwise fold the working again.
+    this.workingSummary.addEventListener("click", () => (this.workingToggled = true));
     this.promptFold = h("button", { type: "button", class: "cl-btn cl-small cl-prompt-fold", hidden: true, text: "Show all" });
     this.promptFold.onclick = () => {
       const folded = this.prompt.dataset.folded === "true";

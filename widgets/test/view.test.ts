@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import widget from "../src/index";
+import { isDarkTheme } from "../src/charts";
 import { HIGHLIGHT_KEY, HighlightControl, LEGEND, defaultHighlight } from "../src/legend";
 import { MemberTabs } from "../src/tabs";
 import { THEME_KEY, ThemeSwitch, resolveTheme } from "../src/theme";
@@ -184,6 +185,22 @@ describe("theme switch", () => {
     expect([again.dataset.themeChoice, again.dataset.theme]).toEqual(["light", "light"]);
     expect(resolveTheme("system", true)).toBe("dark");
     expect(resolveTheme("dark", false)).toBe("dark");
+  });
+
+  it("draws charts in the chat's theme, whatever the page's", () => {
+    matchMedia({ "(prefers-color-scheme: dark)": false });
+    document.body.dataset.jpThemeLight = "true";
+    const root = document.createElement("div");
+    const chart = root.appendChild(document.createElement("div"));
+    document.body.append(root);
+    root.dataset.theme = "dark";
+    expect(isDarkTheme(chart)).toBe(true);
+    root.dataset.theme = "light";
+    expect(isDarkTheme(chart)).toBe(false);
+    delete root.dataset.theme;
+    expect(isDarkTheme(chart)).toBe(false); // the page's Jupyter theme, as before
+    root.remove();
+    delete document.body.dataset.jpThemeLight;
   });
 
   it("ignores a stored value it does not know", () => {
