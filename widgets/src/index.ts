@@ -47,7 +47,7 @@ export class ChatApp {
   private settings: Settings;
   private history: History;
   private theme: ThemeSwitch;
-  highlight: HighlightControl;
+  private highlight: HighlightControl;
   private frame = 0;
   private disposed = false;
   private jumpBtn: HTMLButtonElement;

@@ -161,6 +161,13 @@ describe("the settings panel's inline validation", () => {
     expect(el.querySelectorAll(".cl-notice")).toHaveLength(0);
   });
 
+  it("describes each checked field by its hint and its error", () => {
+    const spec = q<HTMLInputElement>('[data-setting="models"]');
+    const ids = spec.getAttribute("aria-describedby")!.split(" ");
+    expect(ids).toEqual([`${spec.id}-hint`, `${spec.id}-error`]);
+    expect(q<HTMLInputElement>('[data-setting="confidence_threshold"]').getAttribute("aria-describedby")).toMatch(/-error$/);
+  });
+
   it("cuts the summary line, with the whole of it on hover", () => {
     const summary = q(".cl-settings-summary");
     expect(summary.getAttribute("title")).toBe(summary.textContent);
