@@ -50,7 +50,7 @@ from helpers import arbiter_reply  # noqa: E402
 
 MEMBERS = 4
 TOKENS = 4000
-TOKEN_DELAY = 0.01  # 40 s of streaming: long enough for every sample taken under it
+TOKEN_DELAY = 0.05  # 200 s of streaming: long enough for every sample taken under it
 CHART_SCRIPT = """
 (() => {
   const O = (window.__chart = { first: null });

@@ -56,18 +56,21 @@ def main() -> None:
             page.goto(base + "voila/render/chat.ipynb")
             page.wait_for_selector(".cl-root[data-ready='true']")
             page.get_by_label("Theme").select_option(theme)
+            # the page shows the conversation so far: wait for the new turn's end
+            before = page.locator(".cl-turn").count()
             box = page.get_by_label("Your prompt")
             box.fill("What are the trade-offs of nuclear power?")
             box.press("Enter")
-            page.wait_for_selector(".cl-turn[data-status='completed']")
+            new = page.locator(".cl-turn").nth(before)
+            new.and_(page.locator(".cl-turn[data-status='completed']")).wait_for()
             # what a person sees after a run: the answer, above the fold
             page.wait_for_timeout(800)
             page.screenshot(path=str(DOCS / ("chat.png" if theme == "light" else "chat-dark.png")))
             if theme == "light":
                 # the working opened, members as tabs
                 page.set_viewport_size({"width": 390, "height": 844})
-                page.locator(".cl-working-summary").click()
-                page.locator(".cl-member-tabs").scroll_into_view_if_needed()
+                new.locator(".cl-working-summary").click()
+                new.locator(".cl-member-tabs").evaluate("(e) => e.scrollIntoView({block: 'start'})")
                 page.wait_for_timeout(800)
                 page.screenshot(path=str(DOCS / "chat-phone.png"))
                 page.set_viewport_size({"width": 1280, "height": 1500})
