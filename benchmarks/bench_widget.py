@@ -8,10 +8,10 @@ and measures:
 1. page open to interactive, with a preheated kernel and without (``--no-preheat``): median
    of N fresh browser contexts. Browser clock: ``performance.now()`` (milliseconds since the
    navigation started) when a MutationObserver first sees ``.cl-root[data-ready='true']`` (the
-   kernel answered the page's ``ready`` message) with the prompt box and the Send button
-   enabled. Before each preheated sample the pool kernel is warm (it holds Voila's
-   ``wait_for_request`` websocket) and no other kernel runs; before each cold sample no kernel
-   runs.
+   kernel answered the page's ``ready`` message) with the prompt box enabled and the Send
+   button there (it is disabled until something is typed). Before each preheated sample the
+   pool kernel is warm (it holds Voila's ``wait_for_request`` websocket) and no other kernel
+   runs; before each cold sample no kernel runs.
 2. the stress test of ``tests/e2e`` (4 members streaming 4,000 tokens each, one iteration):
    time from the kernel's flush of an ``events`` message to its pixels. The kernel stamp is
    the ``date`` of the Jupyter message's header, which jupyter_client writes when the widget
@@ -79,7 +79,9 @@ OPEN_SCRIPT = """
     if (!root) return false;
     const box = root.querySelector("textarea.cl-prompt-input");
     const send = root.querySelector("button[data-action='send']");
-    return !!(box && !box.disabled && send && !send.disabled);
+    // Send stays disabled while the prompt is empty (by design): the page is interactive
+    // once the prompt box takes text and Send is there.
+    return !!(box && !box.disabled && send);
   };
   const observer = new MutationObserver(() => {
     const t = performance.now();

@@ -34,8 +34,12 @@ BENCHES = {
     "transport": ["bench_transport.py"],
     "first_run": ["bench_first_run.py"],
     "kernel": ["bench_kernel.py"],
+    "page": ["bench_page.py"],
 }
-# Run when none is named; first_run (45 fresh processes) and kernel (an ipykernel) on request.
+# Benchmarks of the pages need each side's notebooks and widget bundle (git-ignored: built).
+PAGES = {"bench_page.py"}
+# Run when none is named; first_run (45 fresh processes), kernel (an ipykernel) and page
+# (Voila and Chromium) on request.
 DEFAULT = ("engine", "gateway", "service", "transport")
 
 
@@ -43,16 +47,31 @@ class BenchmarkFailed(RuntimeError):
     """One benchmark run failed; the others' figures are still reported."""
 
 
-def extract(rev: str, into: Path) -> Path:
-    """``src/`` of commit ``rev`` under ``into``; exits with one line when ``rev`` is unknown."""
+def extract(rev: str, into: Path, pages: bool = False) -> Path:
+    """``src/`` of commit ``rev`` under ``into`` (with ``pages``: also its notebooks and its
+    widget bundle, built); exits with one line when ``rev`` is unknown."""
+    paths = ["src", "notebooks", "widgets"] if pages else ["src"]
     done = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "src"], cwd=ROOT, capture_output=True
+        ["git", "archive", "--format=tar", rev, *paths], cwd=ROOT, capture_output=True
     )
     if done.returncode != 0:
         sys.exit(f"compare: cannot read commit {rev!r}: {done.stderr.decode().strip()}")
     with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
         tar.extractall(into, filter="data")
+    if pages:
+        build_bundle(into / "widgets", rev)
     return into / "src"
+
+
+def build_bundle(widgets: Path, rev: str) -> None:
+    """Build an extracted tree's widget bundle into its ``src/`` with this checkout's
+    ``node_modules`` (the bundle is git-ignored, so not in the archive)."""
+    (widgets / "node_modules").symlink_to(ROOT / "widgets" / "node_modules")
+    done = subprocess.run(
+        ["node", "build.mjs"], cwd=widgets, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        sys.exit(f"compare: cannot build the widget bundle of {rev!r}: {done.stderr[-2000:]}")
 
 
 def run_once(script: str, src: Path, quick: bool, out: Path) -> dict[str, dict[str, object]]:
@@ -88,9 +107,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
     scripts = [s for name in (args.benches or DEFAULT) for s in BENCHES[name]]
+    pages = bool(PAGES & set(scripts))
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        head = extract(args.head, Path(tmp) / "head") if args.head else ROOT / "src"
-        trees = {"base": extract(args.base, Path(tmp) / "base"), "head": head}
+        head = extract(args.head, Path(tmp) / "head", pages) if args.head else ROOT / "src"
+        trees = {"base": extract(args.base, Path(tmp) / "base", pages), "head": head}
         results: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
         meta: dict[str, dict[str, object]] = {}
         failures: list[str] = []

@@ -45,6 +45,7 @@ def main() -> None:
     for name in [n for n in env if n.endswith("_API_KEY")]:
         env.pop(name)
     for theme in ("light", "dark"):
+        # Voila's own theme for the page around the chat; the chat's theme switch for the chat
         with (
             app.running(env=env, preheat=False, theme=theme) as (_proc, base),
             sync_playwright() as pw,
@@ -54,19 +55,22 @@ def main() -> None:
             page.set_default_timeout(120_000)
             page.goto(base + "voila/render/chat.ipynb")
             page.wait_for_selector(".cl-root[data-ready='true']")
-            if theme == "light":
-                box = page.get_by_label("Your prompt")
-                box.fill("What are the trade-offs of nuclear power?")
-                box.press("Enter")
-                page.wait_for_selector(".cl-turn[data-status='completed']")
-                page.wait_for_selector(".cl-chart[data-chart='confidence']:not([data-points='0'])")
-            # Voila scrolls inside its own container: make the viewport tall enough for all
-            page.set_viewport_size({"width": 1280, "height": 2600})
+            page.get_by_label("Theme").select_option(theme)
+            # the page shows the conversation so far: wait for the new turn's end
+            before = page.locator(".cl-turn").count()
+            box = page.get_by_label("Your prompt")
+            box.fill("What are the trade-offs of nuclear power?")
+            box.press("Enter")
+            new = page.locator(".cl-turn").nth(before)
+            new.and_(page.locator(".cl-turn[data-status='completed']")).wait_for()
+            # what a person sees after a run: the answer, above the fold
             page.wait_for_timeout(800)
-            name = "chat.png" if theme == "light" else "chat-dark.png"
-            page.locator(".cl-root").screenshot(path=str(DOCS / name))
+            page.screenshot(path=str(DOCS / ("chat.png" if theme == "light" else "chat-dark.png")))
             if theme == "light":
+                # the working opened, members as tabs
                 page.set_viewport_size({"width": 390, "height": 844})
+                new.locator(".cl-working-summary").click()
+                new.locator(".cl-member-tabs").evaluate("(e) => e.scrollIntoView({block: 'start'})")
                 page.wait_for_timeout(800)
                 page.screenshot(path=str(DOCS / "chat-phone.png"))
                 page.set_viewport_size({"width": 1280, "height": 1500})

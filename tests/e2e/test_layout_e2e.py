@@ -61,12 +61,19 @@ def test_answer_above_the_fold_working_folded_prompt_pinned(voila, models, page,
     expect(turn.locator(".cl-member").first).to_be_visible()
     page.locator(".cl-title").scroll_into_view_if_needed()
     assert _in_viewport(page, ".cl-prompt-input")
-    # the members use the width: three members, three columns on a desktop, one on a phone
+    # the members use the width: three members, three columns on a desktop; on a phone one
+    # member at a time, under tabs
     columns = page.evaluate(
         """() => new Set([...document.querySelectorAll('.cl-turn:last-of-type .cl-member')]
+                   .filter((el) => el.getClientRects().length)
                    .map((el) => Math.round(el.getBoundingClientRect().left))).size"""
     )
     assert columns == (3 if viewport[0] >= 1000 else 1)
+    tabs = turn.get_by_role("tab")
+    if viewport[0] < 1000:
+        expect(tabs).to_have_count(3)
+    else:
+        expect(tabs.first).to_be_hidden()
     assert page.errors == []
 
 

@@ -6,6 +6,9 @@ import embed, { type Result } from "vega-embed";
 import { changeset } from "vega";
 
 export function isDarkTheme(el: Element): boolean {
+  // the chat's theme switch (theme.ts) first, then the page's Jupyter theme, then the browser
+  const chosen = el.closest("[data-theme]")?.getAttribute("data-theme");
+  if (chosen === "dark" || chosen === "light") return chosen === "dark";
   const body = el.ownerDocument?.body;
   const flag = body?.dataset?.jpThemeLight;
   if (flag === "false") return true;

@@ -37,7 +37,8 @@ export function field(label: string, control: HTMLElement, hint?: string): HTMLD
   if (hint) {
     const hintId = `${id}-hint`;
     wrap.append(h("small", { id: hintId, class: "cl-hint", text: hint }));
-    control.setAttribute("aria-describedby", hintId);
+    const described = control.getAttribute("aria-describedby"); // e.g. its inline error
+    control.setAttribute("aria-describedby", described ? `${hintId} ${described}` : hintId);
   }
   return wrap;
 }

@@ -3,19 +3,22 @@
 // messages.gen.ts, generated from src/consortium_lab/widget/messages.py and the ChatWidget.
 
 import "./styles.css";
+import "./view.css";
 import { changed, field, h, pct, setAttr, setText, uid } from "./dom";
 import {
   buildTurn,
   formatModelSpec,
-  parseModelSpec,
   StreamStore,
   type Json,
   type StreamEvent,
 } from "./state";
 import { TurnComponent } from "./turn";
+import { HighlightControl } from "./legend";
+import { ThemeSwitch } from "./theme";
 import { EstimateBox } from "./estimate";
 import { RecommendBox } from "./recommend";
 import { MemberSettings, OptionsField } from "./memberSettings";
+import { settingsFields, type SettingsFields } from "./settingsFields";
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import type { ChatModel, FrontendMessage, KernelMessage } from "./messages.gen";
 
@@ -46,6 +49,8 @@ export class ChatApp {
   private recommend: RecommendBox;
   private settings: Settings;
   private history: History;
+  private theme: ThemeSwitch;
+  private highlight: HighlightControl;
   private frame = 0;
   private disposed = false;
   private jumpBtn: HTMLButtonElement;
@@ -122,6 +127,7 @@ export class ChatApp {
         this.submit();
       }
     });
+    const viewBar = h("span", { class: "cl-view-bar" });
     this.root = h(
       "div",
       { class: "cl-root" },
@@ -131,6 +137,7 @@ export class ChatApp {
         h("h2", { class: "cl-title", text: "Consortium chat" }),
         this.statusEl,
         h("span", { class: "cl-spacer" }),
+        viewBar,
         newChat,
       ),
       this.settings.el,
@@ -141,6 +148,9 @@ export class ChatApp {
       this.notices,
     );
 
+    this.theme = new ThemeSwitch(this.root);
+    this.highlight = new HighlightControl(this.root);
+    viewBar.append(this.highlight.el, this.theme.el);
     const rerender = () => this.schedule();
     for (const name of ["turns", "live_turn", "status", "error", "chart_specs"]) {
       model.on(`change:${name}`, rerender);
@@ -199,8 +209,8 @@ export class ChatApp {
     } else if (msg.type === "recommendation") {
       this.recommend.onReply(msg);
     } else if (msg.type === "notice") {
-      this.notice(msg.level, msg.message);
-      this.settings.onNotice(msg);
+      // a refused settings edit is shown at its field instead
+      if (!this.settings.onNotice(msg)) this.notice(msg.level, msg.message);
     }
   }
 
@@ -347,6 +357,7 @@ export class ChatApp {
     for (const comp of this.turns.values()) comp.dispose();
     this.estimate.dispose();
     this.recommend.dispose();
+    this.theme.dispose();
   }
 }
 
@@ -368,6 +379,8 @@ class Settings {
   private search: HTMLInputElement;
   private list: HTMLUListElement;
   private spec: HTMLInputElement;
+  private summaryText: HTMLElement;
+  private checked: SettingsFields;
   private arbiter: HTMLSelectElement;
   private mode: HTMLSelectElement;
   private threshold: HTMLInputElement;
@@ -387,26 +400,29 @@ class Settings {
     private model: Model,
     private send: Send,
   ) {
-    this.summary = h("summary", { class: "cl-settings-summary" });
+    this.summaryText = h("span", { class: "cl-settings-summary-text" });
+    this.summary = h("summary", { class: "cl-settings-summary" }, this.summaryText);
     this.search = h("input", { type: "search", placeholder: "Search models", autocomplete: "off" });
     this.search.oninput = () => this.renderModels();
     this.list = h("ul", { class: "cl-model-list", "aria-label": "Models" });
     this.spec = h("input", { type: "text", autocomplete: "off", spellcheck: "false" });
-    this.spec.onchange = () => {
-      const known = (this.model.get("models") ?? []).map((m: Json) => m.id);
-      this.apply({ models: parseModelSpec(this.spec.value, known) });
-    };
     this.arbiter = h("select");
     this.arbiter.onchange = () => this.apply({ arbiter: this.arbiter.value || null });
     this.mode = h("select");
     for (const [value, label] of MODES) this.mode.append(h("option", { value, text: label }));
     this.mode.onchange = () => this.apply({ mode: this.mode.value });
-    this.threshold = h("input", { type: "number", min: 0, max: 1, step: 0.05 });
-    this.threshold.onchange = () => this.apply({ confidence_threshold: Number(this.threshold.value) });
-    this.minIt = h("input", { type: "number", min: 1, max: 20, step: 1 });
-    this.minIt.onchange = () => this.apply({ minimum_iterations: Number(this.minIt.value) });
-    this.maxIt = h("input", { type: "number", min: 1, max: 20, step: 1 });
-    this.maxIt.onchange = () => this.apply({ max_iterations: Number(this.maxIt.value) });
+    // Typed as text, checked here (validate.ts): a number input hides what was typed when
+    // it is not a number, and the refusal must name it.
+    this.threshold = h("input", { type: "text", inputmode: "decimal", autocomplete: "off", "data-setting": "confidence_threshold" });
+    this.minIt = h("input", { type: "text", inputmode: "numeric", autocomplete: "off", "data-setting": "minimum_iterations" });
+    this.maxIt = h("input", { type: "text", inputmode: "numeric", autocomplete: "off", "data-setting": "max_iterations" });
+    this.spec.dataset.setting = "models";
+    this.checked = settingsFields(
+      { spec: this.spec, threshold: this.threshold, minIt: this.minIt, maxIt: this.maxIt },
+      () => this.config(),
+      () => (this.model.get("models") ?? []).map((m: Json) => m.id),
+      (partial, refuse) => this.apply(partial, refuse),
+    );
     this.system = h("textarea", { rows: 2, placeholder: "Instructions sent to every member" });
     this.system.onchange = () => this.apply({ system_prompt: this.system.value || null });
     this.streamToggle = h("input", { type: "checkbox" });
@@ -449,7 +465,7 @@ class Settings {
           h("legend", { text: "Members" }),
           field("Search models", this.search),
           this.list,
-          field("Members (model:count, comma separated)", this.spec, "e.g. gpt-4o-mini:2, claude-3.5-haiku"),
+          withError(field("Members (model:count, comma separated)", this.spec, "e.g. gpt-4o-mini:2, claude-3.5-haiku"), this.checked.spec.error),
         ),
         h(
           "fieldset",
@@ -458,9 +474,9 @@ class Settings {
           field("Arbiter", this.arbiter),
           this.arbiterOptions.el,
           field("Mode", this.mode),
-          field("Confidence threshold (0–1)", this.threshold),
-          field("Minimum iterations", this.minIt),
-          field("Maximum iterations", this.maxIt),
+          withError(field("Confidence threshold (0–1)", this.threshold), this.checked.threshold.error),
+          withError(field("Minimum iterations", this.minIt), this.checked.minIt.error),
+          withError(field("Maximum iterations", this.maxIt), this.checked.maxIt.error),
           field("System prompt", this.system),
           h(
             "div",
@@ -499,24 +515,30 @@ class Settings {
     this.send({ type: "set_config", config: partial, merge: true, req });
   }
 
-  /** A notice from the kernel: a refused per-member edit is shown next to its field too. */
-  onNotice(msg: Json): void {
+  /** A notice from the kernel about a settings edit: a refusal is shown at its field.
+   * Returns whether it was (the page then shows no other notice of it). */
+  onNotice(msg: Json): boolean {
     const show = this.refusals.get(msg?.req);
-    if (!show) return;
+    if (!show) return false;
     this.refusals.delete(msg.req);
-    if (msg.level === "error") show(String(msg.message ?? "refused"));
+    if (msg.level !== "error") return false;
+    show(String(msg.message ?? "refused"));
+    return true;
   }
 
   render(): void {
     const c = this.config();
     const members = formatModelSpec(c.models ?? {});
     const arbiter = c.mode === "compare" || c.mode === "vote" ? "no arbiter" : `arbiter ${c.arbiter ?? Object.keys(c.models ?? {})[0] ?? "?"}`;
-    setText(this.summary, `Settings — ${members} · ${arbiter} · ${c.mode ?? "consortium"}`);
+    // One line, cut with an ellipsis; the whole of it on hover.
+    const summary = `Settings — ${members} · ${arbiter} · ${c.mode ?? "consortium"}`;
+    setText(this.summaryText, summary);
+    setAttr(this.summary, "title", summary);
     const active = this.el.ownerDocument?.activeElement;
     const setValue = (el: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement, v: string) => {
       if (active !== el && el.value !== v) el.value = v;
     };
-    setValue(this.spec, members);
+    this.checked.spec.set(c.models ?? {});
     const models: Json[] = this.model.get("models") ?? [];
     const arbiterOptions = [h("option", { value: "", text: "(first member)" })];
     for (const m of models) arbiterOptions.push(h("option", { value: m.id, text: m.label }));
@@ -526,9 +548,9 @@ class Settings {
     }
     setValue(this.arbiter, c.arbiter ?? "");
     setValue(this.mode, c.mode ?? "consortium");
-    setValue(this.threshold, String(c.confidence_threshold ?? 0.8));
-    setValue(this.minIt, String(c.minimum_iterations ?? 1));
-    setValue(this.maxIt, String(c.max_iterations ?? 3));
+    this.checked.threshold.set(c.confidence_threshold ?? 0.8);
+    this.checked.minIt.set(c.minimum_iterations ?? 1);
+    this.checked.maxIt.set(c.max_iterations ?? 3);
     setValue(this.system, c.system_prompt ?? "");
     this.streamToggle.checked = c.stream_individual_responses !== false;
     this.arbiterOptions.set(c.arbiter_options);
@@ -594,6 +616,11 @@ class Settings {
     if (!rows.length) rows.push(h("li", { class: "cl-empty", text: "No model matches." }));
     this.list.replaceChildren(...rows);
   }
+}
+
+function withError(wrap: HTMLElement, error: HTMLElement): HTMLElement {
+  wrap.append(error);
+  return wrap;
 }
 
 // -- past runs --------------------------------------------------------------------------------

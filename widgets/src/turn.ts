@@ -5,6 +5,7 @@ import { LiveChart } from "./charts";
 import { changed, h, pct, setAttr, setText } from "./dom";
 import { highlightSpans } from "./highlight";
 import { renderMarkdownInto } from "./sanitize";
+import { MemberTabs } from "./tabs";
 import type { FrontendMessage } from "./messages.gen";
 import type { IterationView, MemberView, SynthesisView, TurnView } from "./state";
 import { VotePane } from "./vote";
@@ -268,6 +269,7 @@ export class TurnComponent {
   private promptFold: HTMLButtonElement;
   private words: WordClouds;
   private panes = new Map<string, MemberPane>();
+  private tabs = new MemberTabs();
   private reviewPanes = new Map<string, MemberPane>();
   private charts: { chart: LiveChart; name: string }[] = [];
   private chartKey = "";
@@ -311,7 +313,7 @@ export class TurnComponent {
       this.answerStatus,
     );
     this.answerEl = answer;
-    this.iterationBox = h("div", { class: "cl-iteration" }, this.members, this.reviews);
+    this.iterationBox = h("div", { class: "cl-iteration" }, this.tabs.el, this.members, this.reviews);
     this.chartsBox = h("div", { class: "cl-charts" });
     this.words = new WordClouds(() => this.actions.specs());
     this.workingSummary = h("summary", { class: "cl-working-summary", text: "The consortium's working" });
@@ -326,6 +328,9 @@ export class TurnComponent {
     this.working.addEventListener("toggle", () => {
       if (this.working.open !== this.autoOpen) this.workingToggled = true;
     });
+    // The reader's click counts at once: a render before the (queued) toggle event would
+    // otherwise fold the working again.
+    this.workingSummary.addEventListener("click", () => (this.workingToggled = true));
     this.promptFold = h("button", { type: "button", class: "cl-btn cl-small cl-prompt-fold", hidden: true, text: "Show all" });
     this.promptFold.onclick = () => {
       const folded = this.prompt.dataset.folded === "true";
@@ -474,6 +479,7 @@ export class TurnComponent {
       this.members.replaceChildren(...order);
     }
     setAttr(this.members, "data-count", String(order.length));
+    this.tabs.update(it.members.map((m) => ({ key: m.key, label: `${m.model} #${m.instance}`, status: m.status })), order);
     // peer reviews (council mode)
     this.reviews.hidden = it.reviews.length === 0;
     const reviewEls: HTMLElement[] = [];

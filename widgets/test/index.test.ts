@@ -188,7 +188,12 @@ describe("ChatWidget front end (index.ts)", () => {
     const spec = qa("input[type=text]").find((i) => (i as HTMLInputElement).value.startsWith("demo-analyst")) as HTMLInputElement;
     spec.value = "demo-analyst:2, sk";
     spec.dispatchEvent(new Event("change"));
-    expect(model.sent.at(-1)).toEqual({ type: "set_config", config: { models: { "demo-analyst": 2, sk: 1 } }, merge: true });
+    expect(model.sent.at(-1)).toEqual({
+      type: "set_config",
+      config: { models: { "demo-analyst": 2, sk: 1 } },
+      merge: true,
+      req: expect.stringMatching(/^settings-/),
+    });
     const box = q<HTMLInputElement>('input[data-model="demo-arbiter"]');
     box.checked = true;
     box.dispatchEvent(new Event("change"));

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,12 @@ from consortium_lab import configs as saved_configs_store
 from consortium_lab.config.consortium import ConsortiumConfig
 from consortium_lab.widget import messages as msg
 from consortium_lab.widget.recommending import PromptHints
-from consortium_lab.widget.settings import PER_MEMBER_FIELDS, check_member_keys, merge_per_member
+from consortium_lab.widget.settings import (
+    PER_MEMBER_FIELDS,
+    check_member_keys,
+    merge_per_member,
+    plain_error,
+)
 
 if TYPE_CHECKING:
     from consortium_lab.widget.chat import ChatWidget
@@ -30,9 +34,8 @@ logger = logging.getLogger(__name__)
 
 
 def friendly(exc: BaseException) -> str:
-    """An exception as one line for a person (no pydantic links, no quotes around it)."""
-    text = str(exc).strip().strip("'\"")
-    return re.sub(r"\s+For further information visit \S+", "", text) or type(exc).__name__
+    """An exception as one line for a person, in plain words (:func:`.settings.plain_error`)."""
+    return plain_error(exc)
 
 
 def log_failure(task: asyncio.Future[Any]) -> None:
@@ -95,7 +98,10 @@ class FrontendHandlers:
         except Exception as exc:
             logger.debug("message %s failed", kind, exc_info=True)
             text = friendly(exc)
-            if kind in ("set_config", "load_config"):
+            # A settings-panel edit (merged, with a req) is refused at its field on the page;
+            # the config in effect is unchanged, so nothing is wrong with the chat itself.
+            inline = kind == "set_config" and content.get("merge") and req is not None
+            if kind in ("set_config", "load_config") and not inline:
                 self.widget.error = f"Invalid configuration: {text}"
             self._notice("error", text, req)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "demo_config",
     "merge_per_member",
     "model_entry",
+    "plain_error",
 ]
 
 DEMO_MEMBERS = ("demo-analyst", "demo-optimist", "demo-skeptic")
@@ -77,6 +79,79 @@ def check_member_keys(name: str, patch: Any, models: Any) -> None:
             )
 
 
+# Each setting as the settings panel labels it, and what a valid value is, in plain words.
+_FIELD_RULES: dict[str, tuple[str, str]] = {
+    "confidence_threshold": ("Threshold", "must be between 0 and 1, or a percentage up to 100"),
+    "max_iterations": ("Maximum iterations", "must be a whole number of at least 1"),
+    "minimum_iterations": ("Minimum iterations", "must be a whole number of at least 1"),
+    "models": ("Members", "need at least one model, each with a count of at least 1"),
+    "mode": ("Mode", "must be consortium, council or compare"),
+    "arbiter": ("Arbiter", "must be a model id, or empty for the first member"),
+    "system_prompt": ("System prompt", "must be text"),
+    "stream_individual_responses": ("Streaming", "must be on or off"),
+    "member_options": ("Per-member options", "must be a JSON object for each member"),
+    "member_system_prompts": ("Per-member system prompts", "must be text for each member"),
+    "arbiter_options": ("Arbiter options", 'must be a JSON object such as {"temperature": 0.2}'),
+}
+
+# pydantic's error types, as what the value must be.
+_TYPE_RULES = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be on or off",
+    "bool_type": "must be on or off",
+    "string_type": "must be text",
+    "dict_type": "must be a JSON object",
+    "missing": "is required",
+    "extra_forbidden": "is not an option of this model",
+    "greater_than_equal": "is too small",
+    "less_than_equal": "is too large",
+}
+
+
+def _strip_pydantic(text: str) -> str:
+    # pydantic prefixes a validator's own message with its kind ("Value error, ...").
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text
+
+
+def _plain_line(error: Mapping[str, Any]) -> str:
+    loc = [str(p) for p in error.get("loc", ())]
+    kind = str(error.get("type", ""))
+    name = loc[0] if loc else ""
+    if name in _FIELD_RULES:
+        label, rule = _FIELD_RULES[name]
+        return f"{label} {rule}"
+    if not loc and kind == "value_error":
+        data = error.get("input")
+        if isinstance(data, Mapping) and "minimum_iterations" in data:
+            return (
+                f"Minimum iterations ({data.get('minimum_iterations')}) cannot be more than "
+                f"maximum iterations ({data.get('max_iterations', 3)})"
+            )
+    text = _TYPE_RULES.get(kind) or _strip_pydantic(str(error.get("msg", "")))
+    where = " ".join(loc).replace("_", " ")
+    return f"{where.capitalize()} {text}" if where else text
+
+
+def plain_error(exc: BaseException) -> str:
+    """An error as plain words for the page: a ``ValidationError`` of a setting becomes what a
+    valid value is ("Threshold must be between 0 and 1, or a percentage up to 100"), with
+    none of pydantic's text (types, input values, links); other errors keep their message."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        lines = list(dict.fromkeys(_plain_line(e) for e in exc.errors()))
+        return "; ".join(lines) or "Invalid setting"
+    text = str(exc).strip().strip("'\"")
+    return re.sub(r"\s+For further information visit \S+", "", text) or type(exc).__name__
+
+
 def _options_problem(model_id: str, options: Mapping[str, Any]) -> str | None:
     from pydantic import ValidationError
 
@@ -87,7 +162,9 @@ def _options_problem(model_id: str, options: Mapping[str, Any]) -> str | None:
         options_class(**options)
     except ValidationError as exc:
         return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'} "
+            + (_TYPE_RULES.get(e["type"]) or _strip_pydantic(e["msg"]).lower())
+            for e in exc.errors()
         )
     except TypeError as exc:
         return str(exc)
