@@ -89,13 +89,15 @@ def test_follows_the_stream_until_the_reader_scrolls_up(voila, models, page):
         "() => document.querySelector('.cl-member[data-status=\"streaming\"] .cl-answer')"
         ".innerText.length > 3000"
     )
-    # the newest text (the end of the streaming answer) is on screen
-    assert page.evaluate(
+    # the newest text (the end of the streaming answer) is on screen: the page scrolls in the
+    # animation frame after the text lands, so wait for that frame rather than racing it
+    page.wait_for_function(
         """() => {
           const r = document.querySelector('.cl-member[data-status="streaming"] .cl-answer')
             .getBoundingClientRect();
           return r.bottom > 0 && r.bottom <= innerHeight;
-        }"""
+        }""",
+        timeout=10_000,
     )
     jump = page.get_by_role("button", name="Jump to latest")
     expect(jump).to_be_hidden()
