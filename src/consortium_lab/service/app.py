@@ -20,7 +20,9 @@ Endpoints::
 
 Requests carry ``Authorization: Bearer <token>``. A token is resolved to an
 :class:`~.auth.Identity` (user, groups) by an authenticator: :class:`~.auth.StaticTokens` (a
-file of tokens, for a standalone service) or :class:`~.auth.HubTokens` (JupyterHub API tokens).
+file of tokens, for a standalone service) or :class:`~.hub_auth.HubTokens` (JupyterHub API
+tokens, with the service's scope). Every route is served under ``base_url`` (``/`` by
+default; a hub service's ``/services/<name>/``).
 Quotas and the response cache are kept per user (a cache shared across users is an explicit
 setting). Usage, quota policies and
 access rules live in the service's :mod:`~consortium_lab.gateway.ledger` and survive restarts.
@@ -187,9 +189,12 @@ class GatewayService:
         """The aiohttp application."""
         from aiohttp import web
 
-        app = web.Application(
-            middlewares=[self._middleware()], client_max_size=self.settings.max_request_bytes
-        )
+        size = self.settings.max_request_bytes
+        root = web.Application(middlewares=[self._middleware()], client_max_size=size)
+        base = self.settings.base_url.rstrip("/")
+        # Under a prefix (a hub service) the routes live in a sub-application; the root's
+        # middleware still answers every error, outside the prefix too.
+        app = web.Application(client_max_size=size) if base else root
         r = app.router
         r.add_post("/v1/chat/completions", self.chat.handle)
         r.add_get("/v1/models", self.list_models)
@@ -198,11 +203,15 @@ class GatewayService:
         self.admin.add_routes(r)
         self.audit.add_routes(r)
         self.mydata.add_routes(r)
-        return app
+        if base:
+            root.add_subapp(base, app)
+        return root
 
     def _middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         """Answers every error in OpenAI's shape and counts every request."""
         from aiohttp import web
+
+        base = self.settings.base_url.rstrip("/")
 
         @web.middleware
         async def middleware(
@@ -211,6 +220,8 @@ class GatewayService:
             start = time.monotonic()
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "other"
+            # Metrics name a route the same way whatever the base_url.
+            route = route.removeprefix(base) if base and route.startswith(base + "/") else route
             response: web.StreamResponse
             try:
                 response = await handler(request)
@@ -362,7 +373,7 @@ def run(settings: ServiceSettings) -> None:
     logging.getLogger(__name__).setLevel(settings.log_level)
     if settings.log_level != "DEBUG":
         # The provider clients log every HTTP request at INFO: the gateway logs what matters.
-        for name in ("httpx", "httpx2", "openai", "httpcore"):
+        for name in ("httpx", "httpx2", "openai", "httpcore", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
     if settings.host not in ("127.0.0.1", "::1", "localhost"):
         logger.warning("listening on %s, beyond this machine: serve it behind TLS", settings.host)
