@@ -665,7 +665,7 @@ def test_cli_help_settings_and_bad_config(fake_openai, tmp_path):
     assert out.returncode != 0 and "retries" in out.stderr and "Traceback" not in out.stderr
 
 
-async def test_static_tokens_file_is_reloaded_and_hub_tokens_construct(tmp_path):
+async def test_static_tokens_file_is_reloaded(tmp_path):
     path = tmp_path / "tokens.json"
     path.write_text(json.dumps({"t1-0123456789": "alice"}))
     tokens = StaticTokens.from_file(path)
