@@ -93,11 +93,13 @@ class GatewayProcess:
     log: Path
     process: subprocess.Popen[str] | None = None
     url: str = ""
+    port: int = 0
+    """0: any free port; a restart may set the port it had, so clients keep their URL."""
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
         args = [str(BIN / "consortium-lab"), "gateway", "--config", str(self.config)]
-        args += ["--port", "0", "--max-lifetime", "300"]
+        args += ["--port", str(self.port), "--max-lifetime", "300"]
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 args, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True

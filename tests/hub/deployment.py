@@ -1,17 +1,9 @@
-"""A hub with its gateway: ``consortium-lab gateway`` registered as the hub's externally
-managed ``consortium-gateway`` service (auth ``hub``, served under
-``/services/consortium-gateway/``), started before the hub on the hub's future API port.
-
-The gateway gets what a hub-managed service would get in its environment
-(``JUPYTERHUB_API_URL``, ``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_SERVICE_NAME``,
-``JUPYTERHUB_SERVICE_PREFIX``); its own llm folder holds the provider key, which no user
-server may see.
-"""
+"""A hub (with its gateway, see conftest) and an API token of alice's, to drive the hub's API
+and the gateway as she would."""
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 import urllib.error
@@ -20,29 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-import test_service as svc
-from consortium_lab.apps.hub import free_port
+from consortium_lab.apps.hub_gateway import GATEWAY_SERVICE as SERVICE
+from consortium_lab.apps.hub_gateway import gateway_prefix
 
 from .conftest import OPENER, Hub, start_hub, stop_hub
 
-SERVICE = "consortium-gateway"
-PREFIX = f"/services/{SERVICE}/"
+PREFIX = gateway_prefix(SERVICE)
 
 
 @dataclass
 class Deployment:
     hub: Hub
-    gateway: svc.GatewayProcess
-    gateway_token: str
     alice_token: str
-    provider_key: str
-
-    @property
-    def gateway_base(self) -> str:
-        """The gateway's own URL with its prefix (no trailing slash)."""
-        return self.gateway.url + PREFIX.rstrip("/")
 
     def call(
         self, method: str, url: str, token: str | None = None, body: Any = None
@@ -64,7 +45,7 @@ class Deployment:
             return status, None
 
     def gw(self, path: str, token: str | None) -> tuple[int, Any]:
-        return self.call("GET", self.gateway_base + path, token)
+        return self.call("GET", self.hub.gateway.url + path, token)
 
     def hub_api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """The hub's API as alice (her API token holds her role's scopes)."""
@@ -94,55 +75,15 @@ class Deployment:
 
 
 def start_deployment(root: Path, *, cache_ttl: float = 2.0, **gateway_settings: Any) -> Deployment:
-    """The gateway (offering the offline demo models), then the hub that registers it."""
-    root.mkdir(parents=True, exist_ok=True)
-    hub_port = free_port()
-    gateway_token = secrets.token_hex(32)
+    """A hub whose gateway remembers token checks for ``cache_ttl`` seconds, and alice's token."""
     alice_token = secrets.token_hex(32)
-    provider_key = "sk-" + secrets.token_hex(24)
-    llm_dir = root / "gateway-llm"
-    llm_dir.mkdir()
-    (llm_dir / "keys.json").write_text(json.dumps({"openai": provider_key}))
-    config = root / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "auth": "hub",
-                "hub_cache_ttl": cache_ttl,
-                # Only the offline demo models: nothing may leave the machine.
-                "models": ["demo-*"],
-                "exclude_models": [],
-                "ledger": str(root / "gateway" / "ledger.db"),
-                **gateway_settings,
-            }
-        )
+    hub = start_hub(
+        root,
+        f"--JupyterHub.api_tokens={alice_token}=alice",
+        gateway_settings={"hub_cache_ttl": cache_ttl, **gateway_settings},
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    env.update(
-        LLM_USER_PATH=str(llm_dir),
-        CONSORTIUM_LAB_HOME=str(root / "gateway-home"),
-        CONSORTIUM_GATEWAY_ADMIN_TOKENS=svc.ADMIN,
-        JUPYTERHUB_API_URL=f"http://127.0.0.1:{hub_port}/hub/api",
-        JUPYTERHUB_API_TOKEN=gateway_token,
-        JUPYTERHUB_SERVICE_NAME=SERVICE,
-        JUPYTERHUB_SERVICE_PREFIX=PREFIX,
-        CONSORTIUM_LAB_DEMO_DELAY="0.01",
-    )
-    gateway = svc.GatewayProcess(config, env, root / "gateway.log").start()
-    try:
-        hub = start_hub(
-            root / "hub",
-            f"--JupyterHub.api_tokens={alice_token}=alice",
-            CONSORTIUM_HUB_HUB_PORT=str(hub_port),
-            CONSORTIUM_HUB_GATEWAY_URL=gateway.url,
-            CONSORTIUM_HUB_GATEWAY_TOKEN=gateway_token,
-        )
-    except BaseException:
-        gateway.stop()
-        raise
-    return Deployment(hub, gateway, gateway_token, alice_token, provider_key)
+    return Deployment(hub, alice_token)
 
 
 def stop_deployment(deployment: Deployment) -> None:
     stop_hub(deployment.hub)
-    deployment.gateway.stop()

@@ -27,8 +27,8 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     finally:
         stop_deployment(running)
         print("\nhub log (tail):\n" + running.hub.log_tail(3000))
-        print("\ngateway log (tail):\n" + running.gateway.log.read_text()[-3000:])
-    assert "Traceback" not in running.gateway.log.read_text()
+        print("\ngateway log (tail):\n" + running.hub.gateway.log.read_text()[-3000:])
+    assert "Traceback" not in running.hub.gateway.log.read_text()
 
 
 def new_token(dep: Deployment, **body: object) -> tuple[str, str]:
@@ -59,7 +59,7 @@ def test_forged_scopeless_and_service_tokens_are_refused(dep: Deployment):
     assert status == 403, body
     assert body["error"]["code"] == "scope_missing" and SCOPE in body["error"]["message"]
     # The gateway's own token is a service's, not a user's.
-    status, body = dep.gw("/v1/models", dep.gateway_token)
+    status, body = dep.gw("/v1/models", dep.hub.gateway.token)
     assert status == 403, body
     assert body["error"]["code"] == "scope_missing" and "service" in body["error"]["message"]
 
@@ -114,7 +114,10 @@ def test_alice_s_server_token_works_and_is_refused_after_her_server_stops(dep: D
     # No process of the user's server holds the provider key, in its environment or arguments.
     for pid in process_tree(server_pid(dep.hub, "alice")):
         for name in ("environ", "cmdline"):
-            assert dep.provider_key.encode() not in Path(f"/proc/{pid}/{name}").read_bytes()
+            assert (
+                dep.hub.gateway.provider_key.encode()
+                not in Path(f"/proc/{pid}/{name}").read_bytes()
+            )
     dep.stop_server("alice")
     stopped = time.monotonic()
     time.sleep(max(0.0, stopped + TTL + 0.5 - time.monotonic()))

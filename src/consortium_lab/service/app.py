@@ -13,6 +13,7 @@ Endpoints::
     GET  /v1/models             the models the caller may use
     GET  /metrics               Prometheus text: the gateway's metrics and the service's own
     GET  /health                liveness and the ledger's state (no authentication)
+    GET  /v1/me                 the caller's user, groups, quota policy and what is left of it
     DELETE /v1/me/data          the caller's cache entries deleted, usage pseudonymised
                                 (body {"confirm": USER}; see :mod:`.mydata`)
     /admin/...                  quotas, access rules and usage (admin tokens; see below), and
@@ -34,6 +35,10 @@ Admin API (``Authorization: Bearer <admin token>``; bodies and answers are JSON)
     PUT    /admin/quotas/users/{name}         body: a QuotaPolicy
     PUT    /admin/quotas/groups/{name}        body: a QuotaPolicy
     DELETE /admin/quotas/{default|users/{name}|groups/{name}}   back to the baseline
+    GET    /admin/defaults, PUT /admin/defaults   the chat's default consortium
+                                              (users read it at GET /v1/consortium/defaults)
+    GET    /admin/prices, PUT /admin/prices       the price table in force (see
+                                              :mod:`.live_settings`)
     GET    /admin/acl                         baseline, overrides and effective rules
     PUT    /admin/acl/everyone                body: {"models": ["pattern", ...]}
     PUT    /admin/acl/users/{name}            body: {"models": [...]}
@@ -87,6 +92,8 @@ from consortium_lab.service.errors import (
     internal_error,
     ledger_unavailable,
 )
+from consortium_lab.service.live_settings import LiveSettings
+from consortium_lab.service.me import Me
 from consortium_lab.service.metrics import ServiceMetrics
 from consortium_lab.service.mydata import MyData
 from consortium_lab.service.policies import RuleBook, RuleQuotas
@@ -177,6 +184,10 @@ class GatewayService:
             settings, self.ledger, self.quotas, self.gatekeeper, self.rulebook, self.audit
         )
         self.mydata = MyData(settings, self.gateway, self.gatekeeper, self.audit)
+        self.me = Me(self.gatekeeper, self.rulebook, self.quotas)
+        self.live = LiveSettings(
+            self.ledger, self.rulebook, self.gatekeeper, self.directory, self.gateway, self.audit
+        )
         self.retention = RetentionPurger(self.audit, settings.usage_retention_days)
         self.url: str | None = None
 
@@ -203,6 +214,8 @@ class GatewayService:
         self.admin.add_routes(r)
         self.audit.add_routes(r)
         self.mydata.add_routes(r)
+        self.me.add_routes(r)
+        self.live.add_routes(r)
         if base:
             root.add_subapp(base, app)
         return root
