@@ -19,7 +19,7 @@ ALICE = "tok-alice-0123456789abcdef"
 DEFAULTS = {"members": ["demo-analyst", "demo-skeptic"], "arbiter": "demo-arbiter"}
 
 
-async def _replica(tmp_path: Any) -> tuple[GatewayService, Any]:
+async def _replica(tmp_path: Any, redis: str | None = None) -> tuple[GatewayService, Any]:
     from aiohttp.test_utils import TestClient, TestServer
 
     tokens = tmp_path / "tokens.yaml"
@@ -32,6 +32,7 @@ async def _replica(tmp_path: Any) -> tuple[GatewayService, Any]:
             "tokens_file": str(tokens),
             "admin_tokens": [ADMIN],
             "ledger": str(tmp_path / "ledger.db"),
+            "redis": redis,
             "cache": "none",
         }
     )
@@ -69,6 +70,20 @@ async def test_defaults_are_shared_by_replicas_and_checked_against_the_offer(tmp
         status, body = await _call(ca, "PUT", "/admin/defaults", ADMIN, {"members": []})
         assert status == 400 and body["error"]["param"] == "members", body
         # A refused change changed nothing.
+        assert await _call(cb, "GET", "/v1/consortium/defaults", ALICE) == (200, DEFAULTS)
+    finally:
+        for service, client in ((a, ca), (b, cb)):
+            await client.close()
+            await service.aclose()
+
+
+async def test_defaults_in_a_redis_ledger_reach_the_other_replica(tmp_path, redis_server):
+    (a, ca), (b, cb) = (
+        await _replica(tmp_path, redis_server.url),
+        await _replica(tmp_path, redis_server.url),
+    )
+    try:
+        assert await _call(ca, "PUT", "/admin/defaults", ADMIN, DEFAULTS) == (200, DEFAULTS)
         assert await _call(cb, "GET", "/v1/consortium/defaults", ALICE) == (200, DEFAULTS)
     finally:
         for service, client in ((a, ca), (b, cb)):
