@@ -125,6 +125,21 @@ class Gateway:
     """A fresh random provider key in its llm folder, which no user server may see."""
     proc: subprocess.Popen[Any]
     log: Path
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def restart(self) -> None:
+        """Start it again (after a test killed it), on the same port and ledger."""
+        stop(self.proc)
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self.url + "/health", self.proc, self.log, 90)
 
 
 def start_gateway(root: Path, env: dict[str, str], **settings: Any) -> Gateway:
@@ -154,9 +169,10 @@ def start_gateway(root: Path, env: dict[str, str], **settings: Any) -> Gateway:
     )
     port = int(env["CONSORTIUM_HUB_GATEWAY_URL"].rsplit(":", 1)[1].strip("/"))
     log = root / "gateway.log"
+    command = gateway_command(config, port)
     with log.open("a") as out:
         proc = subprocess.Popen(
-            gateway_command(config, port),
+            command,
             env=genv,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -168,7 +184,8 @@ def start_gateway(root: Path, env: dict[str, str], **settings: Any) -> Gateway:
     except BaseException:
         stop(proc)
         raise
-    return Gateway(url, env["CONSORTIUM_HUB_GATEWAY_TOKEN"], provider_key, proc, log)
+    token = env["CONSORTIUM_HUB_GATEWAY_TOKEN"]
+    return Gateway(url, token, provider_key, proc, log, command, genv)
 
 
 @dataclass
