@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,8 @@ from consortium_lab.apps.hub import free_port
 from consortium_lab.gateway.userhash import user_hash
 
 from .conftest import GATEWAY_ADMIN, OPENER, Hub, start_hub, stop, stop_hub, submit_login, wait_for
+
+expect = pytest.importorskip("playwright.sync_api").expect
 
 TOKENS = {"alice": secrets.token_hex(32)}
 SECRET = secrets.token_hex(16)
@@ -115,3 +118,17 @@ def test_only_admins_see_everyone_s_usage_and_names_can_be_hashed(
     alice.wait_for_url("**?hash=1")
     hashed = set(alice.locator("table[data-by='user'] tr td:first-child").all_text_contents())
     assert hashed == {user_hash("alice", SECRET), user_hash("bob", SECRET)}
+
+    # A quota set there refuses alice's next call (she has made one today).
+    form = alice.locator(".cl-quota-form")
+    form.get_by_label("User").fill("alice")
+    form.get_by_label("Requests per day").fill("1")
+    form.get_by_role("button", name="Set quota").click()
+    expect(alice.locator(".cl-note")).to_have_text("alice: 1 requests per day.")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        chat(hub, "alice")
+    assert refused.value.code == 429
+    form.get_by_label("User").fill("alice")
+    form.get_by_label("Requests per day").fill("-3")
+    form.get_by_role("button", name="Set quota").click()
+    expect(alice.locator(".cl-note")).to_contain_text("requests_per_day")

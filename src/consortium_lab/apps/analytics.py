@@ -15,7 +15,9 @@ Run it as the hub runs an externally managed service: with ``JUPYTERHUB_API_URL`
 ``JUPYTERHUB_OAUTH_CALLBACK_URL`` (``<prefix>oauth_callback``) set;
 :func:`analytics_env` builds them.
 
-Not built yet: the Altair charts, the quota, access-rule, defaults and price forms.
+A form sets a user's daily request quota (``PUT /admin/quotas/users/<name>`` of the gateway;
+the user's next call is checked against it). Not built yet: the Altair charts, a user's quota
+windows, and the group, access-rule, defaults and price forms.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 __all__ = ["ANALYTICS_SERVICE", "analytics_env", "make_app", "serve"]
 
@@ -122,19 +124,50 @@ def make_app() -> Any:
                     rows = [{**r, "user": user_hash(str(r["user"]), secret)} for r in rows]
                 parts.append(render_table(title, key, rows))
             switch = "?hash=0'>show names" if hashed else "?hash=1'>hash user names"
+            note = html.escape(self.get_argument("note", ""))
             self.write(
                 "<!doctype html><html><head><title>Consortium analytics</title></head><body>"
                 f"<p>Signed in as <b>{html.escape(self.current_user['name'])}</b> · "
-                f"<a class='cl-hash-switch' href='{switch}</a></p>{''.join(parts)}</body></html>"
+                f"<a class='cl-hash-switch' href='{switch}</a></p>"
+                f"<p class='cl-note' role='status'>{note}</p>"
+                "<form class='cl-quota-form' method='post' action='quota'>"
+                f"{self.xsrf_form_html()}<label>User <input name='user'></label> "
+                "<label>Requests per day <input name='requests_per_day'></label> "
+                "<button>Set quota</button></form>"
+                f"{''.join(parts)}</body></html>"
             )
+
+    class Quota(Page):
+        @web.authenticated
+        async def post(self) -> None:
+            user = self.get_body_argument("user", "").strip()
+            raw = self.get_body_argument("requests_per_day", "").strip()
+            limit = int(raw) if raw.isdigit() else raw or None
+            response = await AsyncHTTPClient().fetch(
+                f"{gateway}/admin/quotas/users/{quote(user, safe='')}",
+                method="PUT",
+                body=json.dumps({"requests_per_day": limit}),
+                headers={"Authorization": f"Bearer {token}"},
+                raise_error=False,
+            )
+            if response.code == 200:
+                note = f"{user}: {limit} requests per day." if limit else f"{user}: no daily limit."
+            else:
+                try:
+                    note = json.loads(response.body)["error"]["message"]
+                except (ValueError, KeyError, TypeError):
+                    note = f"the gateway answered {response.code}"
+            self.redirect(f"./?{urlencode({'note': note})}")
 
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     return web.Application(
         [
             (prefix, Page),
+            (url_path_join(prefix, "quota"), Quota),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
         ],
         cookie_secret=secrets.token_bytes(32),
+        xsrf_cookies=True,
     )
 
 
