@@ -329,8 +329,9 @@ def launch_hub(command: list[str], env: dict[str, str], root: Path, log: Path) -
     url = env["CONSORTIUM_HUB_BIND_URL"] + "/hub/login"
     try:
         wait_for(url, proc, log, 90)
-        # The hub answers /hub/login itself before the proxy has its route: wait for the route.
-        deadline = time.monotonic() + 60
+        # The hub answers /hub/login itself before the proxy has its route: wait for the route
+        # (once over 60 s, with a load average of 30).
+        deadline = time.monotonic() + 180
         while get(url)[0] != 200:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the hub's route never came up:\n{log.read_text()[-3000:]}")

@@ -66,10 +66,9 @@ def test_the_chat_runs_through_the_gateway_and_says_when_the_quota_is_spent(
 
     turn = ask(page, "Why is the sky blue?")
     expect(turn).to_have_attribute("data-status", "completed")
-    # The banner follows the gateway's count (the demo consortium may iterate: at least four).
-    expect(bar.locator(".cl-hub-quota")).to_contain_text(
-        re.compile(rf"(\d+) of {QUOTA} requests today left")
-    )
+    # The banner follows the gateway's count once the run is over (the demo consortium may
+    # iterate: at least four calls).
+    expect(bar.locator(".cl-hub-quota")).not_to_contain_text(f"{QUOTA} of {QUOTA}")
     left = int(bar.locator(".cl-hub-quota").inner_text().split("Quota left: ")[1].split()[0])
     assert left <= QUOTA - 4
     # No process of alice's server (proxy, Voila, the kernels) holds the provider key.
