@@ -4,7 +4,7 @@
 Also: the OpenAI wire format (SSE chunks, usage chunk, message mapping, options), OpenAI-style
 errors, quotas across a restart, per-user cache, the admin API, and a Consortium run whose
 members are the gateway's models. The ledger, access rules and settings are unit-tested at the
-end. ``HubTokens`` is only constructed here: it is tested against a real JupyterHub in the hub
+end. ``HubTokens`` is tested against a real JupyterHub in the hub
 integration (the only test double allowed is the OpenAI-compatible server).
 """
 
@@ -34,7 +34,7 @@ from consortium_lab import Consortium, Gateway
 from consortium_lab.apps.connect import GatewayConnectError, connect, gateway_key_name
 from consortium_lab.gateway.ledger import Rules, SQLiteLedger, UsageRecord
 from consortium_lab.gateway.quotas import QuotaPolicy
-from consortium_lab.service.auth import HubTokens, Identity, StaticTokens, parse_tokens
+from consortium_lab.service.auth import Identity, StaticTokens, parse_tokens
 from consortium_lab.service.protocol import ChatMessage, ChunkFrames, messages_to_call
 from consortium_lab.service.settings import ServiceSettings, SettingsError
 from consortium_lab.service.settings_docs import settings_help
@@ -93,11 +93,13 @@ class GatewayProcess:
     log: Path
     process: subprocess.Popen[str] | None = None
     url: str = ""
+    port: int = 0
+    """0: any free port; a restart may set the port it had, so clients keep their URL."""
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
         args = [str(BIN / "consortium-lab"), "gateway", "--config", str(self.config)]
-        args += ["--port", "0", "--max-lifetime", "300"]
+        args += ["--port", str(self.port), "--max-lifetime", "300"]
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 args, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True
@@ -665,7 +667,7 @@ def test_cli_help_settings_and_bad_config(fake_openai, tmp_path):
     assert out.returncode != 0 and "retries" in out.stderr and "Traceback" not in out.stderr
 
 
-async def test_static_tokens_file_is_reloaded_and_hub_tokens_construct(tmp_path):
+async def test_static_tokens_file_is_reloaded(tmp_path):
     path = tmp_path / "tokens.json"
     path.write_text(json.dumps({"t1-0123456789": "alice"}))
     tokens = StaticTokens.from_file(path)
@@ -678,12 +680,7 @@ async def test_static_tokens_file_is_reloaded_and_hub_tokens_construct(tmp_path)
     with pytest.raises(ValueError, match="entry 1") as info:
         parse_tokens({"secret-token-value": {"user": "x", "group": ["oops"]}})
     assert "secret-token-value" not in str(info.value)
-    # HubTokens asks a real JupyterHub; that is tested in the hub integration.
-    hub = HubTokens("http://127.0.0.1:8081/hub/api/", api_token="svc", cache_ttl=30)
-    assert hub.hub_api_url == "http://127.0.0.1:8081/hub/api"
-    await hub.close()
-    with pytest.raises(ValueError, match="hub_api_url"):
-        HubTokens("127.0.0.1:8081")
+    # HubTokens asks a real JupyterHub: tests/hub/test_hub_gateway.py.
 
 
 def test_messages_to_call_maps_turns():

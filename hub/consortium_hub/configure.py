@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from consortium_lab.apps.connect import GATEWAY_URL_ENV
 from consortium_lab.apps.hub import standalone_proxy_command
 
 from .auth import (
@@ -120,6 +121,19 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
     c.Spawner.pre_spawn_hook = pre_spawn_hook
     # The server's token gets what its user holds: the stock server scopes plus the gateway.
     c.Spawner.server_token_scopes = [*SERVER_SCOPES, GATEWAY_SCOPE]
+    c.Spawner.environment = chat_environment(s)
+
+
+def chat_environment(s: HubSettings) -> dict[str, str]:
+    """What a user server's chat needs: the gateway (its calls go there with the server's
+    token), chat kernels' lighter imports, and no ``llm`` plugin from entry points, so the
+    offline demo models and key-less plugin models, which would bypass the gateway's quotas,
+    are not there to pick. Never a provider key: the gateway holds those."""
+    return {
+        GATEWAY_URL_ENV: f"{s.gateway.url.rstrip('/')}/services/{s.gateway.name}/",
+        "CONSORTIUM_LAB_CHAT_KERNEL": "1",
+        "LLM_LOAD_PLUGINS": "",
+    }
 
 
 def external(service: Service) -> dict[str, Any]:
@@ -138,7 +152,8 @@ def configure_services(c: Any, s: HubSettings) -> None:
         {"name": s.gateway.name, "scopes": ["read:users:groups"], "services": [s.gateway.name]}
     )
     if s.analytics is not None:
-        services.append(external(s.analytics))
+        # Our own admin pages: the hub's "authorize access" page would only add a click.
+        services.append({**external(s.analytics), "oauth_no_confirm": True})
         roles.append(
             {
                 "name": "consortium-analytics-users",

@@ -27,6 +27,12 @@ from typing import Any
 import pytest
 
 from consortium_lab.apps.hub import free_port, stop_left_proxy
+from consortium_lab.apps.hub_gateway import (
+    gateway_command,
+    gateway_prefix,
+    hub_gateway_env,
+    hub_gateway_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = ROOT / "hub"
@@ -41,6 +47,7 @@ CHROMIUM_ARGS = [
 ]
 JUPYTERHUB = Path(sys.executable).with_name("jupyterhub")
 PASSWORD = "correct horse battery staple"
+GATEWAY_ADMIN = "tok-hub-gateway-admin-0123456789"
 USERS = ("alice", "bob", "carol", "dave")
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -107,6 +114,81 @@ def stop(proc: subprocess.Popen[Any] | None, timeout: float = 30) -> None:
 
 
 @dataclass
+class Gateway:
+    """The hub's ``consortium-gateway`` service (a ``consortium-lab gateway`` process)."""
+
+    url: str
+    """Its own URL with the service prefix, no trailing slash."""
+    token: str
+    """Its hub API token (a service's token)."""
+    provider_key: str
+    """A fresh random provider key in its llm folder, which no user server may see."""
+    proc: subprocess.Popen[Any]
+    log: Path
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def restart(self) -> None:
+        """Start it again (after a test killed it), on the same port and ledger."""
+        stop(self.proc)
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self.url + "/health", self.proc, self.log, 90)
+
+
+def start_gateway(root: Path, env: dict[str, str], **settings: Any) -> Gateway:
+    """The gateway the hub of ``env`` registers, on its port, offering the demo models only
+    (nothing may leave the machine)."""
+    import yaml
+
+    llm_dir = root / "gateway-llm"
+    llm_dir.mkdir(parents=True, exist_ok=True)
+    provider_key = "sk-" + secrets.token_hex(24)
+    (llm_dir / "keys.json").write_text(json.dumps({"openai": provider_key}))
+    config = root / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(hub_gateway_settings(root / "gateway", models=["demo-*"], **settings))
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CONSORTIUM_HUB_")}
+    base.update(
+        LLM_USER_PATH=str(llm_dir),
+        CONSORTIUM_LAB_HOME=str(root / "gateway-home"),
+        CONSORTIUM_GATEWAY_ADMIN_TOKENS=GATEWAY_ADMIN,
+        CONSORTIUM_LAB_DEMO_DELAY=env.get("CONSORTIUM_LAB_DEMO_DELAY", "0.01"),
+    )
+    genv = hub_gateway_env(
+        base,
+        hub_api_url=f"http://127.0.0.1:{env['CONSORTIUM_HUB_HUB_PORT']}/hub/api",
+        api_token=env["CONSORTIUM_HUB_GATEWAY_TOKEN"],
+    )
+    port = int(env["CONSORTIUM_HUB_GATEWAY_URL"].rsplit(":", 1)[1].strip("/"))
+    log = root / "gateway.log"
+    command = gateway_command(config, port)
+    with log.open("a") as out:
+        proc = subprocess.Popen(
+            command,
+            env=genv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}{gateway_prefix().rstrip('/')}"
+    try:
+        wait_for(url + "/health", proc, log, 90)
+    except BaseException:
+        stop(proc)
+        raise
+    token = env["CONSORTIUM_HUB_GATEWAY_TOKEN"]
+    return Gateway(url, token, provider_key, proc, log, command, genv)
+
+
+@dataclass
 class Hub:
     """A running hub and its provider; ``url`` ends with ``/``."""
 
@@ -117,6 +199,8 @@ class Hub:
     proc: subprocess.Popen[Any]
     oidc: subprocess.Popen[Any]
     users_file: Path
+    gateway: Gateway
+    command: list[str] = field(default_factory=list)
     extra_users: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -177,13 +261,22 @@ def hub_env(root: Path, port: int, oidc_port: int, **overrides: str) -> dict[str
     return env
 
 
-def start_hub(root: Path, *args: str, python: Path | None = None, **overrides: str) -> Hub:
-    """Start the provider and the hub (``args`` go to ``jupyterhub``), waiting for both.
-    ``python``: the interpreter to run the hub (and so the user servers) with."""
+def start_hub(
+    root: Path,
+    *args: str,
+    python: Path | None = None,
+    gateway_settings: dict[str, Any] | None = None,
+    keep_servers: bool = False,
+    **overrides: str,
+) -> Hub:
+    """Start the gateway, the provider and the hub (``args`` go to ``jupyterhub``), waiting
+    for each. ``python``: the interpreter to run the hub (and so the user servers) with;
+    ``gateway_settings``: on top of the hub gateway's own."""
     needs_node()
     root.mkdir(parents=True, exist_ok=True)
     port, oidc_port = free_port(), free_port()
     env = hub_env(root, port, oidc_port, **overrides)
+    gateway = start_gateway(root, env, **(gateway_settings or {}))
     users_file = Path(env["OIDC_USERS_FILE"])
     users_file.write_text(json.dumps([{"username": name, "password": PASSWORD} for name in USERS]))
     log = root / "hub.log"
@@ -196,34 +289,23 @@ def start_hub(root: Path, *args: str, python: Path | None = None, **overrides: s
         start_new_session=True,
     )
     proc = None
+    command = [
+        *([str(python), "-m", "jupyterhub"] if python else [str(JUPYTERHUB)]),
+        "-f",
+        str(HUB / "jupyterhub_config.py"),
+        # The tests stop everything they start; a deployment keeps both running (as does a
+        # test of a hub restart: keep_servers).
+        *([] if keep_servers else ["--JupyterHub.cleanup_servers=True"]),
+        *([] if keep_servers else ["--JupyterHub.cleanup_proxy=True"]),
+        *args,
+    ]
     try:
         wait_for(f"http://127.0.0.1:{oidc_port}/.well-known/openid-configuration", oidc, log, 30)
-        proc = subprocess.Popen(
-            [
-                *([str(python), "-m", "jupyterhub"] if python else [str(JUPYTERHUB)]),
-                "-f",
-                str(HUB / "jupyterhub_config.py"),
-                # The tests stop everything they start; a deployment keeps both running.
-                "--JupyterHub.cleanup_servers=True",
-                "--JupyterHub.cleanup_proxy=True",
-                *args,
-            ],
-            env=env,
-            cwd=root,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for(f"http://127.0.0.1:{port}/hub/login", proc, log, 90)
-        # The hub answers /hub/login itself before the proxy has its route: wait for the route.
-        deadline = time.monotonic() + 60
-        while get(f"http://127.0.0.1:{port}/hub/login")[0] != 200:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the hub's route never came up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        proc = launch_hub(command, env, root, log)
     except BaseException:
         stop(proc)
         stop(oidc)
+        stop(gateway.proc)
         raise
     return Hub(
         url=f"http://127.0.0.1:{port}/",
@@ -233,13 +315,45 @@ def start_hub(root: Path, *args: str, python: Path | None = None, **overrides: s
         proc=proc,
         oidc=oidc,
         users_file=users_file,
+        gateway=gateway,
+        command=command,
     )
+
+
+def launch_hub(command: list[str], env: dict[str, str], root: Path, log: Path) -> Any:
+    """Start JupyterHub and wait until the proxy routes to its login page."""
+    with log.open("a") as out:
+        proc = subprocess.Popen(
+            command, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = env["CONSORTIUM_HUB_BIND_URL"] + "/hub/login"
+    try:
+        wait_for(url, proc, log, 90)
+        # The hub answers /hub/login itself before the proxy has its route: wait for the route
+        # (once over 60 s, with a load average of 30).
+        deadline = time.monotonic() + 180
+        while get(url)[0] != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the hub's route never came up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def restart_hub(hub: Hub) -> None:
+    """Stop the hub process alone (a hub of ``keep_servers``: servers and proxy stay), then
+    start it again on the same database."""
+    stop(hub.proc, 60)
+    hub.proc = launch_hub(hub.command, hub.env, hub.root, hub.log)
 
 
 def stop_hub(hub: Hub) -> None:
     stop(hub.proc, 60)
     stop(hub.oidc)
     stop_left_proxy(hub.data_dir / "proxy.pid")
+    stop(hub.gateway.proc)
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,9 @@ def test_starts_prints_the_url_and_users_and_stops_everything_on_sigterm(tmp_pat
         assert re.search(r"alice\s+password \S+", text) and re.search(r"bob\s+password \S+", text)
         assert "no isolation between users" in text
         assert get(f"http://127.0.0.1:{port}/hub/login")[0] == 200
+        # The gateway runs, as the hub's service, behind the hub's proxy.
+        status, body = get(f"http://127.0.0.1:{port}/services/consortium-gateway/health")
+        assert status == 200 and '"ledger": "ok"' in body, body
     finally:
         os.killpg(proc.pid, signal.SIGTERM) if proc.poll() is None else None
         code = proc.wait(90)

@@ -173,6 +173,12 @@ def test_the_configuration_the_hub_runs_with(tmp_path: Path, monkeypatch: pytest
         "delete:servers",
     }
     assert "access:services!service=consortium-gateway" in c.Spawner.server_token_scopes
+    gateway = env["CONSORTIUM_HUB_GATEWAY_URL"].rstrip("/") + "/services/consortium-gateway/"
+    assert c.Spawner.environment == {
+        "CONSORTIUM_LAB_GATEWAY_URL": gateway,
+        "CONSORTIUM_LAB_CHAT_KERNEL": "1",
+        "LLM_LOAD_PLUGINS": "",
+    }
     assert c.JupyterHub.shutdown_on_logout is True
     assert c.JupyterHub.cleanup_servers is False and c.JupyterHub.cleanup_proxy is False
     assert c.JupyterHub.public_url == "https://chat.example.org"

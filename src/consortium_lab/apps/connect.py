@@ -12,7 +12,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GatewayConnectError", "connect", "gateway_key_name"]
+__all__ = [
+    "GATEWAY_TOKEN_ENV",
+    "GATEWAY_URL_ENV",
+    "GatewayConnectError",
+    "connect",
+    "gateway_key_name",
+]
+
+GATEWAY_URL_ENV = "CONSORTIUM_LAB_GATEWAY_URL"
+"""Set (by the hub) where the chat must reach its models: the gateway service's URL."""
+GATEWAY_TOKEN_ENV = "CONSORTIUM_LAB_GATEWAY_TOKEN"
+"""The chat's token for that gateway (else ``$JUPYTERHUB_API_TOKEN``)."""
 
 YAML_NAME = "extra-openai-models.yaml"
 KEYS_NAME = "keys.json"

@@ -29,6 +29,12 @@ from typing import Any
 
 import click
 
+from consortium_lab.apps.hub_gateway import (
+    gateway_command,
+    gateway_prefix,
+    hub_gateway_env,
+    hub_gateway_settings,
+)
 from consortium_lab.apps.voila import voila_command
 
 # Stand-ins handed to voila_command(), replaced by the proxy's templates afterwards: its port
@@ -149,7 +155,7 @@ def hub_environment(
         CONSORTIUM_HUB_OIDC_USERDATA_URL=f"{issuer}/me",
         CONSORTIUM_HUB_ALLOWED_USERS=",".join(users),
         CONSORTIUM_HUB_ADMIN_USERS=users[0],
-        # Phase A: nothing listens there yet; the hub starts without its services.
+        # run_hub starts the gateway there before the hub.
         CONSORTIUM_HUB_GATEWAY_URL=f"http://127.0.0.1:{free_port()}",
         CONSORTIUM_HUB_GATEWAY_TOKEN=secrets.token_hex(32),
         OIDC_PORT=str(oidc_port),
@@ -213,6 +219,28 @@ def stop_left_proxy(pid_file: Path) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
+def start_gateway(env: dict[str, str], data_dir: Path, log: Any) -> subprocess.Popen[Any]:
+    """The hub's gateway with this user's own ``llm`` keys (the demo models without any), its
+    ledger in ``<data dir>/gateway``; it runs as this Unix user, in ``--isolated`` too."""
+    folder = data_dir / "gateway"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    config = folder / "gateway.json"
+    config.write_text(json.dumps(hub_gateway_settings(folder), indent=2))
+    genv = hub_gateway_env(
+        os.environ,
+        hub_api_url=f"http://127.0.0.1:{env['CONSORTIUM_HUB_HUB_PORT']}/hub/api",
+        api_token=env["CONSORTIUM_HUB_GATEWAY_TOKEN"],
+    )
+    port = int(env["CONSORTIUM_HUB_GATEWAY_URL"].rsplit(":", 1)[1])
+    return subprocess.Popen(
+        gateway_command(config, port),
+        env=genv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 @contextlib.contextmanager
 def _terminate_on_sigterm() -> Iterator[None]:
     """SIGTERM ends the run like Ctrl+C, so the ``finally`` that stops everything runs."""
@@ -264,6 +292,8 @@ def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str
             wait_for(
                 f"http://127.0.0.1:{env['OIDC_PORT']}/.well-known/openid-configuration", procs, 30
             )
+            procs.append(start_gateway(env, data_dir, log))
+            wait_for(f"{env['CONSORTIUM_HUB_GATEWAY_URL']}{gateway_prefix()}health", procs, 90)
             # `consortium-lab hub` is for trying: its servers and proxy stop with it (a
             # deployment leaves both running across hub restarts).
             hub_proc = subprocess.Popen(

@@ -338,11 +338,18 @@ def provider_key_set() -> bool:
     return any(not m.is_demo for m in list_models())
 
 
-def chat_widget(**kwargs: Any) -> ChatWidget:
+def chat_widget(**kwargs: Any) -> ChatWidget | Any:
     """The chat: the last conversation of the run log, else a new one, with the offline demo
-    models when no provider key is set (``demo=False`` in ``kwargs`` turns that off)."""
+    models when no provider key is set (``demo=False`` in ``kwargs`` turns that off).
+
+    In a hub (``$CONSORTIUM_LAB_GATEWAY_URL`` set) the chat of
+    :func:`~consortium_lab.apps.hub_chat.hub_chat` instead: the gateway's models only."""
+    from consortium_lab.apps.hub_chat import gateway_url, hub_chat
     from consortium_lab.widget.chat import ChatWidget
     from consortium_lab.widget.settings import demo_config
+
+    if gateway_url():
+        return hub_chat(**kwargs)
 
     demo = kwargs.pop("demo", None)
     if demo is None:

@@ -125,6 +125,24 @@ def _refused(exc: BaseException) -> bool:
 
 
 def error_message(exc: BaseException) -> str:
-    """The model's own message (the exception type when it has none)."""
-    text = str(exc).strip()
-    return text or type(exc).__name__
+    """The model's own message (the exception type when it has none).
+
+    An HTTP error with an OpenAI-shaped body (the SDK's ``body``: the ``error`` object) gives
+    that body's ``message``: a gateway's refusal ("Quota exceeded: ...") reads as the gateway
+    wrote it, not as ``Error code: 429 - {...}``.
+    """
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(message, str) and message.strip():
+            return message.strip()
+    text = str(exc).strip() or type(exc).__name__
+    if classify(exc) in ("connection", "timeout"):
+        # The SDK says only "Connection error.": name whom it could not reach (a gateway's URL
+        # tells the user which service is down), never its query string.
+        url = getattr(getattr(exc, "request", None), "url", None)
+        if url is not None:
+            where = str(url).split("?", 1)[0]
+            return f"{text.rstrip('.')} (reaching {where})"
+    return text

@@ -18,6 +18,7 @@ from consortium_lab.gateway.quotas import QuotaManager, QuotaPolicy
 from consortium_lab.service.audit import AuditTrail
 from consortium_lab.service.auth import Gatekeeper
 from consortium_lab.service.errors import ApiError, validation_error
+from consortium_lab.service.me import quota_windows
 from consortium_lab.service.policies import RuleBook
 from consortium_lab.service.protocol import read_json
 from consortium_lab.service.settings import ServiceSettings
@@ -241,10 +242,7 @@ class AdminApi:
                 "user": user,
                 "groups": list(groups),
                 "policy": rules.quota_for(user, groups).model_dump(),
-                "usage": {
-                    name: {**w, "resets_at": w["resets_at"].isoformat()}
-                    for name, w in windows.items()
-                },
+                "usage": quota_windows(windows),
                 "models": list(rules.patterns_for(user, groups)),
             }
         )

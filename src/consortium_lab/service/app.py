@@ -13,6 +13,7 @@ Endpoints::
     GET  /v1/models             the models the caller may use
     GET  /metrics               Prometheus text: the gateway's metrics and the service's own
     GET  /health                liveness and the ledger's state (no authentication)
+    GET  /v1/me                 the caller's user, groups, quota policy and what is left of it
     DELETE /v1/me/data          the caller's cache entries deleted, usage pseudonymised
                                 (body {"confirm": USER}; see :mod:`.mydata`)
     /admin/...                  quotas, access rules and usage (admin tokens; see below), and
@@ -20,7 +21,9 @@ Endpoints::
 
 Requests carry ``Authorization: Bearer <token>``. A token is resolved to an
 :class:`~.auth.Identity` (user, groups) by an authenticator: :class:`~.auth.StaticTokens` (a
-file of tokens, for a standalone service) or :class:`~.auth.HubTokens` (JupyterHub API tokens).
+file of tokens, for a standalone service) or :class:`~.hub_auth.HubTokens` (JupyterHub API
+tokens, with the service's scope). Every route is served under ``base_url`` (``/`` by
+default; a hub service's ``/services/<name>/``).
 Quotas and the response cache are kept per user (a cache shared across users is an explicit
 setting). Usage, quota policies and
 access rules live in the service's :mod:`~consortium_lab.gateway.ledger` and survive restarts.
@@ -32,6 +35,10 @@ Admin API (``Authorization: Bearer <admin token>``; bodies and answers are JSON)
     PUT    /admin/quotas/users/{name}         body: a QuotaPolicy
     PUT    /admin/quotas/groups/{name}        body: a QuotaPolicy
     DELETE /admin/quotas/{default|users/{name}|groups/{name}}   back to the baseline
+    GET    /admin/defaults, PUT /admin/defaults   the chat's default consortium
+                                              (users read it at GET /v1/consortium/defaults)
+    GET    /admin/prices, PUT /admin/prices       the price table in force (see
+                                              :mod:`.live_settings`)
     GET    /admin/acl                         baseline, overrides and effective rules
     PUT    /admin/acl/everyone                body: {"models": ["pattern", ...]}
     PUT    /admin/acl/users/{name}            body: {"models": [...]}
@@ -85,6 +92,8 @@ from consortium_lab.service.errors import (
     internal_error,
     ledger_unavailable,
 )
+from consortium_lab.service.live_settings import LiveSettings
+from consortium_lab.service.me import Me
 from consortium_lab.service.metrics import ServiceMetrics
 from consortium_lab.service.mydata import MyData
 from consortium_lab.service.policies import RuleBook, RuleQuotas
@@ -175,6 +184,10 @@ class GatewayService:
             settings, self.ledger, self.quotas, self.gatekeeper, self.rulebook, self.audit
         )
         self.mydata = MyData(settings, self.gateway, self.gatekeeper, self.audit)
+        self.me = Me(self.gatekeeper, self.rulebook, self.quotas)
+        self.live = LiveSettings(
+            self.ledger, self.rulebook, self.gatekeeper, self.directory, self.gateway, self.audit
+        )
         self.retention = RetentionPurger(self.audit, settings.usage_retention_days)
         self.url: str | None = None
 
@@ -187,9 +200,12 @@ class GatewayService:
         """The aiohttp application."""
         from aiohttp import web
 
-        app = web.Application(
-            middlewares=[self._middleware()], client_max_size=self.settings.max_request_bytes
-        )
+        size = self.settings.max_request_bytes
+        root = web.Application(middlewares=[self._middleware()], client_max_size=size)
+        base = self.settings.base_url.rstrip("/")
+        # Under a prefix (a hub service) the routes live in a sub-application; the root's
+        # middleware still answers every error, outside the prefix too.
+        app = web.Application(client_max_size=size) if base else root
         r = app.router
         r.add_post("/v1/chat/completions", self.chat.handle)
         r.add_get("/v1/models", self.list_models)
@@ -198,11 +214,17 @@ class GatewayService:
         self.admin.add_routes(r)
         self.audit.add_routes(r)
         self.mydata.add_routes(r)
-        return app
+        self.me.add_routes(r)
+        self.live.add_routes(r)
+        if base:
+            root.add_subapp(base, app)
+        return root
 
     def _middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         """Answers every error in OpenAI's shape and counts every request."""
         from aiohttp import web
+
+        base = self.settings.base_url.rstrip("/")
 
         @web.middleware
         async def middleware(
@@ -211,6 +233,8 @@ class GatewayService:
             start = time.monotonic()
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "other"
+            # Metrics name a route the same way whatever the base_url.
+            route = route.removeprefix(base) if base and route.startswith(base + "/") else route
             response: web.StreamResponse
             try:
                 response = await handler(request)
@@ -362,7 +386,7 @@ def run(settings: ServiceSettings) -> None:
     logging.getLogger(__name__).setLevel(settings.log_level)
     if settings.log_level != "DEBUG":
         # The provider clients log every HTTP request at INFO: the gateway logs what matters.
-        for name in ("httpx", "httpx2", "openai", "httpcore"):
+        for name in ("httpx", "httpx2", "openai", "httpcore", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
     if settings.host not in ("127.0.0.1", "::1", "localhost"):
         logger.warning("listening on %s, beyond this machine: serve it behind TLS", settings.host)

@@ -1,7 +1,8 @@
 """Who a request comes from: bearer tokens resolved to an :class:`Identity`.
 
 Two authenticators: :class:`StaticTokens` (a file of tokens, for a standalone service) and
-:class:`HubTokens` (JupyterHub API tokens). :class:`Gatekeeper` reads a request's
+:class:`~consortium_lab.service.hub_auth.HubTokens` (JupyterHub API tokens, checked with
+JupyterHub's own ``HubAuth``). :class:`Gatekeeper` reads a request's
 ``Authorization`` header, accepts the service's admin tokens itself and asks the authenticator
 about the rest.
 """
@@ -12,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +23,14 @@ from consortium_lab.service.metrics import ServiceMetrics
 from consortium_lab.service.settings import ServiceSettings
 
 if TYPE_CHECKING:
-    from aiohttp import ClientSession, web
+    from aiohttp import web
 
 __all__ = [
     "AuthUnavailable",
     "Authenticator",
     "Gatekeeper",
-    "HubTokens",
     "Identity",
+    "ScopeMissing",
     "StaticTokens",
     "build_authenticator",
     "parse_tokens",
@@ -64,6 +64,14 @@ class Authenticator(Protocol):
 
 class AuthUnavailable(Exception):
     """The authority that checks tokens could not be asked (a 503, not a 401)."""
+
+
+class ScopeMissing(Exception):
+    """A valid token that lacks the scope this service needs (a 403 naming the scope)."""
+
+    def __init__(self, scope: str, why: str = "") -> None:
+        super().__init__(f"the token lacks the scope {scope}" + (f" ({why})" if why else ""))
+        self.scope = scope
 
 
 def digest(token: str) -> str:
@@ -157,93 +165,6 @@ class StaticTokens:
         return None
 
 
-class HubTokens:
-    """JupyterHub API tokens: asks the hub who a token belongs to.
-
-    ``GET {hub_api_url}/user`` with ``Authorization: token <user's token>`` gives the token's
-    owner (``name``, ``groups``, ``admin``). When that answer lacks the groups (the token's
-    scopes do not cover them) and the service has its own API token, ``GET
-    {hub_api_url}/users/{name}`` with the service's token fills them in. Answers are remembered
-    for ``cache_ttl`` seconds (keyed by the token's digest; refusals for a few seconds only);
-    a hub that cannot be reached gives :class:`AuthUnavailable` (HTTP 503), never a 401.
-
-    Tested against a real JupyterHub in the hub integration, not here.
-    """
-
-    def __init__(
-        self,
-        hub_api_url: str,
-        *,
-        api_token: str | None = None,
-        cache_ttl: float = 60.0,
-        admins_are_admins: bool = False,
-        timeout: float = 10.0,
-    ) -> None:
-        if not hub_api_url.startswith(("http://", "https://")):
-            raise ValueError(f"hub_api_url must be an http(s) URL (got {hub_api_url!r})")
-        self.hub_api_url = hub_api_url.rstrip("/")
-        self.api_token = api_token
-        self.cache_ttl = cache_ttl
-        self.admins_are_admins = admins_are_admins
-        self.timeout = timeout
-        self._cache: dict[str, tuple[float, Identity | None]] = {}
-        self._session: ClientSession | None = None
-
-    def _client(self) -> ClientSession:
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self._session
-
-    async def _get(self, path: str, token: str) -> tuple[int, Any]:
-        import aiohttp
-
-        try:
-            async with self._client().get(
-                f"{self.hub_api_url}{path}", headers={"Authorization": f"token {token}"}
-            ) as resp:
-                if resp.status >= 400:
-                    return resp.status, None
-                return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise AuthUnavailable(f"JupyterHub API at {self.hub_api_url} failed: {exc}") from exc
-
-    async def authenticate(self, token: str) -> Identity | None:
-        key = digest(token)
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        status, model = await self._get("/user", token)
-        if status in (401, 403, 404):
-            self._cache[key] = (now + min(self.cache_ttl, 5.0), None)
-            return None
-        if status >= 400 or not isinstance(model, dict) or not model.get("name"):
-            raise AuthUnavailable(f"JupyterHub API answered {status} for /user")
-        name = str(model["name"])
-        groups = model.get("groups")
-        if groups is None and self.api_token:
-            status, full = await self._get(f"/users/{name}", self.api_token)
-            if status < 400 and isinstance(full, dict):
-                groups = full.get("groups")
-        identity = Identity(
-            user=name,
-            groups=tuple(str(g) for g in groups or ()),
-            admin=self.admins_are_admins and bool(model.get("admin")),
-            # JupyterHub names the token that authenticated /user (``token_id``, since 2.0).
-            token_id=f"hub-{model['token_id']}" if model.get("token_id") else None,
-        )
-        self._cache[key] = (now + self.cache_ttl, identity)
-        if len(self._cache) > 10_000:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-        return identity
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
 def build_authenticator(settings: ServiceSettings) -> Authenticator:
     """The authenticator the settings ask for."""
     auth = settings.auth or ("hub" if settings.hub_api_url else "static")
@@ -252,8 +173,11 @@ def build_authenticator(settings: ServiceSettings) -> Authenticator:
         if not url:
             raise ValueError("auth 'hub' needs hub_api_url (or $JUPYTERHUB_API_URL)")
         token = settings.hub_api_token or os.environ.get("JUPYTERHUB_API_TOKEN")
+        from consortium_lab.service.hub_auth import HubTokens
+
         return HubTokens(
             url,
+            service_name=settings.hub_service_name or "",
             api_token=token,
             cache_ttl=settings.hub_cache_ttl,
             admins_are_admins=settings.hub_admins_are_admins,
@@ -330,11 +254,21 @@ class Gatekeeper:
         else:
             try:
                 identity = await self.authenticator.authenticate(token)
+            except ScopeMissing as exc:
+                self.metrics.auth_failures.labels(reason="scope_missing").inc()
+                raise ApiError(
+                    403,
+                    f"This token may not use this service: {exc}.",
+                    type="permission_error",
+                    code="scope_missing",
+                    param=exc.scope,
+                ) from None
             except AuthUnavailable as exc:
                 logger.error("%s", exc)
                 raise ApiError(
                     503,
-                    "The token could not be checked right now; try again shortly.",
+                    "The token could not be checked right now: JupyterHub, which vouches for "
+                    "tokens, did not answer. Try again shortly.",
                     type="server_error",
                     code="auth_unavailable",
                 ) from None

@@ -1,10 +1,12 @@
 """The access rules and quota policies in force: the settings' baseline, with the overrides
-made through the admin API (kept in the ledger) on top."""
+made through the admin API (kept in the ledger) on top; and the run-time settings admins set
+there (the chat's default consortium, the price table)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from consortium_lab.gateway.ledger import Ledger, Rules
 from consortium_lab.gateway.quotas import QuotaManager, QuotaPolicy
@@ -15,12 +17,16 @@ __all__ = ["RuleBook", "RuleQuotas"]
 
 class RuleBook:
     """The current :class:`~consortium_lab.gateway.ledger.Rules`, re-read when the ledger's
-    revision changes (an admin changed a rule here or on another replica)."""
+    revision changes (an admin changed a rule here or on another replica), and the run-time
+    settings (:meth:`~consortium_lab.gateway.ledger.Ledger.settings`) with them; each function
+    of ``on_settings`` is told the new ones."""
 
     def __init__(self, ledger: Ledger, settings: ServiceSettings) -> None:
         self.ledger = ledger
         self.settings = settings
         self.rules = ledger.rules(settings.baseline_quotas(), settings.acl)
+        self.runtime: dict[str, Any] = ledger.settings()
+        self.on_settings: list[Callable[[dict[str, Any]], None]] = []
         self._revision = ledger.revision()
 
     async def refresh(self) -> Rules:
@@ -34,7 +40,12 @@ class RuleBook:
             rules = await asyncio.to_thread(
                 self.ledger.rules, self.settings.baseline_quotas(), self.settings.acl
             )
+            runtime = await asyncio.to_thread(self.ledger.settings)
             self.rules, self._revision = rules, revision
+            if runtime != self.runtime:
+                self.runtime = runtime
+                for tell in self.on_settings:
+                    tell(runtime)
         return self.rules
 
 

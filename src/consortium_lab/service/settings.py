@@ -26,13 +26,13 @@ from traitlets import (
     Unicode,
     validate,
 )
-from traitlets.config import Configurable
 
 from consortium_lab.config.consortium import Limits
 from consortium_lab.gateway.calls import ModelSettings
 from consortium_lab.gateway.ledger import check_acl_subject, check_quota_subject
 from consortium_lab.gateway.quotas import QuotaPolicy
 from consortium_lab.gateway.routing import Strategy
+from consortium_lab.service.settings_hub import HubServiceSettings
 from consortium_lab.service.traits import ModelDict, ModelTrait, PathTrait
 
 __all__ = [
@@ -67,7 +67,7 @@ def _positive(settings: Any, proposal: Any) -> Any:
     return value
 
 
-class ServiceSettings(Configurable):
+class ServiceSettings(HubServiceSettings):
     """Every setting of the consortium-lab gateway service.
 
     A settings file (YAML, JSON, or a Python config file like this one) may set any of them;
@@ -161,13 +161,6 @@ class ServiceSettings(Configurable):
         help="Serve one user's cached answer to another user who asks the same. Off by default: "
         "a shared cache tells one user what another asked.",
     ).tag(config=True)
-    auth = Enum(
-        ["static", "hub"],
-        default_value=None,
-        allow_none=True,
-        help="How user tokens are checked: 'static' (tokens_file) or 'hub' (JupyterHub API). "
-        "Default: hub when hub_api_url is set, else static.",
-    ).tag(config=True)
     tokens_file = PathTrait(
         help="Static tokens (JSON or YAML): {tokens: {TOKEN: {user, groups, admin}}} or "
         "{TOKEN: USER}. Re-read when it changes.",
@@ -177,24 +170,6 @@ class ServiceSettings(Configurable):
         help="Tokens for the /admin API (and /metrics when metrics_require_admin). Also from "
         f"${ADMIN_TOKENS_ENV} (space-separated). They cannot call models.",
     ).tag(config=True, secret=True)
-    hub_api_url = Unicode(
-        None,
-        allow_none=True,
-        help="JupyterHub's API URL (e.g. http://127.0.0.1:8081/hub/api); default "
-        "$JUPYTERHUB_API_URL when auth is 'hub'.",
-    ).tag(config=True)
-    hub_api_token = Unicode(
-        None,
-        allow_none=True,
-        help="This service's own JupyterHub API token, to read a user's groups when their token "
-        "cannot; default $JUPYTERHUB_API_TOKEN.",
-    ).tag(config=True, secret=True)
-    hub_cache_ttl = Float(60.0, min=0, help="Seconds a JupyterHub token check is remembered.").tag(
-        config=True
-    )
-    hub_admins_are_admins = Bool(
-        False, help="JupyterHub admins may use the /admin API with their own token."
-    ).tag(config=True)
     default_quota = ModelTrait(
         QuotaPolicy,
         default_value=None,

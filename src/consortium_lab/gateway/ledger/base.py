@@ -39,8 +39,9 @@ RecordDone = Callable[[BaseException | None], None]
 queued), from the thread that wrote it: the ledger's writer thread, or one that read usage or
 closed the ledger (both write the queue first)."""
 
-EntryKind = Literal["quotas", "acl"]
-"""The two kinds of override a ledger keeps by subject: quota policies and access rules."""
+EntryKind = Literal["quotas", "acl", "settings"]
+"""The kinds of override a ledger keeps by subject: quota policies, access rules, and settings
+an admin changed at run time (the chat's default consortium, the price table) by name."""
 
 
 class Ledger(ABC):
@@ -260,6 +261,14 @@ class Ledger(ABC):
         check_acl_subject(subject)
         value = None if models is None else json.dumps(check_patterns(models))
         self._set_entry("acl", subject, value)
+
+    def settings(self) -> dict[str, Any]:
+        """The run-time settings set here (``defaults``, ``prices``), by name, as JSON values."""
+        return {name: json.loads(v) for name, v in self._entries("settings").items()}
+
+    def set_setting(self, name: str, value: Any) -> None:
+        """Set (or with ``None`` delete) the run-time setting ``name`` (a JSON value)."""
+        self._set_entry("settings", name, None if value is None else json.dumps(value))
 
     def rules(
         self,

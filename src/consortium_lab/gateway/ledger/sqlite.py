@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS gateway_acl (
     models TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gateway_settings (
+    subject TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS gateway_meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -86,6 +91,7 @@ _REVISION = "SELECT value FROM gateway_meta WHERE key = 'revision'"
 _ENTRY_TABLES: dict[EntryKind, tuple[str, str]] = {
     "quotas": ("gateway_quotas", "policy"),
     "acl": ("gateway_acl", "models"),
+    "settings": ("gateway_settings", "value"),
 }
 """The table and JSON column of each kind of entry."""
 
