@@ -1,4 +1,4 @@
-""" "Download my data" / "Delete my data" in the chat (widget/mydata.py), on real SQLite run logs.
+"""Download my data / Delete my data in the chat (widget/mydata.py), on real SQLite run logs.
 
 Page messages are simulated with ``widget.handle_message``; what the kernel sends is captured
 and checked against the message schema (``Capture`` of test_widget). In hub mode a real gateway
@@ -18,6 +18,8 @@ pytest.importorskip("anywidget")
 from consortium_lab import configs, runs
 from consortium_lab.apps import voila
 from consortium_lab.apps.hub_chat import GatewayChatWidget
+from consortium_lab.engine.events import RunStarted
+from consortium_lab.sinks.runlog import RunStore
 from test_service import ADMIN, ALICE, Gateways
 from test_widget import Capture, make_widget
 
@@ -121,6 +123,21 @@ async def test_delete_my_data_removes_runs_and_configs_and_starts_anew(duo, monk
     # The chat goes on after it.
     result = await reloaded.ask("After?")
     assert result.status == "completed" and len(runs.list(path=db)) == 1
+
+
+async def test_a_run_still_marked_running_is_kept_and_the_answer_says_so(
+    duo, monkeypatch, tmp_path
+):
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    store.record(RunStarted(run_id="cut", prompt="Cut off?", config=duo, conversation_id="c0"))
+    widget, capture = make_widget(monkeypatch, tmp_path, config=duo, store=store)
+    await widget.ask("Finished?")
+    widget.handle_message({"type": "delete_my_data", "confirm": True, "req": "k"})
+    message = (await _notice(capture, "k"))["message"]
+    assert message.startswith("Deleted 1 run and 0 saved configs. Kept 1 run still marked")
+    assert [r["id"] for r in runs.list(path=db)] == ["cut"]
+    assert [r["id"] for r in widget.past_runs] == ["cut"]
 
 
 @pytest.fixture

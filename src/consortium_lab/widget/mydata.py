@@ -1,4 +1,4 @@
-""" "Download my data" and "Delete my data" in the chat: a user's rights over what it keeps.
+"""“Download my data” and “Delete my data” in the chat: a user's rights over what it keeps.
 
 ``download_my_data`` is answered by a ``download`` of one JSON file,
 :func:`consortium_lab.runs.export_all` (every run in the export shape, every saved config).
@@ -7,10 +7,13 @@
 too, both files vacuumed) and every saved config (:func:`consortium_lab.runs.delete_all`), then
 shows a new, empty conversation. **A run in progress refuses it** (the page disables the button
 meanwhile): stopping a run the user did not ask to stop would be a surprise, and a run still
-writing would outlive the deletion. In a hub the widget also has a ``delete_remote_data()``
-method (see :class:`RemoteData`; ``apps/hub_chat.py``), called after the local deletion, which
-asks the gateway to delete what it keeps (``DELETE /v1/me/data``); it runs in a thread, and a
-failure is shown, saying that the local data is gone and that deleting again retries it.
+writing would outlive the deletion. A run the run log still marks as running is kept (the
+purge keeps those: another open chat of the same user may be running it); the answer says so.
+
+In a hub the widget also has a ``delete_remote_data()`` method (see :class:`RemoteData`;
+``apps/hub_chat.py``), called after the local deletion, which asks the gateway to delete what
+it keeps (``DELETE /v1/me/data``); it runs in a thread, and a failure is shown, saying that the
+local data is gone and that deleting again retries it.
 """
 
 from __future__ import annotations
@@ -47,9 +50,16 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def deleted_text(runs: int, configs: int) -> str:
-    """What a local deletion removed, in words: "Deleted 2 runs and 1 saved config."."""
-    return f"Deleted {_plural(runs, 'run')} and {_plural(configs, 'saved config')}."
+def deleted_text(runs: int, configs: int, kept: int = 0) -> str:
+    """What a local deletion removed, in words: "Deleted 2 runs and 1 saved config.", and
+    why ``kept`` runs (still marked running, which the purge keeps) are still there."""
+    text = f"Deleted {_plural(runs, 'run')} and {_plural(configs, 'saved config')}."
+    if kept:
+        text += (
+            f" Kept {_plural(kept, 'run')} still marked as running (another open chat may be"
+            " running it, or it was cut off); delete again once none is running."
+        )
+    return text
 
 
 class MyData:
@@ -94,10 +104,11 @@ class MyData:
             )
         saved = len(configs.list())
         report = runs.delete_all(**self._paths())
+        kept = len(runs.list(**self._paths()))
         widget.new_chat()
         widget.refresh_past_runs()
         widget.refresh_saved_configs()
-        local = deleted_text(report.runs, saved)
+        local = deleted_text(report.runs, saved, kept)
         if not isinstance(widget, RemoteData):
             self._notice(msg.Notice(level="info", message=local, req=m.req))
             return None
