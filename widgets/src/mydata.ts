@@ -93,6 +93,8 @@ export class MyDataMenu {
   private req(): string {
     const req = `mydata-${++this.seq}`;
     this.pending.add(req);
+    // A download that worked is answered by the file, not a notice: forget the oldest.
+    if (this.pending.size > 20) this.pending.delete(this.pending.values().next().value as string);
     return req;
   }
 }
