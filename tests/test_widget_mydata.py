@@ -20,7 +20,7 @@ from consortium_lab.apps import voila
 from consortium_lab.apps.hub_chat import GatewayChatWidget
 from consortium_lab.engine.events import RunStarted
 from consortium_lab.sinks.runlog import RunStore
-from test_service import ADMIN, ALICE, Gateways
+from test_service import ADMIN, ALICE, BOB, Gateways
 from test_widget import Capture, make_widget
 
 from fake_openai import ModelScript
@@ -151,7 +151,8 @@ def gateways(fake_openai, tmp_path):
 
 
 def _hub_chat(gateways: Any, monkeypatch: Any, **settings: Any) -> tuple[Any, GatewayChatWidget]:
-    gateways.provider("m1", ModelScript(reply=member_reply("hub-marker-answer.", 0.9)))
+    gateways.provider("m1", ModelScript(reply=member_reply("alice-marker-answer.", 0.9)))
+    gateways.provider("m2", ModelScript(reply="bob-marker-answer."))
     gateways.provider("judge", ModelScript(reply=arbiter_reply("Joint.", 0.95)))
     service = gateways.start(**settings)
     defaults = {"members": ["m1"], "arbiter": "judge"}
@@ -163,11 +164,18 @@ def _hub_chat(gateways: Any, monkeypatch: Any, **settings: Any) -> tuple[Any, Ga
     return service, chat
 
 
-async def test_in_a_hub_deleting_also_deletes_at_the_gateway(gateways, monkeypatch):
+def _files(root: Any) -> list[Any]:
+    return [f for f in root.rglob("*") if f.is_file()]
+
+
+async def test_in_a_hub_deleting_also_deletes_at_the_gateway(gateways, monkeypatch, isolated_home):
     service, chat = _hub_chat(gateways, monkeypatch, user_hash_secret=SECRET)
     capture = Capture()
     monkeypatch.setattr(chat, "send", capture)
     assert (await chat.ask("What?")).status == "completed"
+    assert service.chat(BOB, "m2", "Q").status == 200
+    for root in (isolated_home.root, gateways.root):  # there before, so the check below bites
+        assert any(b"alice-marker-answer" in f.read_bytes() for f in _files(root)), root
     chat.handle_message({"type": "delete_my_data", "confirm": True, "req": "hub"})
     done = await _notice(capture, "hub")
     assert done["level"] == "info", done
@@ -176,6 +184,15 @@ async def test_in_a_hub_deleting_also_deletes_at_the_gateway(gateways, monkeypat
     assert chat.turns == [] and chat.past_runs == []
     audit = service.request("GET", "/admin/audit?action=user.data_deleted", ADMIN).json()
     assert len(audit["entries"]) == 1
+    # Alice's answer is in no file of her home (run log, llm's log) nor of the gateway (its
+    # cache, vacuumed); Bob's cached answer is untouched.
+    chat.store.close()
+    service.stop()
+    home, gateway = _files(isolated_home.root), _files(gateways.root)
+    assert home and gateway
+    for file in home + gateway:
+        assert b"alice-marker-answer" not in file.read_bytes(), file
+    assert any(b"bob-marker-answer" in f.read_bytes() for f in gateway)
 
 
 async def test_in_a_hub_a_gateway_refusal_is_shown_not_swallowed(gateways, monkeypatch):
