@@ -17,6 +17,7 @@ import { HighlightControl } from "./legend";
 import { ThemeSwitch } from "./theme";
 import { EstimateBox } from "./estimate";
 import { RecommendBox } from "./recommend";
+import { MyDataMenu } from "./mydata";
 import { MemberSettings, OptionsField } from "./memberSettings";
 import { settingsFields, type SettingsFields } from "./settingsFields";
 import type { AnyModel, RenderProps } from "@anywidget/types";
@@ -47,6 +48,7 @@ export class ChatApp {
   private stopBtn: HTMLButtonElement;
   private estimate: EstimateBox;
   private recommend: RecommendBox;
+  private mydata = new MyDataMenu((m) => this.send(m));
   private settings: Settings;
   private history: History;
   private theme: ThemeSwitch;
@@ -139,6 +141,7 @@ export class ChatApp {
         h("span", { class: "cl-spacer" }),
         viewBar,
         newChat,
+        this.mydata.el,
       ),
       this.settings.el,
       this.history.el,
@@ -152,6 +155,9 @@ export class ChatApp {
     this.highlight = new HighlightControl(this.root);
     viewBar.append(this.highlight.el, this.theme.el);
     const rerender = () => this.schedule();
+    const busy = () => this.mydata.setBusy(model.get("status") !== "idle");
+    model.on("change:status", busy);
+    busy();
     for (const name of ["turns", "live_turn", "status", "error", "chart_specs"]) {
       model.on(`change:${name}`, rerender);
     }
@@ -210,7 +216,7 @@ export class ChatApp {
       this.recommend.onReply(msg);
     } else if (msg.type === "notice") {
       // a refused settings edit is shown at its field instead
-      if (!this.settings.onNotice(msg)) this.notice(msg.level, msg.message);
+      if (!this.settings.onNotice(msg) && !this.mydata.onNotice(msg)) this.notice(msg.level, msg.message);
     }
   }
 

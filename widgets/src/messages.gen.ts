@@ -46,6 +46,13 @@ export interface CloneConfig {
   req?: string | number | null;
 }
 
+/** Delete every run and saved config of this user (and, in a hub, what the gateway keeps of them); refused while a run is in progress. ``confirm`` must be true: the page asked. */
+export interface DeleteMyData {
+  type: "delete_my_data";
+  confirm: boolean;
+  req?: string | number | null;
+}
+
 /** Remove run ``id`` from the run log. */
 export interface DeleteRun {
   type: "delete_run";
@@ -59,6 +66,12 @@ export interface Download {
   filename: string;
   mime: string;
   content: string;
+  req?: string | number | null;
+}
+
+/** Everything of this user's the chat keeps (every run, every saved config): answered by a ``download`` of one JSON file. */
+export interface DownloadMyData {
+  type: "download_my_data";
   req?: string | number | null;
 }
 
@@ -98,7 +111,7 @@ export interface Export {
   req?: string | number | null;
 }
 
-export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest | RecommendRequest | Resend;
+export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest | RecommendRequest | Resend | DownloadMyData | DeleteMyData;
 
 export type KernelMessage = Events | Snapshot | KernelReady | Download | EstimateReply | RecommendReply | Notice;
 

@@ -10,7 +10,9 @@ When ``CONSORTIUM_LAB_GATEWAY_URL`` is set (the hub sets it for every user serve
   bypass the gateway's quotas) and runs them with ``Gateway(remote=True)``: the service already
   applies the cache, retries and quotas;
 - a line above it shows who is signed in, a sign-out link and the quota left, read from the
-  gateway's ``GET /v1/me`` after each run.
+  gateway's ``GET /v1/me`` after each run;
+- "Delete my data" (:mod:`consortium_lab.widget.mydata`) also asks the gateway to delete what it
+  keeps of the user (``DELETE /v1/me/data``, confirmed with the user name ``GET /v1/me`` gives).
 
 No token, a gateway that cannot be reached or one that refuses the token: the page says which,
 with the URL, and shows no chat (never a silent fall back to the demo models).
@@ -31,6 +33,7 @@ from consortium_lab.widget.chat import ChatWidget
 
 __all__ = [
     "GatewayChatWidget",
+    "delete_gateway_data",
     "gateway_url",
     "hub_chat",
     "quota_text",
@@ -53,11 +56,20 @@ def gateway_url() -> str | None:
 
 
 class GatewayChatWidget(ChatWidget):
-    """The chat offering only the models of ``offered`` (the gateway's, as registered)."""
+    """The chat offering only the models of ``offered`` (the gateway's, as registered), whose
+    "Delete my data" reaches the gateway at ``url`` with ``token``."""
 
-    def __init__(self, *args: Any, offered: Sequence[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, offered: Sequence[str], url: str, token: str, **kwargs: Any
+    ) -> None:
         self._offered = tuple(offered)
+        self._url = url
+        self._token = token
         super().__init__(*args, **kwargs)
+
+    def delete_remote_data(self) -> str:
+        """Delete what the gateway keeps of this user (:func:`delete_gateway_data`)."""
+        return delete_gateway_data(self._url, self._token)
 
     def refresh_models(self) -> None:
         """Re-read the models ``llm`` can use here, keeping the gateway's only."""
@@ -88,6 +100,41 @@ def _get(url: str, path: str, token: str) -> dict[str, Any]:
     with opener.open(request, timeout=10) as response:
         data = json.loads(response.read().decode("utf-8"))
     return data if isinstance(data, dict) else {}
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read().decode("utf-8"))
+        return str(body["error"]["message"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return f"HTTP {exc.code} {exc.reason}"
+
+
+def delete_gateway_data(url: str, token: str) -> str:
+    """``DELETE /v1/me/data`` at the gateway ``url`` as the user of ``token`` (confirmed with
+    the user name ``GET /v1/me`` returns); what it did, in words. Raises ``RuntimeError`` naming
+    the gateway and its reason when it refuses or cannot be reached."""
+    try:
+        user = str(_get(url, "/v1/me", token).get("user") or "")
+        request = urllib.request.Request(
+            url.rstrip("/") + "/v1/me/data",
+            method="DELETE",
+            data=json.dumps({"confirm": user}).encode("utf-8"),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=30) as response:
+            done = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"the gateway at {url} refused: {_error_text(exc)}") from exc
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"the gateway at {url} could not be reached: {exc}") from exc
+    cached = int((done.get("deleted") or {}).get("cache_entries") or 0)
+    records = int((done.get("pseudonymised") or {}).get("usage_records") or 0)
+    return (
+        f"The gateway deleted {cached} cached answer{'s' * (cached != 1)} and no longer "
+        f"names you in {records} usage record{'s' * (records != 1)}."
+    )
 
 
 def start_config(url: str, token: str, ids: Sequence[str]) -> Any:
@@ -154,7 +201,9 @@ def hub_chat(**kwargs: Any) -> Any:
         return _refusal(f"The gateway at {url} offers you no model.")
     kwargs.pop("demo", None)
     kwargs.setdefault("config", start_config(url, token, ids))
-    chat = GatewayChatWidget(offered=ids, gateway=Gateway(remote=True), **kwargs)
+    chat = GatewayChatWidget(
+        offered=ids, url=url, token=token, gateway=Gateway(remote=True), **kwargs
+    )
     user = os.environ.get("JUPYTERHUB_USER", "")
     banner = widgets.HTML()
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from consortium_lab import configs as saved_configs_store
 from consortium_lab.config.consortium import ConsortiumConfig
 from consortium_lab.widget import messages as msg
+from consortium_lab.widget.mydata import MyData
 from consortium_lab.widget.recommending import PromptHints
 from consortium_lab.widget.settings import (
     PER_MEMBER_FIELDS,
@@ -57,6 +58,7 @@ class FrontendHandlers:
     def __init__(self, widget: ChatWidget) -> None:
         self.widget = widget
         self.hints = PromptHints(widget)
+        self.mydata = MyData(widget, widget._post)
         self._table: dict[type[Any], Callable[[Any], object]] = {
             msg.Ready: lambda m: widget._on_ready(),
             msg.Ask: self._ask,
@@ -73,6 +75,8 @@ class FrontendHandlers:
             msg.EstimateRequest: self._estimate,
             msg.RecommendRequest: self.hints.request,
             msg.Resend: self._resend,
+            msg.DownloadMyData: self.mydata.download,
+            msg.DeleteMyData: self.mydata.delete,
         }
 
     def handle(self, content: Any) -> None:

@@ -11,7 +11,8 @@ Page -> kernel (:data:`FrontendMessage`; every one may carry ``req``, an id echo
     ``ready``, ``ask {prompt}``, ``cancel``, ``new_chat``, ``set_config {config, merge}``,
     ``save_config {name, config?}``, ``load_config {name}``, ``clone_config {source, target}``,
     ``remove_config {name}``, ``open_run {id}``, ``export {id, format}``, ``delete_run {id}``,
-    ``estimate {prompt}``, ``recommend {prompt}``, ``resend {id, mode, prompt?}``.
+    ``estimate {prompt}``, ``recommend {prompt}``, ``resend {id, mode, prompt?}``,
+    ``download_my_data``, ``delete_my_data {confirm}``.
 
 Kernel -> page (:data:`KernelMessage`)
     ``events {seq, events}``, ``snapshot {run_id, streams}``, ``ready``,
@@ -33,8 +34,10 @@ __all__ = [
     "Ask",
     "Cancel",
     "CloneConfig",
+    "DeleteMyData",
     "DeleteRun",
     "Download",
+    "DownloadMyData",
     "EstimateReply",
     "EstimateRequest",
     "Events",
@@ -198,6 +201,23 @@ class Resend(_Message):
     req: Req = None
 
 
+class DownloadMyData(_Message):
+    """Everything of this user's the chat keeps (every run, every saved config): answered by a
+    ``download`` of one JSON file."""
+
+    type: Literal["download_my_data"]
+    req: Req = None
+
+
+class DeleteMyData(_Message):
+    """Delete every run and saved config of this user (and, in a hub, what the gateway keeps
+    of them); refused while a run is in progress. ``confirm`` must be true: the page asked."""
+
+    type: Literal["delete_my_data"]
+    confirm: bool
+    req: Req = None
+
+
 FrontendMessage = Annotated[
     Ready
     | Ask
@@ -213,7 +233,9 @@ FrontendMessage = Annotated[
     | DeleteRun
     | EstimateRequest
     | RecommendRequest
-    | Resend,
+    | Resend
+    | DownloadMyData
+    | DeleteMyData,
     Field(discriminator="type"),
 ]
 """Any message the page sends."""
