@@ -307,6 +307,20 @@ def test_demo_arbiter_names_the_threshold_in_effect(threshold: float) -> None:
     assert parsed.needs_iteration is (parsed.confidence < threshold)
 
 
+def test_threshold_rule_precedes_the_output_format_and_is_not_the_last_line() -> None:
+    """A small model answers with the last sentence it read (issue 13: SmolLM2 copied a
+    closing threshold line, so 0.8 was scored as its sum): the rule sits after the data
+    block, before the steps and the format, and carries its number only inside the tag."""
+    candidates = [prompts.Candidate(1, "m", "The sum is 134.", None)]
+    plain = prompts.arbiter_prompt("What is 39 + 95?", candidates, [], None)
+    prompt = prompts.arbiter_prompt("What is 39 + 95?", candidates, [], None, threshold=0.8)
+    rule_at = prompt.index("<confidence_threshold>0.8</confidence_threshold>")
+    assert prompt.index("</arbiter_prompt>") < rule_at < prompt.index("<synthesis_output>")
+    assert prompt.rstrip().endswith(plain.rstrip().splitlines()[-1])
+    assert prompt.count("0.8") == 1
+    assert "needs_iteration: true when your confidence is below" in prompt
+
+
 async def test_engine_tells_the_demo_arbiter_its_threshold() -> None:
     from consortium_lab import Consortium
 

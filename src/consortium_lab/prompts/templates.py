@@ -32,6 +32,9 @@ from pathlib import Path
 
 TEMPLATE_PACKAGE = "llm_consortium"
 TEMPLATES = ("system_prompt.xml", "arbiter_prompt.xml", "iteration_prompt.xml", "rank_prompt.xml")
+ARBITER_BLOCK_END = "</arbiter_prompt>"
+"""Closes the data block of ``arbiter_prompt.xml``; the threshold rule goes right after it,
+before the steps and the output format."""
 
 
 @functools.cache
@@ -135,8 +138,9 @@ def arbiter_prompt(
     threshold: float | None = None,
 ) -> str:
     """The arbiter's (or council chairman's) synthesis prompt. With ``threshold`` (the
-    consortium's confidence threshold) it ends with a ``<confidence_threshold>`` line, so the
-    arbiter's ``needs_iteration`` and its words can follow the rule in effect."""
+    consortium's confidence threshold) a ``<confidence_threshold>`` tag and the rule that
+    goes with it follow the ``</arbiter_prompt>`` block, so the arbiter's
+    ``needs_iteration`` and its words can follow the rule in effect."""
     text = fill(
         template("arbiter_prompt.xml"),
         {
@@ -148,11 +152,18 @@ def arbiter_prompt(
     )
     if threshold is None:
         return text
-    return (
-        f"{text.rstrip()}\n\n<confidence_threshold>{threshold:g}</confidence_threshold>\n"
-        "A synthesis is accepted when its confidence is at least this threshold; below it, "
-        "set needs_iteration to true.\n"
+    # Not at the end, and with its number only inside the tag: a small model (SmolLM2-135M in
+    # bench_quality.py) answers with the last sentence it read, so a closing "accepted when
+    # its confidence is at least 0.8" line became its synthesis, and 0.8 the scored answer.
+    rule = (
+        f"<confidence_threshold>{threshold:g}</confidence_threshold>\n"
+        "Rule for needs_iteration: true when your confidence is below the "
+        "confidence_threshold above, otherwise false."
     )
+    head, closing, rest = text.partition(ARBITER_BLOCK_END)
+    if not closing:  # a template without the data block: the rule goes first
+        return f"{rule}\n\n{text}"
+    return f"{head}{closing}\n\n{rule}\n{rest}"
 
 
 def rank_prompt(
