@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -144,6 +146,22 @@ async def test_all_keeps_a_running_run_and_a_kept_llm_log(trio):
     assert report.runs == 1 and report.llm_responses == 0
     assert [r["id"] for r in runs.list()] == [new]
     assert llm_rows(llm_ids(new)) == 3 and holds(llm_logs_db_path(), OLD)
+
+
+async def test_all_takes_a_run_whose_process_died(trio):
+    """A run cut off by a crash is still marked running in the file; "all" must not keep it."""
+    old, _new = await two_runs()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a pid that is gone: the run's owner died
+    sql(
+        runs_db_path(),
+        "UPDATE runs SET status = 'running', owner_pid = ? WHERE id = ?",
+        (child.pid, old),
+    )
+    report = runs.purge(all=True, llm_log=False)
+    assert report.runs == 2
+    assert runs.list() == []
+    assert not holds(runs_db_path(), OLD)
 
 
 async def test_cli_purges_and_dry_runs(trio):

@@ -127,12 +127,14 @@ def purge(
     run with ``all=True``, for good: their rows, conversations left empty, and the rows of llm's
     log (``llm_log``: True for llm's own ``logs.db``, a path, or False to leave it) that no kept
     run references; both files are vacuumed, so the deleted text is gone from them. A run still
-    running is kept. ``dry_run=True`` only counts. Returns a
+    running in a live process is kept (one whose process died is marked interrupted and goes).
+    ``dry_run=True`` only counts. Returns a
     :class:`~consortium_lab.sinks.runlog.PurgeReport`; raises ``ValueError`` for days that are
     not a whole number of at least 1, and ``NotARunLogError`` (a ``ValueError``) for a missing
     file or one that is not a run log."""
     from consortium_lab import paths
     from consortium_lab.sinks.runlog import purge as purge_log
+    from consortium_lab.sinks.runlog.purge import check_run_log
 
     log_path: str | Path | None
     if llm_log is True:
@@ -144,8 +146,14 @@ def purge(
         log_path = llm_logs_db_path()
     else:
         log_path = None if llm_log is False else llm_log
+    db_path = path if path is not None else paths.runs_db_path()
+    check_run_log(Path(db_path))  # before a store opens it: a store would create the schema
+    # A run whose process died stays marked running until a store opens the log; opening one
+    # marks it interrupted, so "all" takes it too. Only a live writer's run is kept.
+    with _open(db_path):
+        pass
     return purge_log(
-        path if path is not None else paths.runs_db_path(),
+        db_path,
         older_than_days=older_than_days,
         everything=all,
         dry_run=dry_run,
