@@ -45,6 +45,7 @@ def analytics_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hu
             "CONSORTIUM_ANALYTICS_GATEWAY_URL": hub.gateway.url,
             "CONSORTIUM_ANALYTICS_GATEWAY_TOKEN": GATEWAY_ADMIN,
             "CONSORTIUM_LAB_USER_HASH_SECRET": SECRET,
+            "CONSORTIUM_ANALYTICS_HASH_USERS": "1",
         },
         hub_api_url=hub.api,
         api_token=token,
@@ -123,12 +124,12 @@ def test_only_admins_see_everyone_s_usage_and_names_can_be_hashed(
     form = alice.locator(".cl-quota-form")
     form.get_by_label("User").fill("alice")
     form.get_by_label("Requests per day").fill("1")
-    form.get_by_role("button", name="Set quota").click()
+    form.get_by_role("button", name="Set user quota").click()
     expect(alice.locator(".cl-note")).to_have_text("alice: 1 requests per day.")
     with pytest.raises(urllib.error.HTTPError) as refused:
         chat(hub, "alice")
     assert refused.value.code == 429
     form.get_by_label("User").fill("alice")
     form.get_by_label("Requests per day").fill("-3")
-    form.get_by_role("button", name="Set quota").click()
+    form.get_by_role("button", name="Set user quota").click()
     expect(alice.locator(".cl-note")).to_contain_text("requests_per_day")
