@@ -16,9 +16,12 @@ Run it as the hub runs an externally managed service: with ``JUPYTERHUB_API_URL`
 ``JUPYTERHUB_OAUTH_CALLBACK_URL`` (``<prefix>oauth_callback``) set;
 :func:`analytics_env` builds them.
 
-A form sets a user's daily request quota (``PUT /admin/quotas/users/<name>`` of the gateway;
-the user's next call is checked against it). Not built yet: the Altair charts, a user's quota
-windows, and the group, access-rule, defaults and price forms.
+The usage page draws :mod:`consortium_lab.analysis.usage_charts`'s specs with the bundled
+vega (served under ``static/``); ``user?name=NAME`` shows a user's quota windows; forms set
+user and group quotas, group access rules, the chat's defaults and the price table, a refusal
+shown as the gateway words it. Each page view is written to the gateway's audit log
+(``analytics.view``) before it is served. The HTML is in :mod:`.analytics_pages`, the admin
+API client in :mod:`.analytics_gateway`.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ class GatewayAdmin:
             message = str(answer["error"]["message"])
         except (TypeError, KeyError):
             message = f"the gateway answered {response.code} to {method} {path}"
-        raise GatewayError(message[:1].upper() + message[1:])
+        # As written: it starts with the field's name (``arbiter: ...``), which must stay exact.
+        raise GatewayError(message)
 
     async def usage(self, group_by: str) -> list[dict[str, Any]]:
         """The rows of ``GET /admin/usage?group_by=...``."""
