@@ -99,3 +99,5 @@ async def test_every_answer_forbids_framing(monkeypatch: pytest.MonkeyPatch):
     assert codes == {"": 302, "quota": 403, "oauth_callback": 400, "nowhere": 404}
     for path, answer in answers.items():
         assert answer.headers.get("Content-Security-Policy") == NO_FRAMING, path
+    assert b"<p class='cl-error'>404: Not Found</p>" in answers["nowhere"].body
+    assert b"400: OAuth callback made without a token" in answers["oauth_callback"].body

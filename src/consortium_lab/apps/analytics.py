@@ -26,6 +26,7 @@ API client in :mod:`.analytics_gateway`.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import secrets
@@ -125,6 +126,16 @@ def make_app(settings: AnalyticsSettings) -> Any:
     class Unframed(web.RequestHandler):
         def set_default_headers(self) -> None:
             self.set_header("Content-Security-Policy", NO_FRAMING)
+
+        def write_error(self, status_code: int, **kwargs: Any) -> None:
+            # tornado's own page shows only the status; ours says what went wrong (the
+            # gateway unreachable, say), never a traceback.
+            exc = kwargs.get("exc_info", (None, None, None))[1]
+            message = getattr(exc, "log_message", None) or self._reason
+            self.finish(
+                f"<!doctype html><title>{status_code}</title>"
+                f"<p class='cl-error'>{status_code}: {html.escape(str(message))}</p>"
+            )
 
     class Missing(Unframed):
         def prepare(self) -> None:
