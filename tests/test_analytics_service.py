@@ -101,3 +101,14 @@ async def test_every_answer_forbids_framing(monkeypatch: pytest.MonkeyPatch):
         assert answer.headers.get("Content-Security-Policy") == NO_FRAMING, path
     assert b"<p class='cl-error'>404: Not Found</p>" in answers["nowhere"].body
     assert b"400: OAuth callback made without a token" in answers["oauth_callback"].body
+
+
+def test_without_the_chart_bundle_the_service_does_not_start(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from consortium_lab.apps.analytics import serve
+
+    monkeypatch.setattr("consortium_lab.widget.vega.STATIC", tmp_path)
+    assert serve(0, GOOD) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"the chart bundle {tmp_path / 'chart.js'} is missing" in err[0]

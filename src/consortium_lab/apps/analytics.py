@@ -30,7 +30,7 @@ import html
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -152,12 +152,15 @@ def make_app(settings: AnalyticsSettings) -> Any:
         def who(self) -> str:
             return str(self.current_user["name"])
 
-        async def gateway(self, method: str, path: str, body: Any = None) -> Any:
-            """The admin API's answer, or a 502 page saying what went wrong."""
+        async def answer(self, pending: Awaitable[Any]) -> Any:
+            """What the admin API answered, or a 502 page saying what went wrong."""
             try:
-                return await admin.call(method, path, body)
+                return await pending
             except GatewayError as exc:
                 raise web.HTTPError(502, str(exc)) from exc
+
+        async def gateway(self, method: str, path: str, body: Any = None) -> Any:
+            return await self.answer(admin.call(method, path, body))
 
         async def viewed(self, target: str) -> None:
             # Recorded before anything is shown: an unaudited view is never served.
@@ -175,10 +178,7 @@ def make_app(settings: AnalyticsSettings) -> Any:
         async def get(self) -> None:
             hashed = settings.hash_switch and self.get_argument("hash", "0") == "1"
             await self.viewed("overview")
-            try:
-                tables = await admin.usage_tables()
-            except GatewayError as exc:
-                raise web.HTTPError(502, str(exc)) from exc
+            tables = await self.answer(admin.usage_tables())
             if hashed:
                 tables["user"] = [
                     {**r, "user": user_hash(str(r["user"]), settings.secret)}
@@ -290,12 +290,19 @@ def _number(raw: str) -> int | str | None:
 
 def serve(port: int, env: Mapping[str, str] = os.environ) -> int:
     """Serve on 127.0.0.1:``port`` until interrupted; 1 after one line on stderr naming a bad
-    setting, before anything listens."""
+    setting or the missing chart bundle, before anything listens."""
     import asyncio
     import sys
 
+    from consortium_lab.widget.vega import STATIC
+
     try:
         settings = read_settings(env)
+        if not (STATIC / "chart.js").is_file():
+            raise ValueError(
+                f"the chart bundle {STATIC / 'chart.js'} is missing: run `npm ci && npm run"
+                " build` in widgets/ (pip install does it through the build hook)"
+            )
     except ValueError as exc:
         print(f"consortium-analytics: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 __all__ = ["USAGE_KEYS", "GatewayAdmin", "GatewayError"]
 
@@ -70,15 +70,3 @@ class GatewayAdmin:
     async def usage_tables(self) -> dict[str, list[dict[str, Any]]]:
         """One usage table per key of :data:`USAGE_KEYS`."""
         return {key: await self.usage(key) for key in USAGE_KEYS}
-
-    async def user(self, name: str) -> dict[str, Any]:
-        """``GET /admin/users/NAME``: the user's policy, quota windows and allowed models."""
-        answer: dict[str, Any] = await self.call("GET", f"/admin/users/{quote(name, safe='')}")
-        return answer
-
-    async def audit(self, actor: str, action: str, target: str | None = None) -> None:
-        """Append ``actor action target`` to the gateway's audit log."""
-        body: dict[str, Any] = {"actor": actor, "action": action}
-        if target is not None:
-            body["target"] = target
-        await self.call("POST", "/admin/audit", body)
