@@ -1,11 +1,14 @@
 """The admin analytics service behind the real hub's OAuth: a non-admin gets 403, an admin sees
-every user's usage (read from the gateway's admin API), and the "hash user names" switch shows
-the gateway's pseudonyms."""
+every user's usage (read from the gateway's admin API) drawn by the bundled vega with no request
+leaving the machine, the "hash user names" switch shows the gateway's pseudonyms, a quota set
+there refuses the user's next call, her quota windows show it, bad form input reads as one plain
+sentence, and every page view is in the gateway's audit log."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -45,6 +48,7 @@ def analytics_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hu
             "CONSORTIUM_ANALYTICS_GATEWAY_URL": hub.gateway.url,
             "CONSORTIUM_ANALYTICS_GATEWAY_TOKEN": GATEWAY_ADMIN,
             "CONSORTIUM_LAB_USER_HASH_SECRET": SECRET,
+            "CONSORTIUM_ANALYTICS_HASH_USERS": "1",
         },
         hub_api_url=hub.api,
         api_token=token,
@@ -106,6 +110,15 @@ def test_only_admins_see_everyone_s_usage_and_names_can_be_hashed(
     assert response is not None and response.status == 403, response and response.status
 
     alice = new_context().new_page()
+    outside: list[str] = []
+    alice.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith(("http://127.0.0.1", "blob:", "data:"))
+            else outside.append(r.url)
+        ),
+    )
     submit_login(alice, hub, "alice")
     alice.wait_for_url("**/user/alice/**", timeout=150_000)
     response = alice.goto(url)
@@ -114,6 +127,8 @@ def test_only_admins_see_everyone_s_usage_and_names_can_be_hashed(
     by_user = alice.locator("table[data-by='user']")
     names = by_user.locator("tr td:first-child").all_text_contents()
     assert set(names) == {"alice", "bob"}, names
+    expect(alice.locator("#cl-charts svg, #cl-charts canvas").first).to_be_visible(timeout=60_000)
+    assert outside == []
     alice.locator(".cl-hash-switch").click()
     alice.wait_for_url("**?hash=1")
     hashed = set(alice.locator("table[data-by='user'] tr td:first-child").all_text_contents())
@@ -123,12 +138,46 @@ def test_only_admins_see_everyone_s_usage_and_names_can_be_hashed(
     form = alice.locator(".cl-quota-form")
     form.get_by_label("User").fill("alice")
     form.get_by_label("Requests per day").fill("1")
-    form.get_by_role("button", name="Set quota").click()
+    form.get_by_role("button", name="Set user quota").click()
     expect(alice.locator(".cl-note")).to_have_text("alice: 1 requests per day.")
     with pytest.raises(urllib.error.HTTPError) as refused:
         chat(hub, "alice")
     assert refused.value.code == 429
+    user_form = alice.locator(".cl-user-form")
+    user_form.get_by_label("Quota windows of user").fill("alice")
+    user_form.get_by_role("button", name="Show").click()
+    window = alice.locator("table.cl-windows tr", has_text="requests_per_day")
+    expect(window.locator("td")).to_have_text(["requests_per_day", "1", "1", "0", re.compile(".")])
+    alice.goto(url)
     form.get_by_label("User").fill("alice")
     form.get_by_label("Requests per day").fill("-3")
-    form.get_by_role("button", name="Set quota").click()
+    form.get_by_role("button", name="Set user quota").click()
     expect(alice.locator(".cl-note")).to_contain_text("requests_per_day")
+    prices = alice.locator(".cl-prices-form")
+    prices.locator("textarea").fill('{"models": ')
+    prices.get_by_role("button", name="Set prices").click()
+    expect(alice.locator(".cl-note")).to_contain_text("The price table is not valid JSON")
+    defaults = alice.locator(".cl-defaults-form")
+    defaults.get_by_label("Default members").fill("demo-analyst")
+    defaults.get_by_label("Default arbiter").fill("no-such-model")
+    defaults.get_by_role("button", name="Set defaults").click()
+    expect(alice.locator(".cl-note")).to_contain_text("arbiter")
+    acl = alice.locator(".cl-acl-form")
+    acl.get_by_label("Group").fill("guests")
+    acl.get_by_label("Models").fill("demo-*")
+    acl.get_by_role("button", name="Set the group's models").click()
+    expect(alice.locator(".cl-note")).to_have_text("Group guests may use demo-*.")
+    group = alice.locator(".cl-group-quota-form")
+    group.get_by_label("Group").fill("guests")
+    group.get_by_label("Tokens per day").fill("500")
+    group.get_by_role("button", name="Set group quota").click()
+    expect(alice.locator(".cl-note")).to_have_text("guests: 500 tokens per day.")
+
+    views = urllib.request.Request(
+        hub.gateway.url + "/admin/audit?action=analytics.view&limit=1000",
+        headers={"Authorization": f"Bearer {GATEWAY_ADMIN}"},
+    )
+    with OPENER.open(views, timeout=60) as response:
+        entries = json.loads(response.read())["entries"]
+    assert {e["actor"] for e in entries} == {"alice"}
+    assert {e["target"] for e in entries} == {"overview", "user:alice"}

@@ -11,12 +11,26 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from consortium_lab.apps.hub import free_port
 
 from .conftest import get, needs_node
 
+
+class _Stop(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers to check, not to follow."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+NO_REDIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}), _Stop())
 CLI = str(Path(sys.executable).with_name("consortium-lab"))
 
 
@@ -72,6 +86,15 @@ def test_starts_prints_the_url_and_users_and_stops_everything_on_sigterm(tmp_pat
         # The gateway runs, as the hub's service, behind the hub's proxy.
         status, body = get(f"http://127.0.0.1:{port}/services/consortium-gateway/health")
         assert status == 200 and '"ledger": "ok"' in body, body
+        # So does the admin analytics: an anonymous visit is sent to the hub's OAuth (without
+        # the service the proxy would answer 503).
+        analytics = f"http://127.0.0.1:{port}/services/consortium-analytics/"
+        assert f"Admin analytics (alice): {analytics}" in text
+        with pytest.raises(urllib.error.HTTPError) as first:
+            NO_REDIRECT.open(analytics, timeout=30)
+        assert first.value.code == 302
+        assert "/hub/api/oauth2/authorize" in first.value.headers["Location"]
+        assert first.value.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
     finally:
         os.killpg(proc.pid, signal.SIGTERM) if proc.poll() is None else None
         code = proc.wait(90)

@@ -7,7 +7,8 @@ holding ``access:services!service=consortium-analytics`` (the hub gives it to gr
 ``CONSORTIUM_ANALYTICS_GATEWAY_TOKEN``) and show calls, errors by outcome, mean latency, cache
 hits, tokens and cost by user, model and day. ``?hash=1`` shows each user as the HMAC-SHA256
 pseudonym keyed by ``CONSORTIUM_LAB_USER_HASH_SECRET`` (the gateway's own, stable across pages
-and restarts).
+and restarts); the switch is offered when ``CONSORTIUM_ANALYTICS_HASH_USERS=1``, and that
+setting without the secret stops the service at start with one line naming both.
 
 Run it as the hub runs an externally managed service: with ``JUPYTERHUB_API_URL``,
 ``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_SERVICE_NAME``, ``JUPYTERHUB_SERVICE_PREFIX``,
@@ -15,9 +16,12 @@ Run it as the hub runs an externally managed service: with ``JUPYTERHUB_API_URL`
 ``JUPYTERHUB_OAUTH_CALLBACK_URL`` (``<prefix>oauth_callback``) set;
 :func:`analytics_env` builds them.
 
-A form sets a user's daily request quota (``PUT /admin/quotas/users/<name>`` of the gateway;
-the user's next call is checked against it). Not built yet: the Altair charts, a user's quota
-windows, and the group, access-rule, defaults and price forms.
+The usage page draws :mod:`consortium_lab.analysis.usage_charts`'s specs with the bundled
+vega (served under ``static/``); ``user?name=NAME`` shows a user's quota windows; forms set
+user and group quotas, group access rules, the chat's defaults and the price table, a refusal
+shown as the gateway words it. Each page view is written to the gateway's audit log
+(``analytics.view``) before it is served. The HTML is in :mod:`.analytics_pages`, the admin
+API client in :mod:`.analytics_gateway`.
 """
 
 from __future__ import annotations
@@ -26,24 +30,30 @@ import html
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-__all__ = ["ANALYTICS_SERVICE", "analytics_env", "make_app", "serve"]
+from consortium_lab.apps import analytics_pages as pages
+from consortium_lab.apps.analytics_gateway import GatewayAdmin, GatewayError
+
+__all__ = [
+    "ANALYTICS_SERVICE",
+    "AnalyticsSettings",
+    "analytics_env",
+    "make_app",
+    "read_settings",
+    "serve",
+]
 
 ANALYTICS_SERVICE = "consortium-analytics"
 GATEWAY_URL_ENV = "CONSORTIUM_ANALYTICS_GATEWAY_URL"
 GATEWAY_TOKEN_ENV = "CONSORTIUM_ANALYTICS_GATEWAY_TOKEN"
 HASH_SECRET_ENV = "CONSORTIUM_LAB_USER_HASH_SECRET"
-# (title, group_by) of each table, in page order.
-TABLES = (
-    ("Calls by outcome", "outcome"),
-    ("By user", "user"),
-    ("By model", "model"),
-    ("By day", "day"),
-)
-COLUMNS = ("calls", "ok", "failed", "cached", "latency_ms_avg", "input_tokens", "output_tokens")
+HASH_SWITCH_ENV = "CONSORTIUM_ANALYTICS_HASH_USERS"
+NO_FRAMING = "frame-ancestors 'none'"
+TITLE = "Consortium analytics"
 
 
 def analytics_env(
@@ -64,126 +74,249 @@ def analytics_env(
     return env
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    return html.escape("-" if value is None else str(value))
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    """What the service reads from its environment (see the module's docstring)."""
+
+    gateway: str
+    """The gateway's base URL, without a trailing slash."""
+    token: str
+    """The gateway's admin token."""
+    hash_switch: bool
+    """Whether the pages offer "hash user names"."""
+    secret: str
+    """The HMAC key of the pseudonyms (the gateway's ``user_hash_secret``)."""
 
 
-def render_table(title: str, key: str, rows: list[dict[str, Any]]) -> str:
-    """One usage table (``rows`` of ``GET /admin/usage?group_by=key``) as HTML."""
-    head = "".join(f"<th>{c}</th>" for c in (key, *COLUMNS, "cost", "cache hit rate"))
-    body = []
-    for row in rows:
-        hits = f"{row['cached'] / row['calls']:.0%}" if row.get("calls") else "-"
-        cells = [row.get(key), *(row.get(c) for c in COLUMNS), row.get("cost"), hits]
-        body.append("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in cells) + "</tr>")
-    return (
-        f"<h2>{html.escape(title)}</h2><table class='cl-usage' data-by='{key}'>"
-        f"<tr>{head}</tr>{''.join(body)}</table>"
-    )
+def read_settings(env: Mapping[str, str]) -> AnalyticsSettings:
+    """The settings in ``env``.
+
+    Raises:
+        ValueError: one line naming the first missing or malformed setting.
+    """
+    for name in (GATEWAY_URL_ENV, GATEWAY_TOKEN_ENV):
+        if not env.get(name, "").strip():
+            raise ValueError(f"{name} is not set")
+    gateway = env[GATEWAY_URL_ENV].strip().rstrip("/")
+    if not gateway.startswith(("http://", "https://")):
+        raise ValueError(f"{GATEWAY_URL_ENV}: expected an http(s) URL, got {gateway!r}")
+    switch = env.get(HASH_SWITCH_ENV, "0").strip()
+    if switch not in ("0", "1"):
+        raise ValueError(f"{HASH_SWITCH_ENV}: expected 0 or 1, got {switch!r}")
+    secret = env.get(HASH_SECRET_ENV, "")
+    if switch == "1" and not secret:
+        # Without the key a pseudonym is a plain hash anyone can recompute from a name list.
+        raise ValueError(f"{HASH_SWITCH_ENV}=1 needs {HASH_SECRET_ENV} (the gateway's secret)")
+    return AnalyticsSettings(gateway, env[GATEWAY_TOKEN_ENV].strip(), switch == "1", secret)
 
 
-def make_app() -> Any:
-    """The tornado application, its routes under ``$JUPYTERHUB_SERVICE_PREFIX``."""
+def make_app(settings: AnalyticsSettings) -> Any:
+    """The tornado application, its routes under ``$JUPYTERHUB_SERVICE_PREFIX``; every
+    answer, a redirect, an error or a 404 included, forbids framing."""
     from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
     from jupyterhub.utils import url_path_join
     from tornado import web
-    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-    gateway = os.environ[GATEWAY_URL_ENV].rstrip("/")
-    token = os.environ[GATEWAY_TOKEN_ENV]
-    secret = os.environ.get(HASH_SECRET_ENV, "")
+    from consortium_lab.analysis.usage_charts import usage_charts
+    from consortium_lab.gateway.userhash import user_hash
+    from consortium_lab.widget.vega import STATIC
 
-    class Page(HubOAuthenticated, web.RequestHandler):
+    admin = GatewayAdmin(settings.gateway, settings.token)
+
+    class Unframed(web.RequestHandler):
         def set_default_headers(self) -> None:
-            self.set_header("Content-Security-Policy", "frame-ancestors 'none'")
+            self.set_header("Content-Security-Policy", NO_FRAMING)
 
-        async def usage(self, group_by: str) -> list[dict[str, Any]]:
-            url = f"{gateway}/admin/usage?{urlencode({'group_by': group_by})}"
-            response = await AsyncHTTPClient().fetch(
-                url, headers={"Authorization": f"Bearer {token}"}
+        def write_error(self, status_code: int, **kwargs: Any) -> None:
+            # tornado's own page shows only the status; ours says what went wrong (the
+            # gateway unreachable, say), never a traceback.
+            exc = kwargs.get("exc_info", (None, None, None))[1]
+            message = getattr(exc, "log_message", None) or self._reason
+            self.finish(
+                f"<!doctype html><title>{status_code}</title>"
+                f"<p class='cl-error'>{status_code}: {html.escape(str(message))}</p>"
             )
-            rows: list[dict[str, Any]] = json.loads(response.body)["rows"]
-            return rows
 
+    class Missing(Unframed):
+        def prepare(self) -> None:
+            raise web.HTTPError(404)
+
+    class Callback(Unframed, HubOAuthCallbackHandler):
+        pass
+
+    class Static(Unframed, web.StaticFileHandler):
+        pass
+
+    class Page(HubOAuthenticated, Unframed):
+        @property
+        def who(self) -> str:
+            return str(self.current_user["name"])
+
+        async def answer(self, pending: Awaitable[Any]) -> Any:
+            """What the admin API answered, or a 502 page saying what went wrong."""
+            try:
+                return await pending
+            except GatewayError as exc:
+                raise web.HTTPError(502, str(exc)) from exc
+
+        async def gateway(self, method: str, path: str, body: Any = None) -> Any:
+            return await self.answer(admin.call(method, path, body))
+
+        async def viewed(self, target: str) -> None:
+            # Recorded before anything is shown: an unaudited view is never served.
+            await self.gateway(
+                "POST",
+                "/admin/audit",
+                {"actor": self.who, "action": "analytics.view", "target": target},
+            )
+
+        def done(self, note: str) -> None:
+            self.redirect(f"./?{urlencode({'note': note})}")
+
+    class Overview(Page):
         @web.authenticated
         async def get(self) -> None:
-            from consortium_lab.gateway.userhash import user_hash
-
-            hashed = self.get_argument("hash", "0") == "1"
-            if hashed and not secret:
-                raise web.HTTPError(503, f"hashing user names needs ${HASH_SECRET_ENV}")
-            parts = []
-            for title, key in TABLES:
-                try:
-                    rows = await self.usage(key)
-                except (HTTPClientError, OSError) as exc:
-                    raise web.HTTPError(502, f"the gateway at {gateway} failed: {exc}") from exc
-                if hashed and key == "user":
-                    rows = [{**r, "user": user_hash(str(r["user"]), secret)} for r in rows]
-                parts.append(render_table(title, key, rows))
-            switch = "?hash=0'>show names" if hashed else "?hash=1'>hash user names"
-            note = html.escape(self.get_argument("note", ""))
-            self.write(
-                "<!doctype html><html><head><title>Consortium analytics</title></head><body>"
-                f"<p>Signed in as <b>{html.escape(self.current_user['name'])}</b> · "
-                f"<a class='cl-hash-switch' href='{switch}</a></p>"
-                f"<p class='cl-note' role='status'>{note}</p>"
-                "<form class='cl-quota-form' method='post' action='quota'>"
-                f"{self.xsrf_form_html()}<label>User <input name='user'></label> "
-                "<label>Requests per day <input name='requests_per_day'></label> "
-                "<button>Set quota</button></form>"
-                f"{''.join(parts)}</body></html>"
+            hashed = settings.hash_switch and self.get_argument("hash", "0") == "1"
+            await self.viewed("overview")
+            tables = await self.answer(admin.usage_tables())
+            if hashed:
+                tables["user"] = [
+                    {**r, "user": user_hash(str(r["user"]), settings.secret)}
+                    for r in tables["user"]
+                ]
+            defaults = await self.gateway("GET", "/admin/defaults")
+            prices = await self.gateway("GET", "/admin/prices")
+            link = "?hash=0'>show names" if hashed else "?hash=1'>hash user names"
+            switch = (
+                f" · <a class='cl-hash-switch' href='{link}</a>" if settings.hash_switch else ""
             )
+            body = (
+                pages.charts_html(usage_charts(tables).to_dict())
+                + pages.tables_html(tables)
+                + pages.forms_html(self.xsrf_form_html(), defaults, prices)
+            )
+            note = self.get_argument("note", "")
+            self.write(pages.page_html(TITLE, self.who, body, note=note, switch=switch))
 
-    class Quota(Page):
+    class User(Page):
+        @web.authenticated
+        async def get(self) -> None:
+            name = self.get_argument("name", "").strip()
+            if not name:
+                self.done("Give a user name to see their quota windows.")
+                return
+            await self.viewed(f"user:{name}")
+            info = await self.gateway("GET", f"/admin/users/{quote(name, safe='')}")
+            self.write(pages.page_html(f"{TITLE}: {name}", self.who, pages.user_html(info)))
+
+    class Form(Page):
+        async def put(self, path: str, body: Any) -> Any | None:
+            """The gateway's answer, or ``None`` after showing its refusal in plain words."""
+            try:
+                return await admin.call("PUT", path, body)
+            except GatewayError as exc:
+                self.done(str(exc))
+                return None
+
+        def field(self, name: str) -> str:
+            return self.get_body_argument(name, "").strip()
+
+    class Quota(Form):
         @web.authenticated
         async def post(self) -> None:
-            user = self.get_body_argument("user", "").strip()
-            raw = self.get_body_argument("requests_per_day", "").strip()
-            limit = int(raw) if raw.isdigit() else raw or None
-            response = await AsyncHTTPClient().fetch(
-                f"{gateway}/admin/quotas/users/{quote(user, safe='')}",
-                method="PUT",
-                body=json.dumps({"requests_per_day": limit}),
-                headers={"Authorization": f"Bearer {token}"},
-                raise_error=False,
-            )
-            if response.code == 200:
-                note = f"{user}: {limit} requests per day." if limit else f"{user}: no daily limit."
-            else:
-                try:
-                    note = json.loads(response.body)["error"]["message"]
-                except (ValueError, KeyError, TypeError):
-                    note = f"the gateway answered {response.code}"
-            self.redirect(f"./?{urlencode({'note': note})}")
+            kind, name = self.field("kind"), self.field("name")
+            if kind not in ("users", "groups") or not name:
+                self.done("Give the name of the user or group whose quota to set.")
+                return
+            policy = {f: _number(self.field(f)) for f, _ in pages.QUOTA_FIELDS}
+            path = f"/admin/quotas/{kind}/{quote(name, safe='')}"
+            if await self.put(path, policy) is not None:
+                self.done(pages.quota_note(name, policy))
+
+    class Acl(Form):
+        @web.authenticated
+        async def post(self) -> None:
+            name = self.field("name")
+            if not name:
+                self.done("Give the name of the group whose models to set.")
+                return
+            models = [m.strip() for m in self.field("models").split(",") if m.strip()]
+            if await self.put(f"/admin/acl/groups/{quote(name, safe='')}", {"models": models}):
+                shown = ", ".join(models) or "no model"
+                self.done(f"Group {name} may use {shown}.")
+
+    class Defaults(Form):
+        @web.authenticated
+        async def post(self) -> None:
+            members = [m.strip() for m in self.field("members").split(",") if m.strip()]
+            body = {"members": members, "arbiter": self.field("arbiter")}
+            if await self.put("/admin/defaults", body) is not None:
+                self.done(f"The chat starts with {', '.join(members)}; arbiter {body['arbiter']}.")
+
+    class Prices(Form):
+        @web.authenticated
+        async def post(self) -> None:
+            try:
+                table = json.loads(self.field("table"))
+            except ValueError as exc:
+                self.done(f"The price table is not valid JSON: {exc}.")
+                return
+            if await self.put("/admin/prices", table) is not None:
+                self.done("The price table is set; it applies to the next call.")
 
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
     return web.Application(
         [
-            (prefix, Page),
+            (prefix, Overview),
+            (url_path_join(prefix, "user"), User),
             (url_path_join(prefix, "quota"), Quota),
-            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+            (url_path_join(prefix, "acl"), Acl),
+            (url_path_join(prefix, "defaults"), Defaults),
+            (url_path_join(prefix, "prices"), Prices),
+            (url_path_join(prefix, "static/(chart\\.(?:js|css))"), Static, {"path": str(STATIC)}),
+            (url_path_join(prefix, "oauth_callback"), Callback),
         ],
+        default_handler_class=Missing,
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,
     )
 
 
-def serve(port: int) -> None:
-    """Serve on 127.0.0.1:``port`` until interrupted."""
+def _number(raw: str) -> int | str | None:
+    """A form's quota value: empty is no limit; anything not a whole number goes to the
+    gateway as typed, whose refusal names the field."""
+    return int(raw) if raw.isdigit() else raw or None
+
+
+def serve(port: int, env: Mapping[str, str] = os.environ) -> int:
+    """Serve on 127.0.0.1:``port`` until interrupted; 1 after one line on stderr naming a bad
+    setting or the missing chart bundle, before anything listens."""
     import asyncio
+    import sys
+
+    from consortium_lab.widget.vega import STATIC
+
+    try:
+        settings = read_settings(env)
+        if not (STATIC / "chart.js").is_file():
+            raise ValueError(
+                f"the chart bundle {STATIC / 'chart.js'} is missing: run `npm ci && npm run"
+                " build` in widgets/ (pip install does it through the build hook)"
+            )
+    except ValueError as exc:
+        print(f"consortium-analytics: {exc}", file=sys.stderr)
+        return 1
 
     async def main() -> None:
-        make_app().listen(port, address="127.0.0.1")
+        make_app(settings).listen(port, address="127.0.0.1")
         print(f"consortium-analytics listening on http://127.0.0.1:{port}", flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(main())
+    return 0
 
 
 if __name__ == "__main__":
     import sys
 
-    serve(int(sys.argv[1]))
+    sys.exit(serve(int(sys.argv[1])))

@@ -29,6 +29,12 @@ from typing import Any
 
 import click
 
+from consortium_lab.apps.analytics import (
+    ANALYTICS_SERVICE,
+    GATEWAY_TOKEN_ENV,
+    GATEWAY_URL_ENV,
+    analytics_env,
+)
 from consortium_lab.apps.hub_gateway import (
     gateway_command,
     gateway_prefix,
@@ -36,6 +42,7 @@ from consortium_lab.apps.hub_gateway import (
     hub_gateway_settings,
 )
 from consortium_lab.apps.voila import voila_command
+from consortium_lab.service.settings import ADMIN_TOKENS_ENV
 
 # Stand-ins handed to voila_command(), replaced by the proxy's templates afterwards: its port
 # is an int, so the stand-in must be one; no real command line has either.
@@ -158,6 +165,9 @@ def hub_environment(
         # run_hub starts the gateway there before the hub.
         CONSORTIUM_HUB_GATEWAY_URL=f"http://127.0.0.1:{free_port()}",
         CONSORTIUM_HUB_GATEWAY_TOKEN=secrets.token_hex(32),
+        # ... and the admin analytics after the hub.
+        CONSORTIUM_HUB_ANALYTICS_URL=f"http://127.0.0.1:{free_port()}",
+        CONSORTIUM_HUB_ANALYTICS_TOKEN=secrets.token_hex(32),
         OIDC_PORT=str(oidc_port),
         OIDC_CLIENT_ID="consortium-hub",
         OIDC_REDIRECT_URI=f"{bind}/hub/oauth_callback",
@@ -219,9 +229,12 @@ def stop_left_proxy(pid_file: Path) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-def start_gateway(env: dict[str, str], data_dir: Path, log: Any) -> subprocess.Popen[Any]:
+def start_gateway(
+    env: dict[str, str], data_dir: Path, log: Any, admin_token: str
+) -> subprocess.Popen[Any]:
     """The hub's gateway with this user's own ``llm`` keys (the demo models without any), its
-    ledger in ``<data dir>/gateway``; it runs as this Unix user, in ``--isolated`` too."""
+    ledger in ``<data dir>/gateway``, ``admin_token`` its admin API's token (only the
+    analytics service gets it); it runs as this Unix user, in ``--isolated`` too."""
     folder = data_dir / "gateway"
     folder.mkdir(mode=0o700, exist_ok=True)
     config = folder / "gateway.json"
@@ -231,10 +244,31 @@ def start_gateway(env: dict[str, str], data_dir: Path, log: Any) -> subprocess.P
         hub_api_url=f"http://127.0.0.1:{env['CONSORTIUM_HUB_HUB_PORT']}/hub/api",
         api_token=env["CONSORTIUM_HUB_GATEWAY_TOKEN"],
     )
+    genv[ADMIN_TOKENS_ENV] = admin_token
     port = int(env["CONSORTIUM_HUB_GATEWAY_URL"].rsplit(":", 1)[1])
     return subprocess.Popen(
         gateway_command(config, port),
         env=genv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def start_analytics(env: dict[str, str], log: Any, admin_token: str) -> subprocess.Popen[Any]:
+    """The admin analytics service (``consortium-analytics``) at
+    ``$CONSORTIUM_HUB_ANALYTICS_URL``, reading the hub's gateway with ``admin_token``."""
+    aenv = analytics_env(
+        os.environ,
+        hub_api_url=f"http://127.0.0.1:{env['CONSORTIUM_HUB_HUB_PORT']}/hub/api",
+        api_token=env["CONSORTIUM_HUB_ANALYTICS_TOKEN"],
+    )
+    aenv[GATEWAY_URL_ENV] = env["CONSORTIUM_HUB_GATEWAY_URL"] + gateway_prefix()
+    aenv[GATEWAY_TOKEN_ENV] = admin_token
+    port = env["CONSORTIUM_HUB_ANALYTICS_URL"].rsplit(":", 1)[1]
+    return subprocess.Popen(
+        [sys.executable, "-m", "consortium_lab.apps.analytics", port],
+        env=aenv,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -292,7 +326,8 @@ def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str
             wait_for(
                 f"http://127.0.0.1:{env['OIDC_PORT']}/.well-known/openid-configuration", procs, 30
             )
-            procs.append(start_gateway(env, data_dir, log))
+            admin_token = secrets.token_hex(32)
+            procs.append(start_gateway(env, data_dir, log, admin_token))
             wait_for(f"{env['CONSORTIUM_HUB_GATEWAY_URL']}{gateway_prefix()}health", procs, 90)
             # `consortium-lab hub` is for trying: its servers and proxy stop with it (a
             # deployment leaves both running across hub restarts).
@@ -312,6 +347,9 @@ def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str
             )
             procs.insert(0, hub_proc)
             wait_for(f"http://127.0.0.1:{port}/hub/login", procs, 90)
+            procs.append(start_analytics(env, log, admin_token))
+            # Followed through the hub's OAuth to its login page: the whole chain works.
+            wait_for(f"http://127.0.0.1:{port}/services/{ANALYTICS_SERVICE}/", procs, 90)
             click.echo(
                 f"Consortium hub ({'isolated' if isolated else 'try it'}): http://127.0.0.1:{port}/"
             )
@@ -323,6 +361,10 @@ def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str
                     "Try-it mode: every user server runs as this Unix user: "
                     "no isolation between users."
                 )
+            click.echo(
+                f"Admin analytics ({test_users[0]['username']}): "
+                f"http://127.0.0.1:{port}/services/{ANALYTICS_SERVICE}/"
+            )
             click.echo("Press Ctrl+C to stop.")
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)
