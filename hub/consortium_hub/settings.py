@@ -71,6 +71,7 @@ class HubSettings:
     admin_users: set[str]
     allowed_groups: set[str]
     gateway: Service
+    gateway_admin_token: str
     analytics: Service | None
     idle_timeout: int
     cull_every: int
@@ -190,6 +191,8 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
             f"or {PREFIX}ALLOWED_GROUPS"
         )
     gateway = Service("consortium-gateway", r.url("GATEWAY_URL"), r.token("GATEWAY_TOKEN"))
+    # A gateway admin token (not the service's hub token): logins go to its audit log.
+    gateway_admin_token = r.token("GATEWAY_ADMIN_TOKEN", required=False)
     analytics_url = r.url("ANALYTICS_URL", "")
     analytics_token = r.token("ANALYTICS_TOKEN", required=False)
     if bool(analytics_url) != bool(analytics_token):
@@ -226,6 +229,7 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
         admin_users=admin_users,
         allowed_groups=allowed_groups,
         gateway=gateway,
+        gateway_admin_token=gateway_admin_token,
         analytics=analytics,
         idle_timeout=idle_timeout,
         cull_every=cull_every,
@@ -268,6 +272,7 @@ VARIABLES = (
     "ALLOWED_GROUPS",
     "GATEWAY_URL",
     "GATEWAY_TOKEN",
+    "GATEWAY_ADMIN_TOKEN",
     "ANALYTICS_URL",
     "ANALYTICS_TOKEN",
     "IDLE_TIMEOUT",
