@@ -36,6 +36,8 @@ export interface ChatModel {
   status: "idle" | "running" | "cancelling";
   /** Finished turns: RunResult.to_dict() plus 'ui'. */
   turns: Array<Record<string, any>>;
+  /** Whose data this is (typed to confirm Delete my data). */
+  user_name: string;
 }
 
 /** Save a copy of the saved config ``source`` as ``target``. */
@@ -46,10 +48,10 @@ export interface CloneConfig {
   req?: string | number | null;
 }
 
-/** Delete every run and saved config of this user (and, in a hub, what the gateway keeps of them); refused while a run is in progress. ``confirm`` must be true: the page asked. */
+/** Delete every run and saved config of this user (and, in a hub, what the gateway keeps of them); refused while a run is in progress. ``confirm`` is the user name as the user typed it (the widget's ``user_name``); anything else is refused. */
 export interface DeleteMyData {
   type: "delete_my_data";
-  confirm: boolean;
+  confirm: string;
   req?: string | number | null;
 }
 

@@ -1,6 +1,8 @@
 // "Your data" in the page header: "Download my data" (one JSON file, through the kernel's
 // `download` message) and "Delete my data…", which first asks in plain words what will be
-// deleted and that it cannot be undone. Deleting is refused while a run is in progress: the
+// deleted and that it cannot be undone, and is confirmed by typing the user name (the hub
+// user in a hub, else the OS user: the model's `user_name`; the kernel checks it again).
+// Deleting is refused while a run is in progress: the
 // button is disabled then (and the kernel refuses it too). The kernel's answer is a `notice`
 // carrying the request's `req`, shown here in the panel instead of among the page's notices.
 
@@ -22,6 +24,10 @@ export class MyDataMenu {
   private deleteBtn: HTMLButtonElement;
   private confirmBox: HTMLElement;
   private confirmBtn: HTMLButtonElement;
+  private nameInput: HTMLInputElement;
+  private nameShown: HTMLElement;
+  private userName = "";
+  private busy = false;
   private result: HTMLElement;
   private busyHint: HTMLElement;
   private pending = new Set<string>();
@@ -34,8 +40,22 @@ export class MyDataMenu {
     this.deleteBtn.onclick = () => this.ask();
     this.confirmBtn = h("button", { type: "button", class: "cl-btn cl-small cl-danger", "data-action": "confirm-delete-my-data", text: "Delete everything" });
     this.confirmBtn.onclick = () => {
+      if (!this.nameMatches()) return;
       this.confirmBox.hidden = true;
-      this.send({ type: "delete_my_data", confirm: true, req: this.req() });
+      this.send({ type: "delete_my_data", confirm: this.nameInput.value, req: this.req() });
+      this.nameInput.value = "";
+    };
+    this.nameShown = h("b", { class: "cl-mydata-name" });
+    this.nameInput = h("input", {
+      type: "text",
+      class: "cl-mydata-name-input",
+      autocomplete: "off",
+      spellcheck: "false",
+      "aria-label": "Type your user name to confirm",
+    });
+    this.nameInput.oninput = () => this.updateConfirm();
+    this.nameInput.onkeydown = (ev) => {
+      if (ev.key === "Enter") this.confirmBtn.click();
     };
     const keep = h("button", { type: "button", class: "cl-btn cl-small", "data-action": "keep-my-data", text: "Keep my data" });
     keep.onclick = () => {
@@ -47,6 +67,7 @@ export class MyDataMenu {
       { class: "cl-mydata-confirm", role: "alertdialog", "aria-label": "Delete all your data?", hidden: true },
       h("p", { class: "cl-mydata-question", text: "Delete all your data?" }),
       h("p", { class: "cl-mydata-warning", text: DELETE_WARNING }),
+      h("label", { class: "cl-mydata-type" }, h("span", { text: "Type your user name, " }), this.nameShown, h("span", { text: ", to confirm:" }), this.nameInput),
       h("div", { class: "cl-mydata-buttons" }, this.confirmBtn, keep),
     );
     this.busyHint = h("small", { class: "cl-hint", text: "Stop the run in progress to delete your data.", hidden: true });
@@ -68,9 +89,25 @@ export class MyDataMenu {
 
   /** Whether a run is in progress: deleting waits until it is not. */
   setBusy(running: boolean): void {
+    this.busy = running;
     this.deleteBtn.disabled = running;
-    this.confirmBtn.disabled = running;
     this.busyHint.hidden = !running;
+    this.updateConfirm();
+  }
+
+  /** Whose data this is: what must be typed to confirm the deletion. */
+  setUserName(name: string): void {
+    this.userName = name;
+    setText(this.nameShown, name);
+    this.updateConfirm();
+  }
+
+  private nameMatches(): boolean {
+    return this.userName !== "" && this.nameInput.value === this.userName;
+  }
+
+  private updateConfirm(): void {
+    this.confirmBtn.disabled = this.busy || !this.nameMatches();
   }
 
   /** A notice from the kernel: the answer to a request of this panel is shown here.
@@ -86,8 +123,10 @@ export class MyDataMenu {
 
   private ask(): void {
     setText(this.result, "");
+    this.nameInput.value = "";
+    this.updateConfirm();
     this.confirmBox.hidden = false;
-    this.confirmBtn.focus();
+    this.nameInput.focus();
   }
 
   private req(): string {

@@ -64,6 +64,7 @@ export function chatState(overrides: Partial<ChatModel> = {}): ChatModel {
     saved_configs: [],
     status: "idle",
     turns: [],
+    user_name: "alice",
     ...overrides,
   };
 }

@@ -11,10 +11,17 @@ import { check } from "./schema";
 const click = (root: Element, action: string) =>
   (root.querySelector(`[data-action="${action}"]`) as HTMLButtonElement).click();
 
+const typeName = (root: Element, text: string) => {
+  const input = root.querySelector(".cl-mydata-name-input") as HTMLInputElement;
+  input.value = text;
+  input.dispatchEvent(new Event("input"));
+};
+
 describe("MyDataMenu", () => {
   function setup() {
     const sent: FrontendMessage[] = [];
     const menu = new MyDataMenu((m) => sent.push(m));
+    menu.setUserName("alice");
     document.body.append(menu.el);
     return { sent, menu, el: menu.el };
   }
@@ -47,10 +54,36 @@ describe("MyDataMenu", () => {
     expect(confirm.hidden).toBe(true);
     expect(sent).toEqual([]);
     click(el, "delete-my-data");
+    expect(confirm.textContent).toContain("Type your user name, alice, to confirm");
+    const button = el.querySelector('[data-action="confirm-delete-my-data"]') as HTMLButtonElement;
+    // Not the name (a prefix, other case): the button stays disabled and nothing is sent.
+    for (const wrong of ["", "alic", "Alice", "alice "]) {
+      typeName(el, wrong);
+      expect(button.disabled).toBe(true);
+      click(el, "confirm-delete-my-data");
+    }
+    expect(sent).toEqual([]);
+    typeName(el, "alice");
+    expect(button.disabled).toBe(false);
     click(el, "confirm-delete-my-data");
-    expect(sent).toEqual([{ type: "delete_my_data", confirm: true, req: "mydata-1" }]);
+    expect(sent).toEqual([{ type: "delete_my_data", confirm: "alice", req: "mydata-1" }]);
     expect(check(sent[0], "FrontendMessage")).toEqual([]);
     expect(confirm.hidden).toBe(true);
+    // Asked again, the box starts empty.
+    click(el, "delete-my-data");
+    expect((el.querySelector(".cl-mydata-name-input") as HTMLInputElement).value).toBe("");
+    expect(button.disabled).toBe(true);
+  });
+
+  it("keeps the confirmation disabled while a run is in progress, even with the name typed", () => {
+    const { el, menu } = setup();
+    click(el, "delete-my-data");
+    typeName(el, "alice");
+    const button = el.querySelector('[data-action="confirm-delete-my-data"]') as HTMLButtonElement;
+    menu.setBusy(true);
+    expect(button.disabled).toBe(true);
+    menu.setBusy(false);
+    expect(button.disabled).toBe(false);
   });
 
   it("is disabled while a run is in progress", () => {
@@ -69,6 +102,7 @@ describe("MyDataMenu", () => {
   it("shows the answer to its own requests only", () => {
     const { el, menu } = setup();
     click(el, "delete-my-data");
+    typeName(el, "alice");
     click(el, "confirm-delete-my-data");
     expect(menu.onNotice({ type: "notice", level: "info", message: "other", req: "settings-1" })).toBe(false);
     expect(menu.onNotice({ type: "notice", level: "error", message: "The gateway refused.", req: "mydata-1" })).toBe(true);
@@ -109,9 +143,17 @@ describe("Your data in the page", () => {
     model.set("status", "idle");
     expect(del.disabled).toBe(false);
     click(menu, "delete-my-data");
+    // The name to type is the model's user_name, and follows it.
+    expect(menu.querySelector(".cl-mydata-name")?.textContent).toBe("alice");
+    model.set("user_name", "bob");
+    expect(menu.querySelector(".cl-mydata-name")?.textContent).toBe("bob");
+    typeName(menu, "alice");
+    click(menu, "confirm-delete-my-data");
+    expect(model.sent.filter((m) => m.type === "delete_my_data")).toEqual([]);
+    typeName(menu, "bob");
     click(menu, "confirm-delete-my-data");
     const sent = model.sent.filter((m) => m.type === "delete_my_data");
-    expect(sent).toEqual([{ type: "delete_my_data", confirm: true, req: "mydata-1" }]);
+    expect(sent).toEqual([{ type: "delete_my_data", confirm: "bob", req: "mydata-1" }]);
     model.receive({ type: "notice", level: "info", message: "Deleted 2 runs and 1 saved config.", req: "mydata-1" });
     expect(menu.querySelector(".cl-mydata-result")?.textContent).toBe("Deleted 2 runs and 1 saved config.");
     // Not also among the page's passing notices.

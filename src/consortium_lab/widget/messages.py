@@ -211,10 +211,11 @@ class DownloadMyData(_Message):
 
 class DeleteMyData(_Message):
     """Delete every run and saved config of this user (and, in a hub, what the gateway keeps
-    of them); refused while a run is in progress. ``confirm`` must be true: the page asked."""
+    of them); refused while a run is in progress. ``confirm`` is the user name as the user
+    typed it (the widget's ``user_name``); anything else is refused."""
 
     type: Literal["delete_my_data"]
-    confirm: bool
+    confirm: str
     req: Req = None
 
 

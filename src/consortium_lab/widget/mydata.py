@@ -3,7 +3,8 @@
 ``download_my_data`` is answered by a ``download`` of one JSON file,
 :func:`consortium_lab.runs.export_all` (every run in the export shape, every saved config).
 
-``delete_my_data {confirm: true}`` deletes every run of the run log (their rows in llm's log
+``delete_my_data {confirm: NAME}`` (NAME: the widget's ``user_name`` as the user typed it,
+:func:`data_owner`) deletes every run of the run log (their rows in llm's log
 too, both files vacuumed) and every saved config (:func:`consortium_lab.runs.delete_all`), then
 shows a new, empty conversation. **A run in progress refuses it** (the page disables the button
 meanwhile): stopping a run the user did not ask to stop would be a surprise, and a run still
@@ -19,8 +20,10 @@ local data is gone and that deleting again retries it.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -31,7 +34,7 @@ from consortium_lab.widget.settings import plain_error
 if TYPE_CHECKING:
     from consortium_lab.widget.chat import ChatWidget
 
-__all__ = ["MyData", "RemoteData", "deleted_text"]
+__all__ = ["MyData", "RemoteData", "data_owner", "deleted_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,18 @@ class RemoteData(Protocol):
         """Delete it; returns what was deleted, in words. Raises with a plain message on
         failure (never returns quietly when nothing was deleted)."""
         ...
+
+
+def data_owner() -> str:
+    """Whose data a chat holds: the hub user in a hub (``JUPYTERHUB_USER``), else the OS user
+    (what "Delete my data" asks the user to type)."""
+    hub_user = os.environ.get("JUPYTERHUB_USER")
+    if hub_user:
+        return hub_user
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container's uid without a passwd entry or $USER
+        return str(os.getuid())
 
 
 def _plural(n: int, word: str) -> str:
@@ -96,8 +111,11 @@ class MyData:
         from consortium_lab import configs, runs
 
         widget = self.widget
-        if not m.confirm:
-            raise ValueError("confirm: deleting all your data needs your confirmation")
+        if m.confirm != widget.user_name:
+            raise ValueError(
+                f"confirm: type your user name ({widget.user_name}) to delete all your data;"
+                " nothing was deleted"
+            )
         if widget.status != "idle":
             raise RuntimeError(
                 "a run is in progress: stop it (or wait for it to finish), then delete your data"
