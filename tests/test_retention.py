@@ -140,3 +140,55 @@ def test_all_homes_refuses_db_and_a_missing_base(tmp_path):
         main, ["purge", "--all-homes", "--home-base", str(tmp_path / "no"), "--all"]
     )
     assert missing.exit_code == 1 and "no such folder of homes" in missing.output
+
+
+# -- the user's own choice ---------------------------------------------------------------------
+
+
+def test_a_choice_is_stored_read_and_removed_and_bad_ones_are_refused(tmp_path):
+    from consortium_lab.sinks.runlog import chosen_retention_days, set_retention_days
+
+    assert chosen_retention_days(tmp_path) is None
+    assert set_retention_days(14, tmp_path) == 14
+    assert chosen_retention_days(tmp_path) == 14
+    for bad in (0, -1, True, "x", 1.5):
+        with pytest.raises(ValueError):
+            set_retention_days(bad, tmp_path)  # type: ignore[arg-type]
+    assert chosen_retention_days(tmp_path) == 14
+    assert set_retention_days(None, tmp_path) is None
+    assert not (tmp_path / "retention.json").exists()
+    (tmp_path / "retention.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"retention.json: expected"):
+        chosen_retention_days(tmp_path)
+
+
+async def test_the_server_purge_honours_the_users_choice_without_an_operator_maximum(
+    trio, monkeypatch
+):
+    from consortium_lab.sinks.runlog import set_retention_days
+
+    _old, new = await two_runs()
+    monkeypatch.delenv("CONSORTIUM_LAB_RETENTION_DAYS", raising=False)
+    assert purge_by_retention() is None
+    set_retention_days(30)
+    report = purge_by_retention()
+    assert report is not None and report.runs == 1
+    assert ids() == {new}
+
+
+async def test_all_homes_retention_reads_each_homes_choice(trio, tmp_path, monkeypatch):
+    from consortium_lab.sinks.runlog import set_retention_days
+
+    _old, new = await two_runs()
+    monkeypatch.delenv("CONSORTIUM_LAB_RETENTION_DAYS", raising=False)
+    base = tmp_path / "homes"
+    alice, bob = make_home(base, "cl-alice"), make_home(base, "cl-bob")
+    set_retention_days(30, alice / ".local/share/consortium-lab")
+    done = CliRunner().invoke(
+        main, ["purge", "--all-homes", "--home-base", str(base), "--retention"]
+    )
+    assert done.exit_code == 0, done.output
+    assert f"{alice}: deleted 1 runs" in done.output
+    assert f"{bob}: no retention set; nothing purged" in done.output
+    assert [r["id"] for r in runs.list(path=alice / ".local/share/consortium-lab/runs.db")] == [new]
+    assert len(runs.list(path=bob / ".local/share/consortium-lab/runs.db")) == 2

@@ -229,3 +229,40 @@ def test_the_name_to_type_is_the_hub_user_else_the_os_user(monkeypatch):
     assert data_owner() == "carol"
     monkeypatch.delenv("JUPYTERHUB_USER")
     assert data_owner() == getpass.getuser()
+
+
+async def test_a_user_picks_fewer_retention_days_and_the_smaller_wins(duo, monkeypatch, tmp_path):
+    from consortium_lab.paths import data_dir
+    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
+
+    monkeypatch.setenv("CONSORTIUM_LAB_RETENTION_DAYS", "90")
+    widget, capture = make_widget(monkeypatch, tmp_path, config=duo)
+    assert widget.retention == {"max": 90, "chosen": None, "error": ""}
+    widget.handle_message({"type": "set_retention", "days": 30, "req": "r1"})
+    said = await _notice(capture, "r1")
+    assert said["level"] == "info"
+    assert said["message"].startswith("Runs older than 30 days are deleted")
+    assert widget.retention == {"max": 90, "chosen": 30, "error": ""}
+    assert (data_dir() / "retention.json").is_file()
+    assert effective_retention_days(chosen_retention_days()) == 30
+    # More than the site's maximum: stored, but the site's 90 wins.
+    widget.handle_message({"type": "set_retention", "days": 365, "req": "r2"})
+    assert (await _notice(capture, "r2"))["message"].startswith("Runs older than 90 days")
+    assert effective_retention_days(chosen_retention_days()) == 90
+    # Bad days: refused, naming the problem; the last choice stays.
+    for n, bad in enumerate((0, -3)):
+        widget.handle_message({"type": "set_retention", "days": bad, "req": f"b{n}"})
+        refused = await _notice(capture, f"b{n}")
+        assert refused["level"] == "error" and "at least 1 day" in refused["message"], refused
+    assert chosen_retention_days() == 365
+    # No choice: as long as the site allows.
+    widget.handle_message({"type": "set_retention", "days": None, "req": "r3"})
+    await _notice(capture, "r3")
+    assert widget.retention["chosen"] is None and chosen_retention_days() is None
+    monkeypatch.delenv("CONSORTIUM_LAB_RETENTION_DAYS")
+    widget.handle_message({"type": "set_retention", "days": None, "req": "r4"})
+    assert (await _notice(capture, "r4"))["message"] == "Your runs are kept until you delete them."
+    # A malformed operator setting is shown, named.
+    monkeypatch.setenv("CONSORTIUM_LAB_RETENTION_DAYS", "soon")
+    reloaded, _ = make_widget(monkeypatch, tmp_path, config=duo)
+    assert "CONSORTIUM_LAB_RETENTION_DAYS" in reloaded.retention["error"]

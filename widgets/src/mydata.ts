@@ -5,10 +5,12 @@
 // Deleting is refused while a run is in progress: the
 // button is disabled then (and the kernel refuses it too). The kernel's answer is a `notice`
 // carrying the request's `req`, shown here in the panel instead of among the page's notices.
+// "Keep my runs for N days" stores the user's own retention (`set_retention`); the smaller of
+// it and the site's maximum (the model's `retention.max`) applies.
 
 import "./mydata.css";
 import { h, setText } from "./dom";
-import type { DeleteMyData, DownloadMyData } from "./messages.gen";
+import type { DeleteMyData, DownloadMyData, SetRetention } from "./messages.gen";
 
 export const DELETE_WARNING =
   "This deletes every run in your run log (your prompts, the members' answers and the " +
@@ -17,6 +19,7 @@ export const DELETE_WARNING =
   "records. This cannot be undone: download your data first if you want a copy.";
 
 type Json = { type?: string; level?: string; message?: string; req?: unknown };
+export type Retention = { max?: number | null; chosen?: number | null; error?: string };
 
 export class MyDataMenu {
   readonly el: HTMLDetailsElement;
@@ -28,12 +31,14 @@ export class MyDataMenu {
   private nameShown: HTMLElement;
   private userName = "";
   private busy = false;
+  private daysInput: HTMLInputElement;
+  private retentionHint: HTMLElement;
   private result: HTMLElement;
   private busyHint: HTMLElement;
   private pending = new Set<string>();
   private seq = 0;
 
-  constructor(private send: (msg: DownloadMyData | DeleteMyData) => void) {
+  constructor(private send: (msg: DownloadMyData | DeleteMyData | SetRetention) => void) {
     this.downloadBtn = h("button", { type: "button", class: "cl-btn cl-small", "data-action": "download-my-data", text: "Download my data" });
     this.downloadBtn.onclick = () => this.send({ type: "download_my_data", req: this.req() });
     this.deleteBtn = h("button", { type: "button", class: "cl-btn cl-small cl-danger", "data-action": "delete-my-data", text: "Delete my data…" });
@@ -70,6 +75,17 @@ export class MyDataMenu {
       h("label", { class: "cl-mydata-type" }, h("span", { text: "Type your user name, " }), this.nameShown, h("span", { text: ", to confirm:" }), this.nameInput),
       h("div", { class: "cl-mydata-buttons" }, this.confirmBtn, keep),
     );
+    this.daysInput = h("input", { type: "number", min: "1", step: "1", class: "cl-mydata-days", "aria-label": "Days to keep my runs", placeholder: "no limit" });
+    const saveDays = h("button", { type: "button", class: "cl-btn cl-small", "data-action": "set-retention", text: "Save" });
+    saveDays.onclick = () => this.saveRetention();
+    this.retentionHint = h("small", { class: "cl-hint cl-mydata-retention-hint" });
+    const retention = h(
+      "div",
+      { class: "cl-mydata-retention" },
+      h("label", {}, h("span", { text: "Keep my runs for " }), this.daysInput, h("span", { text: " days " })),
+      saveDays,
+      this.retentionHint,
+    );
     this.busyHint = h("small", { class: "cl-hint", text: "Stop the run in progress to delete your data.", hidden: true });
     this.result = h("p", { class: "cl-mydata-result", role: "status", "aria-live": "polite" });
     this.el = h(
@@ -81,6 +97,7 @@ export class MyDataMenu {
         { class: "cl-mydata-panel cl-panel" },
         h("div", { class: "cl-mydata-buttons" }, this.downloadBtn, this.deleteBtn),
         this.busyHint,
+        retention,
         this.confirmBox,
         this.result,
       ),
@@ -93,6 +110,43 @@ export class MyDataMenu {
     this.deleteBtn.disabled = running;
     this.busyHint.hidden = !running;
     this.updateConfirm();
+  }
+
+  /** The retention in force: the site's maximum, the user's choice, or a setting's error. */
+  setRetention(state: Retention): void {
+    const chosen = state?.chosen;
+    this.daysInput.value = typeof chosen === "number" ? String(chosen) : "";
+    const max = state?.max;
+    if (typeof max === "number") this.daysInput.max = String(max);
+    else this.daysInput.removeAttribute("max");
+    setText(
+      this.retentionHint,
+      state?.error
+        ? state.error
+        : typeof max === "number"
+          ? `This site keeps runs at most ${max} days; fewer days of yours win.`
+          : "Empty: kept until you delete them.",
+    );
+  }
+
+  private saveRetention(): void {
+    const text = this.daysInput.value.trim();
+    // A number input reads "" for text it cannot parse: badInput tells that from empty.
+    if (this.daysInput.validity.badInput || (text !== "" && !/^[0-9]+$/.test(text))) {
+      this.showResult("Days must be a whole number, at least 1.", "error");
+      return;
+    }
+    const days = text === "" ? null : Number(text);
+    if (days === 0) {
+      this.showResult("Days must be a whole number, at least 1.", "error");
+      return;
+    }
+    this.send({ type: "set_retention", days, req: this.req() });
+  }
+
+  private showResult(message: string, level: string): void {
+    setText(this.result, message);
+    this.result.dataset.level = level;
   }
 
   /** Whose data this is: what must be typed to confirm the deletion. */
@@ -115,8 +169,7 @@ export class MyDataMenu {
   onNotice(msg: Json): boolean {
     const req = typeof msg?.req === "string" ? msg.req : "";
     if (!this.pending.delete(req)) return false;
-    setText(this.result, String(msg.message ?? ""));
-    this.result.dataset.level = String(msg.level ?? "info");
+    this.showResult(String(msg.message ?? ""), String(msg.level ?? "info"));
     this.el.open = true;
     return true;
   }

@@ -65,6 +65,7 @@ export function chatState(overrides: Partial<ChatModel> = {}): ChatModel {
     status: "idle",
     turns: [],
     user_name: "alice",
+    retention: { max: 90, chosen: null, error: "" },
     ...overrides,
   };
 }

@@ -99,6 +99,39 @@ describe("MyDataMenu", () => {
     expect(hint.hidden).toBe(true);
   });
 
+  it("stores fewer retention days, says the site's maximum, and refuses bad days on the page", () => {
+    const { sent, el, menu } = setup();
+    menu.setRetention({ max: 90, chosen: 30, error: "" });
+    const days = el.querySelector(".cl-mydata-days") as HTMLInputElement;
+    const hint = el.querySelector(".cl-mydata-retention-hint") as HTMLElement;
+    const result = el.querySelector(".cl-mydata-result") as HTMLElement;
+    expect(days.value).toBe("30");
+    expect(days.max).toBe("90");
+    expect(hint.textContent).toBe("This site keeps runs at most 90 days; fewer days of yours win.");
+    days.value = "7";
+    click(el, "set-retention");
+    days.value = "";
+    click(el, "set-retention");
+    expect(sent).toEqual([
+      { type: "set_retention", days: 7, req: "mydata-1" },
+      { type: "set_retention", days: null, req: "mydata-2" },
+    ]);
+    for (const msg of sent) expect(check(msg, "FrontendMessage")).toEqual([]);
+    for (const bad of ["0", "1.5", "-3"]) {
+      days.value = bad;
+      click(el, "set-retention");
+      expect(result.textContent).toBe("Days must be a whole number, at least 1.");
+      expect(result.dataset.level).toBe("error");
+    }
+    expect(sent.length).toBe(2);
+    menu.setRetention({ max: null, chosen: null, error: "" });
+    expect(days.value).toBe("");
+    expect(days.hasAttribute("max")).toBe(false);
+    expect(hint.textContent).toBe("Empty: kept until you delete them.");
+    menu.setRetention({ max: null, chosen: null, error: "CONSORTIUM_LAB_RETENTION_DAYS must be at least 1 day, got 0" });
+    expect(hint.textContent).toMatch(/CONSORTIUM_LAB_RETENTION_DAYS/);
+  });
+
   it("shows the answer to its own requests only", () => {
     const { el, menu } = setup();
     click(el, "delete-my-data");
@@ -158,5 +191,14 @@ describe("Your data in the page", () => {
     expect(menu.querySelector(".cl-mydata-result")?.textContent).toBe("Deleted 2 runs and 1 saved config.");
     // Not also among the page's passing notices.
     expect(el.querySelector(".cl-notices")?.textContent).toBe("");
+  });
+
+  it("shows the model's retention and follows it", () => {
+    const days = el.querySelector(".cl-header .cl-mydata-days") as HTMLInputElement;
+    expect(days.max).toBe("90");
+    expect(days.value).toBe("");
+    model.set("retention", { max: 60, chosen: 14, error: "" });
+    expect(days.max).toBe("60");
+    expect(days.value).toBe("14");
   });
 });

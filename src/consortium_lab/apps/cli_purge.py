@@ -37,7 +37,8 @@ def _size(n: int) -> str:
 @click.option(
     "--retention",
     is_flag=True,
-    help="Delete the runs older than CONSORTIUM_LAB_RETENTION_DAYS (nothing when it is unset).",
+    help="Delete the runs older than CONSORTIUM_LAB_RETENTION_DAYS or the days you chose in "
+    "the chat, the smaller (nothing when neither is set).",
 )
 @click.option(
     "--all-homes",
@@ -73,7 +74,11 @@ def purge_cmd(
     Runs still running are kept. Deleted text is gone from the files, not only hidden.
     """
     from consortium_lab import paths, runs
-    from consortium_lab.sinks.runlog import effective_retention_days, parse_days
+    from consortium_lab.sinks.runlog import (
+        chosen_retention_days,
+        effective_retention_days,
+        parse_days,
+    )
 
     chosen = sum((older_than is not None, everything, retention))
     if chosen != 1:
@@ -85,16 +90,11 @@ def purge_cmd(
         if all_homes:
             if db is not None:
                 raise ValueError("--all-homes purges every home's run log: leave out --db")
-            if retention:
-                days = effective_retention_days()
-                if days is None:
-                    click.echo("No retention set (CONSORTIUM_LAB_RETENTION_DAYS); nothing purged.")
-                    return
-            _all_homes(home_base, days, everything, dry_run, not keep_llm_log)
+            _all_homes(home_base, days, everything, retention, dry_run, not keep_llm_log)
             return
         path = db if db is not None else paths.runs_db_path()
         if retention:
-            days = effective_retention_days()
+            days = effective_retention_days(chosen_retention_days())
             if days is None:
                 click.echo("No retention set (CONSORTIUM_LAB_RETENTION_DAYS); nothing purged.")
                 return
@@ -120,10 +120,14 @@ def purge_cmd(
         click.echo(f"File size {_size(report.bytes_before)} -> {_size(report.bytes_after)}")
 
 
-def _all_homes(base: Path, days: int | None, everything: bool, dry_run: bool, llm: bool) -> None:
+def _all_homes(
+    base: Path, days: int | None, everything: bool, retention: bool, dry_run: bool, llm: bool
+) -> None:
     from consortium_lab.apps.retention import purge_homes
 
-    results = purge_homes(base, days, everything=everything, dry_run=dry_run, llm_log=llm)
+    results = purge_homes(
+        base, days, everything=everything, retention=retention, dry_run=dry_run, llm_log=llm
+    )
     verb = "would delete" if dry_run else "deleted"
     for result in results:
         if result.report is not None:
@@ -132,8 +136,10 @@ def _all_homes(base: Path, days: int | None, everything: bool, dry_run: bool, ll
                 f"{result.home}: {verb} {report.runs} runs,"
                 f" {report.llm_responses} llm log responses"
             )
-        else:
+        elif result.error is not None:
             click.echo(f"{result.home}: failed: {result.error}", err=True)
+        else:
+            click.echo(f"{result.home}: no retention set; nothing purged")
     failed = sum(r.error is not None for r in results)
     click.echo(f"{len(results)} run logs under {base}, {failed} failed")
     if failed:

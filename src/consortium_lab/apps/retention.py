@@ -35,18 +35,21 @@ PURGE_EVERY_S = 6 * 3600.0
 
 # Where a user server keeps its files in a home (HOME set, no CONSORTIUM_LAB_HOME,
 # XDG_DATA_HOME or LLM_USER_PATH: the hub's spawners set none of them).
-RUN_LOG_IN_HOME = Path(".local/share/consortium-lab/runs.db")
+DATA_IN_HOME = Path(".local/share/consortium-lab")
+RUN_LOG_IN_HOME = DATA_IN_HOME / "runs.db"
 LLM_LOG_IN_HOME = Path(".config/io.datasette.llm/logs.db")
 
 
 def purge_by_retention() -> PurgeReport | None:
-    """Purge this user's run log by :func:`~consortium_lab.sinks.runlog.effective_retention_days`;
-    ``None`` when no retention is set or no run log exists yet. A malformed
-    ``CONSORTIUM_LAB_RETENTION_DAYS`` raises ``ValueError`` naming it."""
+    """Purge this user's run log by
+    :func:`~consortium_lab.sinks.runlog.effective_retention_days`: the operator's maximum or
+    the user's own choice, the smaller. ``None`` when no retention is set or no run log exists
+    yet. A malformed ``CONSORTIUM_LAB_RETENTION_DAYS`` or choice raises ``ValueError`` naming
+    it."""
     from consortium_lab import paths, runs
-    from consortium_lab.sinks.runlog import effective_retention_days
+    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
 
-    days = effective_retention_days()
+    days = effective_retention_days(chosen_retention_days())
     if days is None:
         return None
     path = paths.runs_db_path()
@@ -103,7 +106,8 @@ class RetentionLoop:
 
 @dataclass(frozen=True)
 class HomeResult:
-    """What ``--all-homes`` did in one home: a report, or the error that stopped it."""
+    """What ``--all-homes`` did in one home: a report, the error that stopped it, or neither
+    (``--retention`` and no retention set for that home)."""
 
     home: Path
     report: PurgeReport | None = None
@@ -132,14 +136,18 @@ def purge_homes(
     days: int | None,
     *,
     everything: bool = False,
+    retention: bool = False,
     dry_run: bool = False,
     llm_log: bool = True,
 ) -> list[HomeResult]:
     """Purge every home's run log under ``base`` (see :func:`home_run_logs`): runs older than
     ``days``, or every finished run with ``everything``, with their rows in the home's llm log.
-    One home's failure is reported in its :class:`HomeResult` and the others go on. Files keep
-    the owner of the home's run log."""
+    With ``retention`` each home's days are the operator's maximum or that home's own choice
+    (``retention.json``), the smaller; ``days`` is then ignored. One home's failure is
+    reported in its :class:`HomeResult` and the others go on. Files keep the owner of the
+    home's run log."""
     from consortium_lab import runs
+    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
 
     if not base.is_dir():
         raise ValueError(f"{base}: no such folder of homes")
@@ -149,8 +157,14 @@ def purge_homes(
         try:
             owner = log.stat()
             llm_owner = llm_path.stat() if llm_path.is_file() else None
+            home_days = days
+            if retention:
+                home_days = effective_retention_days(chosen_retention_days(home / DATA_IN_HOME))
+                if home_days is None:
+                    results.append(HomeResult(home))
+                    continue
             report = runs.purge(
-                days,
+                home_days,
                 all=everything,
                 dry_run=dry_run,
                 path=log,

@@ -91,9 +91,8 @@ class ChatWidget(anywidget.AnyWidget):
     error = t.Unicode("", help="The last error to show (config or run).").tag(sync=True)
     conversation_id = t.Unicode("", help="The id of the conversation shown.").tag(sync=True)
     chart_specs = t.Dict(help="Vega-Lite specs of the live charts (named datasets).").tag(sync=True)
-    user_name = t.Unicode(help="Whose data this is (typed to confirm Delete my data).").tag(
-        sync=True
-    )
+    user_name = t.Unicode(help="Whose data this is (typed to delete it).").tag(sync=True)
+    retention = t.Dict(help="Run-log retention: max (site), chosen, error.").tag(sync=True)
 
     def __init__(
         self,

@@ -77,12 +77,48 @@ def deleted_text(runs: int, configs: int, kept: int = 0) -> str:
     return text
 
 
+def retention_state() -> dict[str, Any]:
+    """The ``retention`` trait: ``max`` (the operator's days or ``None``), ``chosen`` (the
+    user's or ``None``) and ``error`` (a malformed setting, named; ``""`` when none)."""
+    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
+
+    state: dict[str, Any] = {"max": None, "chosen": None, "error": ""}
+    try:
+        state["max"] = effective_retention_days()
+        state["chosen"] = chosen_retention_days()
+    except ValueError as exc:
+        state["error"] = str(exc)
+    return state
+
+
+def retention_text(state: dict[str, Any]) -> str:
+    """What a retention state means, in words."""
+    kept = [d for d in (state["max"], state["chosen"]) if d is not None]
+    if not kept:
+        return "Your runs are kept until you delete them."
+    days = min(kept)
+    return (
+        f"Runs older than {_plural(days, 'day')} are deleted at the chat's next start and"
+        " every 6 hours."
+    )
+
+
 class MyData:
     """Answers ``download_my_data`` and ``delete_my_data`` for one :class:`ChatWidget`."""
 
     def __init__(self, widget: ChatWidget, post: Callable[[msg.Notice], None]) -> None:
         self.widget = widget
         self._notice = post
+        widget.retention = retention_state()
+
+    def set_retention(self, m: msg.SetRetention) -> None:
+        """Store the user's retention choice; the chat server's next purge (at most 6 hours
+        away, or its next start) applies it."""
+        from consortium_lab.sinks.runlog import set_retention_days
+
+        set_retention_days(m.days)
+        state = self.widget.retention = retention_state()
+        self._notice(msg.Notice(level="info", message=retention_text(state), req=m.req))
 
     def _paths(self) -> dict[str, Any]:
         store = self.widget.store
