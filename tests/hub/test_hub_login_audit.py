@@ -77,10 +77,13 @@ def test_the_hook_is_installed_with_a_gateway_admin_token_only(tmp_path):
     from .conftest import GATEWAY_ADMIN, hub_env
 
     settings_mod = pytest.importorskip("consortium_hub.settings")
+    unset = hub_env(tmp_path / "a", 8000, 8001)
+    del unset["CONSORTIUM_HUB_GATEWAY_ADMIN_TOKEN"]
     without = Config()
-    configure(without, settings_mod.read_settings(hub_env(tmp_path / "a", 8000, 8001)))
+    configure(without, settings_mod.read_settings(unset))
     assert "post_auth_hook" not in without.Authenticator
-    env = hub_env(tmp_path / "b", 8000, 8001, CONSORTIUM_HUB_GATEWAY_ADMIN_TOKEN=GATEWAY_ADMIN)
+    env = hub_env(tmp_path / "b", 8000, 8001)
+    assert env["CONSORTIUM_HUB_GATEWAY_ADMIN_TOKEN"] == GATEWAY_ADMIN
     c = Config()
     configure(c, settings_mod.read_settings(env))
     hook = c.Authenticator.post_auth_hook
@@ -90,3 +93,47 @@ def test_the_hook_is_installed_with_a_gateway_admin_token_only(tmp_path):
     short = hub_env(tmp_path / "c", 8000, 8001, CONSORTIUM_HUB_GATEWAY_ADMIN_TOKEN="short")
     with pytest.raises(settings_mod.SettingsError, match="GATEWAY_ADMIN_TOKEN: too short"):
         settings_mod.read_settings(short)
+
+
+def test_a_real_login_is_in_the_gateways_audit_log(hub, new_context):
+    import subprocess
+    import time
+
+    from .conftest import GATEWAY_ADMIN, JUPYTERHUB, submit_login
+
+    page = new_context().new_page()
+    submit_login(page, hub, "carol")
+    deadline = time.monotonic() + 180
+    logins: list[dict] = []
+    while not logins:
+        assert time.monotonic() < deadline, "no login entry:\n" + hub.log_tail(3000)
+        time.sleep(0.5)
+        status, body = svc_get(hub.gateway.url + "/admin/audit?action=login", GATEWAY_ADMIN)
+        assert status == 200, (status, body)
+        logins = [e for e in body["entries"] if e["actor"] == "carol"]
+    [entry] = logins
+    assert entry["detail"]["authenticator"] == "ConsortiumGenericOAuthenticator"
+    assert entry["detail"]["admin"] is False
+    ledger = hub.root / "gateway" / "ledger.db"
+    verified = subprocess.run(
+        [str(JUPYTERHUB.with_name("consortium-lab")), "audit", "verify", "--ledger", str(ledger)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verified.returncode == 0, verified.stderr
+
+
+def svc_get(url: str, token: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from .conftest import OPENER
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with OPENER.open(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {"error": exc.read().decode(errors="replace")}
