@@ -16,6 +16,7 @@ from typing import Any
 from consortium_lab.apps.connect import GATEWAY_URL_ENV
 from consortium_lab.apps.hub import standalone_proxy_command
 from consortium_lab.apps.hub_gateway import gateway_prefix
+from consortium_lab.sinks.runlog import RETENTION_ENV
 
 from .audit import LoginAudit
 from .auth import (
@@ -137,14 +138,19 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
 
 def chat_environment(s: HubSettings) -> dict[str, str]:
     """What a user server's chat needs: the gateway (its calls go there with the server's
-    token), chat kernels' lighter imports, and no ``llm`` plugin from entry points, so the
-    offline demo models and key-less plugin models, which would bypass the gateway's quotas,
-    are not there to pick. Never a provider key: the gateway holds those."""
-    return {
+    token), the operator's run-log retention, chat kernels' lighter imports, and no ``llm``
+    plugin from entry points, so the offline demo models and key-less plugin models, which
+    would bypass the gateway's quotas, are not there to pick. Never a provider key: the
+    gateway holds those."""
+    env = {
         GATEWAY_URL_ENV: gateway_base(s),
         "CONSORTIUM_LAB_CHAT_KERNEL": "1",
         "LLM_LOAD_PLUGINS": "",
     }
+    if s.retention_days is not None:
+        # The operator's maximum: the chat server purges older runs (apps/retention.py).
+        env[RETENTION_ENV] = str(s.retention_days)
+    return env
 
 
 def external(service: Service) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class HubSettings:
     pool_size: int
     home_base: Path
     subdomain_host: str
+    retention_days: int | None
     secure_cookies: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -204,6 +205,10 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
     )
     idle_timeout = r.integer("IDLE_TIMEOUT", 3600, 5, 30 * 86400)
     cull_every = r.integer("CULL_EVERY", min(300, max(idle_timeout // 2, 1)), 1, 86400)
+    retention_text = r.text("RETENTION_DAYS", "")
+    retention_days = None
+    if retention_text:
+        retention_days = r.integer("RETENTION_DAYS", 0, 1, 36500)
     home_base = r.text("HOME_BASE", "/home")
     if not Path(home_base).is_absolute():
         r.problems.append(f"{PREFIX}HOME_BASE={home_base!r}: expected an absolute path")
@@ -238,6 +243,7 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
         pool_size=r.integer("POOL_SIZE", 1, 0, 8),
         home_base=Path(home_base),
         subdomain_host=r.url("SUBDOMAIN_HOST", "", origin_only=True),
+        retention_days=retention_days,
     )
     known = {f"{PREFIX}{name}" for name in VARIABLES}
     unknown = sorted(n for n in env if n.startswith(PREFIX) and n not in known)
@@ -282,4 +288,5 @@ VARIABLES = (
     "POOL_SIZE",
     "HOME_BASE",
     "SUBDOMAIN_HOST",
+    "RETENTION_DAYS",
 )
