@@ -4,6 +4,7 @@ homes' files."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -192,3 +193,22 @@ async def test_all_homes_retention_reads_each_homes_choice(trio, tmp_path, monke
     assert f"{bob}: no retention set; nothing purged" in done.output
     assert [r["id"] for r in runs.list(path=alice / ".local/share/consortium-lab/runs.db")] == [new]
     assert len(runs.list(path=bob / ".local/share/consortium-lab/runs.db")) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+async def test_all_homes_as_root_leaves_every_file_to_the_homes_owner(trio, tmp_path):
+    _old, new = await two_runs()
+    base = tmp_path / "homes"
+    alice = make_home(base, "cl-alice")
+    uid = gid = 54321  # no such user needed: only the numbers are compared
+    for path in [alice, *alice.rglob("*")]:
+        os.chown(path, uid, gid)
+    done = CliRunner().invoke(
+        main, ["purge", "--all-homes", "--home-base", str(base), "--older-than", "30"]
+    )
+    assert done.exit_code == 0, done.output
+    assert f"{alice}: deleted 1 runs" in done.output
+    files = [p for p in alice.rglob("*") if p.is_file()]
+    assert files
+    assert [(p, p.stat().st_uid, p.stat().st_gid) for p in files] == [(p, uid, gid) for p in files]
+    assert [r["id"] for r in runs.list(path=alice / ".local/share/consortium-lab/runs.db")] == [new]
