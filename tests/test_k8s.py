@@ -195,9 +195,11 @@ def test_user_servers_purge_past_the_retention_at_start() -> None:
     from consortium_lab.sinks.runlog import parse_days
 
     assert parse_days(days) == 90
-    command = values["lifecycleHooks"]["postStart"]["exec"]["command"]
-    assert command[:2] == ["sh", "-c"]
-    assert command[2].startswith(f"{IMAGE_PREFIX}/bin/consortium-lab purge --retention ")
+    # The chat server's own process purges (at start and every 6 hours; tests/test_retention.py
+    # runs it): no second purge from a lifecycle hook.
+    command = values["cmd"]
+    assert command[command.index("-m") + 1] == "consortium_lab.apps.voila_server"
+    assert "lifecycleHooks" not in values
 
 
 def test_values_set_no_secret() -> None:

@@ -83,15 +83,18 @@ async def test_delete_my_data_is_refused_while_a_run_is_in_progress(duo, monkeyp
     ids = await _two_runs_and_two_configs(widget, db)
     widget.handle_message({"type": "ask", "prompt": "A third?"})
     assert widget.status == "running"
-    widget.handle_message({"type": "delete_my_data", "confirm": True, "req": "x1"})
+    widget.handle_message({"type": "delete_my_data", "confirm": widget.user_name, "req": "x1"})
     refused = await _notice(capture, "x1")
     assert refused["level"] == "error" and "a run is in progress" in refused["message"]
     await widget.wait()
     assert set(ids) < {r["id"] for r in runs.list(path=db)}
     assert [s.name for s in configs.list()] == ["duo", "duo2"]
-    # Not confirmed: refused, nothing deleted.
-    widget.handle_message({"type": "delete_my_data", "confirm": False, "req": "x2"})
-    assert "confirmation" in (await _notice(capture, "x2"))["message"]
+    # Not confirmed by the user name (another name, a different case): refused, nothing deleted.
+    for n, typed in enumerate(("someone-else", widget.user_name.upper() + "X", "")):
+        widget.handle_message({"type": "delete_my_data", "confirm": typed, "req": f"x2{n}"})
+        refused = (await _notice(capture, f"x2{n}"))["message"]
+        assert f"type your user name ({widget.user_name})" in refused, refused
+        assert "nothing was deleted" in refused
     widget.handle_message({"type": "delete_my_data", "req": "x3"})
     assert "confirm" in (await _notice(capture, "x3"))["message"]
     assert len(runs.list(path=db)) == 3
@@ -103,7 +106,7 @@ async def test_delete_my_data_removes_runs_and_configs_and_starts_anew(duo, monk
     await _two_runs_and_two_configs(widget, db)
     before = widget.conversation_id
     assert widget.turns and widget.past_runs and widget.saved_configs
-    widget.handle_message({"type": "delete_my_data", "confirm": True, "req": "del"})
+    widget.handle_message({"type": "delete_my_data", "confirm": widget.user_name, "req": "del"})
     done = await _notice(capture, "del")
     assert done == {
         "type": "notice",
@@ -133,7 +136,7 @@ async def test_a_run_still_marked_running_is_kept_and_the_answer_says_so(
     store.record(RunStarted(run_id="cut", prompt="Cut off?", config=duo, conversation_id="c0"))
     widget, capture = make_widget(monkeypatch, tmp_path, config=duo, store=store)
     await widget.ask("Finished?")
-    widget.handle_message({"type": "delete_my_data", "confirm": True, "req": "k"})
+    widget.handle_message({"type": "delete_my_data", "confirm": widget.user_name, "req": "k"})
     message = (await _notice(capture, "k"))["message"]
     assert message.startswith("Deleted 1 run and 0 saved configs. Kept 1 run still marked")
     assert [r["id"] for r in runs.list(path=db)] == ["cut"]
@@ -159,8 +162,10 @@ def _hub_chat(gateways: Any, monkeypatch: Any, **settings: Any) -> tuple[Any, Ga
     assert service.request("PUT", "/admin/defaults", ADMIN, defaults).status == 200
     monkeypatch.setenv("CONSORTIUM_LAB_GATEWAY_URL", service.url)
     monkeypatch.setenv("CONSORTIUM_LAB_GATEWAY_TOKEN", ALICE)
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
     _banner, chat = voila.chat_widget(restore=False).children
     assert isinstance(chat, GatewayChatWidget)
+    assert chat.user_name == "alice"  # the hub user is typed to confirm a deletion
     return service, chat
 
 
@@ -176,7 +181,7 @@ async def test_in_a_hub_deleting_also_deletes_at_the_gateway(gateways, monkeypat
     assert service.chat(BOB, "m2", "Q").status == 200
     for root in (isolated_home.root, gateways.root):  # there before, so the check below bites
         assert any(b"alice-marker-answer" in f.read_bytes() for f in _files(root)), root
-    chat.handle_message({"type": "delete_my_data", "confirm": True, "req": "hub"})
+    chat.handle_message({"type": "delete_my_data", "confirm": "alice", "req": "hub"})
     done = await _notice(capture, "hub")
     assert done["level"] == "info", done
     assert done["message"].startswith("Deleted 1 run and 0 saved configs. The gateway deleted")
@@ -201,7 +206,7 @@ async def test_in_a_hub_a_gateway_refusal_is_shown_not_swallowed(gateways, monke
     capture = Capture()
     monkeypatch.setattr(chat, "send", capture)
     assert (await chat.ask("What?")).status == "completed"
-    chat.handle_message({"type": "delete_my_data", "confirm": True, "req": "h1"})
+    chat.handle_message({"type": "delete_my_data", "confirm": "alice", "req": "h1"})
     refused = await _notice(capture, "h1")
     assert refused["level"] == "error"
     message = refused["message"]
@@ -210,6 +215,54 @@ async def test_in_a_hub_a_gateway_refusal_is_shown_not_swallowed(gateways, monke
     assert message.endswith("Delete your data again to retry.")
     # Unreachable: said so, with the URL.
     service.stop()
-    chat.handle_message({"type": "delete_my_data", "confirm": True, "req": "h2"})
+    chat.handle_message({"type": "delete_my_data", "confirm": "alice", "req": "h2"})
     unreachable = (await _notice(capture, "h2"))["message"]
     assert "could not be reached" in unreachable and service.url in unreachable, unreachable
+
+
+def test_the_name_to_type_is_the_hub_user_else_the_os_user(monkeypatch):
+    import getpass
+
+    from consortium_lab.widget.mydata import data_owner
+
+    monkeypatch.setenv("JUPYTERHUB_USER", "carol")
+    assert data_owner() == "carol"
+    monkeypatch.delenv("JUPYTERHUB_USER")
+    assert data_owner() == getpass.getuser()
+
+
+async def test_a_user_picks_fewer_retention_days_and_the_smaller_wins(duo, monkeypatch, tmp_path):
+    from consortium_lab.paths import data_dir
+    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
+
+    monkeypatch.setenv("CONSORTIUM_LAB_RETENTION_DAYS", "90")
+    widget, capture = make_widget(monkeypatch, tmp_path, config=duo)
+    assert widget.retention == {"max": 90, "chosen": None, "error": ""}
+    widget.handle_message({"type": "set_retention", "days": 30, "req": "r1"})
+    said = await _notice(capture, "r1")
+    assert said["level"] == "info"
+    assert said["message"].startswith("Runs older than 30 days are deleted")
+    assert widget.retention == {"max": 90, "chosen": 30, "error": ""}
+    assert (data_dir() / "retention.json").is_file()
+    assert effective_retention_days(chosen_retention_days()) == 30
+    # More than the site's maximum: stored, but the site's 90 wins.
+    widget.handle_message({"type": "set_retention", "days": 365, "req": "r2"})
+    assert (await _notice(capture, "r2"))["message"].startswith("Runs older than 90 days")
+    assert effective_retention_days(chosen_retention_days()) == 90
+    # Bad days: refused, naming the problem; the last choice stays.
+    for n, bad in enumerate((0, -3)):
+        widget.handle_message({"type": "set_retention", "days": bad, "req": f"b{n}"})
+        refused = await _notice(capture, f"b{n}")
+        assert refused["level"] == "error" and "at least 1 day" in refused["message"], refused
+    assert chosen_retention_days() == 365
+    # No choice: as long as the site allows.
+    widget.handle_message({"type": "set_retention", "days": None, "req": "r3"})
+    await _notice(capture, "r3")
+    assert widget.retention["chosen"] is None and chosen_retention_days() is None
+    monkeypatch.delenv("CONSORTIUM_LAB_RETENTION_DAYS")
+    widget.handle_message({"type": "set_retention", "days": None, "req": "r4"})
+    assert (await _notice(capture, "r4"))["message"] == "Your runs are kept until you delete them."
+    # A malformed operator setting is shown, named.
+    monkeypatch.setenv("CONSORTIUM_LAB_RETENTION_DAYS", "soon")
+    reloaded, _ = make_widget(monkeypatch, tmp_path, config=duo)
+    assert "CONSORTIUM_LAB_RETENTION_DAYS" in reloaded.retention["error"]

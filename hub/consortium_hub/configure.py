@@ -15,7 +15,10 @@ from typing import Any
 
 from consortium_lab.apps.connect import GATEWAY_URL_ENV
 from consortium_lab.apps.hub import standalone_proxy_command
+from consortium_lab.apps.hub_gateway import gateway_prefix
+from consortium_lab.sinks.runlog import RETENTION_ENV
 
+from .audit import LoginAudit
 from .auth import (
     GUESTS_GROUP,
     ConsortiumGenericOAuthenticator,
@@ -101,6 +104,15 @@ def configure_authenticator(c: Any, s: HubSettings) -> None:
     c.Authenticator.username_pattern = USERNAME_PATTERN
     # A class attribute, not a trait: the mixin is no traitlets class of its own.
     NamedRuleMixin.guests_enabled = s.guests
+    if s.gateway_admin_token:
+        c.Authenticator.post_auth_hook = LoginAudit(
+            f"{gateway_base(s)}admin/audit", s.gateway_admin_token
+        )
+
+
+def gateway_base(s: HubSettings) -> str:
+    """The gateway's own URL with the prefix it serves under (the proxy's, unstripped)."""
+    return f"{s.gateway.url.rstrip('/')}{gateway_prefix(s.gateway.name)}"
 
 
 def configure_spawner(c: Any, s: HubSettings) -> None:
@@ -126,14 +138,19 @@ def configure_spawner(c: Any, s: HubSettings) -> None:
 
 def chat_environment(s: HubSettings) -> dict[str, str]:
     """What a user server's chat needs: the gateway (its calls go there with the server's
-    token), chat kernels' lighter imports, and no ``llm`` plugin from entry points, so the
-    offline demo models and key-less plugin models, which would bypass the gateway's quotas,
-    are not there to pick. Never a provider key: the gateway holds those."""
-    return {
-        GATEWAY_URL_ENV: f"{s.gateway.url.rstrip('/')}/services/{s.gateway.name}/",
+    token), the operator's run-log retention, chat kernels' lighter imports, and no ``llm``
+    plugin from entry points, so the offline demo models and key-less plugin models, which
+    would bypass the gateway's quotas, are not there to pick. Never a provider key: the
+    gateway holds those."""
+    env = {
+        GATEWAY_URL_ENV: gateway_base(s),
         "CONSORTIUM_LAB_CHAT_KERNEL": "1",
         "LLM_LOAD_PLUGINS": "",
     }
+    if s.retention_days is not None:
+        # The operator's maximum: the chat server purges older runs (apps/retention.py).
+        env[RETENTION_ENV] = str(s.retention_days)
+    return env
 
 
 def external(service: Service) -> dict[str, Any]:

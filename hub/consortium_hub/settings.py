@@ -71,6 +71,7 @@ class HubSettings:
     admin_users: set[str]
     allowed_groups: set[str]
     gateway: Service
+    gateway_admin_token: str
     analytics: Service | None
     idle_timeout: int
     cull_every: int
@@ -79,6 +80,7 @@ class HubSettings:
     pool_size: int
     home_base: Path
     subdomain_host: str
+    retention_days: int | None
     secure_cookies: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -190,6 +192,8 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
             f"or {PREFIX}ALLOWED_GROUPS"
         )
     gateway = Service("consortium-gateway", r.url("GATEWAY_URL"), r.token("GATEWAY_TOKEN"))
+    # A gateway admin token (not the service's hub token): logins go to its audit log.
+    gateway_admin_token = r.token("GATEWAY_ADMIN_TOKEN", required=False)
     analytics_url = r.url("ANALYTICS_URL", "")
     analytics_token = r.token("ANALYTICS_TOKEN", required=False)
     if bool(analytics_url) != bool(analytics_token):
@@ -201,6 +205,10 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
     )
     idle_timeout = r.integer("IDLE_TIMEOUT", 3600, 5, 30 * 86400)
     cull_every = r.integer("CULL_EVERY", min(300, max(idle_timeout // 2, 1)), 1, 86400)
+    retention_text = r.text("RETENTION_DAYS", "")
+    retention_days = None
+    if retention_text:
+        retention_days = r.integer("RETENTION_DAYS", 0, 1, 36500)
     home_base = r.text("HOME_BASE", "/home")
     if not Path(home_base).is_absolute():
         r.problems.append(f"{PREFIX}HOME_BASE={home_base!r}: expected an absolute path")
@@ -226,6 +234,7 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
         admin_users=admin_users,
         allowed_groups=allowed_groups,
         gateway=gateway,
+        gateway_admin_token=gateway_admin_token,
         analytics=analytics,
         idle_timeout=idle_timeout,
         cull_every=cull_every,
@@ -234,6 +243,7 @@ def read_settings(env: Mapping[str, str]) -> HubSettings:
         pool_size=r.integer("POOL_SIZE", 1, 0, 8),
         home_base=Path(home_base),
         subdomain_host=r.url("SUBDOMAIN_HOST", "", origin_only=True),
+        retention_days=retention_days,
     )
     known = {f"{PREFIX}{name}" for name in VARIABLES}
     unknown = sorted(n for n in env if n.startswith(PREFIX) and n not in known)
@@ -268,6 +278,7 @@ VARIABLES = (
     "ALLOWED_GROUPS",
     "GATEWAY_URL",
     "GATEWAY_TOKEN",
+    "GATEWAY_ADMIN_TOKEN",
     "ANALYTICS_URL",
     "ANALYTICS_TOKEN",
     "IDLE_TIMEOUT",
@@ -277,4 +288,5 @@ VARIABLES = (
     "POOL_SIZE",
     "HOME_BASE",
     "SUBDOMAIN_HOST",
+    "RETENTION_DAYS",
 )

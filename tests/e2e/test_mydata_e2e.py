@@ -1,6 +1,7 @@
 """ "Your data" in Debian's Chromium: "Download my data" is a real download holding every run
-and saved config; "Delete my data" asks in plain words first, then the page shows an empty
-history and a new conversation, and so does a reload (a new kernel reading the run log).
+and saved config; "Delete my data" asks in plain words first and is confirmed by typing the
+user name, then the page shows an empty history and a new conversation, and so does a reload
+(a new kernel reading the run log).
 
 Its own module: deleting empties the module's run log, which other modules' tests rely on."""
 
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 
 from consortium_lab import runs
+from consortium_lab.widget.mydata import data_owner
 
 from .test_chat_e2e import ask, configure, expect, open_chat, wait_status
 from fake_openai import ModelScript
@@ -52,7 +54,18 @@ def test_download_then_delete_my_data(voila, models, page):
     expect(dialog).to_contain_text("every run in your run log")
     expect(dialog).to_contain_text("all your saved configs")
     expect(dialog).to_contain_text("cannot be undone")
-    dialog.get_by_role("button", name="Delete everything").click()
+    # Confirmed by typing the user name (the OS user here: no hub); until then, disabled.
+    name = data_owner()
+    expect(dialog.locator(".cl-mydata-name")).to_have_text(name)
+    expect(dialog).to_contain_text(f"Type your user name, {name}, to confirm")
+    delete = dialog.get_by_role("button", name="Delete everything")
+    expect(delete).to_be_disabled()
+    typed = dialog.get_by_label("Type your user name to confirm")
+    typed.fill(name + "x")
+    expect(delete).to_be_disabled()
+    typed.fill(name)
+    expect(delete).to_be_enabled()
+    delete.click()
     expect(menu.locator(".cl-mydata-result")).to_have_text(
         "Deleted 2 runs and 1 saved config.", timeout=60_000
     )

@@ -249,6 +249,8 @@ def hub_env(root: Path, port: int, oidc_port: int, **overrides: str) -> dict[str
         CONSORTIUM_HUB_ADMIN_USERS="alice",
         CONSORTIUM_HUB_GATEWAY_URL=f"http://127.0.0.1:{free_port()}",
         CONSORTIUM_HUB_GATEWAY_TOKEN=secrets.token_hex(32),
+        # Logins go to the gateway's audit log (the gateway started here admits this token).
+        CONSORTIUM_HUB_GATEWAY_ADMIN_TOKEN=GATEWAY_ADMIN,
         OIDC_PORT=str(oidc_port),
         OIDC_CLIENT_ID="consortium-hub-test",
         OIDC_CLIENT_SECRET=secret,

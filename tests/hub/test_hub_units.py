@@ -190,3 +190,22 @@ def test_the_configuration_the_hub_runs_with(tmp_path: Path, monkeypatch: pytest
     for name in ("jupyterhub.sqlite", "proxy_auth_token"):
         assert stat.S_IMODE((settings.data_dir / name).stat().st_mode) == 0o600
     assert stat.S_IMODE(settings.data_dir.stat().st_mode) == 0o700
+
+
+def test_the_operators_retention_reaches_the_user_servers(tmp_path):
+    from consortium_hub.configure import configure
+    from traitlets.config import Config
+
+    c = Config()
+    configure(c, settings_mod.read_settings(hub_env(tmp_path / "a", 8000, 8001)))
+    assert "CONSORTIUM_LAB_RETENTION_DAYS" not in c.Spawner.environment
+    env = hub_env(tmp_path / "b", 8000, 8001, CONSORTIUM_HUB_RETENTION_DAYS="30")
+    c = Config()
+    configure(c, settings_mod.read_settings(env))
+    assert c.Spawner.environment["CONSORTIUM_LAB_RETENTION_DAYS"] == "30"
+    for bad, why in (("0", "expected 1 to 36500"), ("-3", "expected 1"), ("1.5", "whole")):
+        env = hub_env(tmp_path / "c", 8000, 8001, CONSORTIUM_HUB_RETENTION_DAYS=bad)
+        with pytest.raises(
+            settings_mod.SettingsError, match=f"CONSORTIUM_HUB_RETENTION_DAYS.*{why}"
+        ):
+            settings_mod.read_settings(env)

@@ -158,6 +158,12 @@ export class ChatApp {
     const busy = () => this.mydata.setBusy(model.get("status") !== "idle");
     model.on("change:status", busy);
     busy();
+    const owner = () => this.mydata.setUserName(String(model.get("user_name") ?? ""));
+    model.on("change:user_name", owner);
+    owner();
+    const retention = () => this.mydata.setRetention(model.get("retention") ?? {});
+    model.on("change:retention", retention);
+    retention();
     for (const name of ["turns", "live_turn", "status", "error", "chart_specs"]) {
       model.on(`change:${name}`, rerender);
     }

@@ -30,12 +30,16 @@ export interface ChatModel {
   models: Array<Record<string, any>>;
   /** Recent runs of the run log, newest first. */
   past_runs: Array<Record<string, any>>;
+  /** Run-log retention: max (site), chosen, error. */
+  retention: Record<string, any>;
   /** Saved configs: name, ok, error, config. */
   saved_configs: Array<Record<string, any>>;
   /** What the chat is doing. */
   status: "idle" | "running" | "cancelling";
   /** Finished turns: RunResult.to_dict() plus 'ui'. */
   turns: Array<Record<string, any>>;
+  /** Whose data this is (typed to delete it). */
+  user_name: string;
 }
 
 /** Save a copy of the saved config ``source`` as ``target``. */
@@ -46,10 +50,10 @@ export interface CloneConfig {
   req?: string | number | null;
 }
 
-/** Delete every run and saved config of this user (and, in a hub, what the gateway keeps of them); refused while a run is in progress. ``confirm`` must be true: the page asked. */
+/** Delete every run and saved config of this user (and, in a hub, what the gateway keeps of them); refused while a run is in progress. ``confirm`` is the user name as the user typed it (the widget's ``user_name``); anything else is refused. */
 export interface DeleteMyData {
   type: "delete_my_data";
-  confirm: boolean;
+  confirm: string;
   req?: string | number | null;
 }
 
@@ -111,7 +115,7 @@ export interface Export {
   req?: string | number | null;
 }
 
-export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest | RecommendRequest | Resend | DownloadMyData | DeleteMyData;
+export type FrontendMessage = Ready | Ask | Cancel | NewChat | SetConfig | SaveConfig | LoadConfig | CloneConfig | RemoveConfig | OpenRun | Export | DeleteRun | EstimateRequest | RecommendRequest | Resend | DownloadMyData | DeleteMyData | SetRetention;
 
 export type KernelMessage = Events | Snapshot | KernelReady | Download | EstimateReply | RecommendReply | Notice;
 
@@ -204,6 +208,13 @@ export interface SetConfig {
   type: "set_config";
   config: Record<string, any>;
   merge?: boolean;
+  req?: string | number | null;
+}
+
+/** Keep this user's runs ``days`` days (``None``: as long as the site allows); the smaller of it and the operator's ``CONSORTIUM_LAB_RETENTION_DAYS`` applies. Answered by a ``notice`` and the ``retention`` trait. */
+export interface SetRetention {
+  type: "set_retention";
+  days: number | null;
   req?: string | number | null;
 }
 

@@ -64,6 +64,8 @@ export function chatState(overrides: Partial<ChatModel> = {}): ChatModel {
     saved_configs: [],
     status: "idle",
     turns: [],
+    user_name: "alice",
+    retention: { max: 90, chosen: null, error: "" },
     ...overrides,
   };
 }

@@ -28,7 +28,7 @@ describe("messages.schema.json", () => {
   it("describes the model's traits", () => {
     const model = SCHEMA.$defs.ChatModel;
     expect(Object.keys(model.properties).sort()).toEqual(
-      ["chart_specs", "config", "conversation_id", "error", "live_turn", "models", "past_runs", "saved_configs", "status", "turns"],
+      ["chart_specs", "config", "conversation_id", "error", "live_turn", "models", "past_runs", "retention", "saved_configs", "status", "turns", "user_name"],
     );
     expect(check({ ...Object.fromEntries(model.required.map((k: string) => [k, model.properties[k].type === "string" ? "" : model.properties[k].type === "array" ? [] : {}])), status: "idle" }, "ChatModel")).toEqual([]);
   });

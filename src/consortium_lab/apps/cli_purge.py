@@ -2,8 +2,9 @@
 
 Exactly one of ``--older-than DAYS``, ``--all`` or ``--retention`` (the days of
 ``CONSORTIUM_LAB_RETENTION_DAYS``, doing nothing when it is unset or no run log exists yet, so
-a user server can run it at every start) says what goes. Bad input is
-one line and exit 1, with nothing deleted.
+a user server can run it at every start) says what goes. ``--all-homes`` applies it to every
+home's run log under ``--home-base`` (root, on one machine: dormant users' runs too). Bad input
+is one line and exit 1, with nothing deleted.
 """
 
 from __future__ import annotations
@@ -36,7 +37,21 @@ def _size(n: int) -> str:
 @click.option(
     "--retention",
     is_flag=True,
-    help="Delete the runs older than CONSORTIUM_LAB_RETENTION_DAYS (nothing when it is unset).",
+    help="Delete the runs older than CONSORTIUM_LAB_RETENTION_DAYS or the days you chose in "
+    "the chat, the smaller (nothing when neither is set).",
+)
+@click.option(
+    "--all-homes",
+    is_flag=True,
+    help="Every home's run log under --home-base (~/.local/share/consortium-lab/runs.db, as the "
+    "hub's user servers keep it), each with its own llm log; run as root. Not with --db.",
+)
+@click.option(
+    "--home-base",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/home"),
+    show_default=True,
+    help="The folder of homes --all-homes looks in (the hub's CONSORTIUM_HUB_HOME_BASE).",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; change nothing.")
 @click.option(
@@ -49,6 +64,8 @@ def purge_cmd(
     older_than: str | None,
     everything: bool,
     retention: bool,
+    all_homes: bool,
+    home_base: Path,
     dry_run: bool,
     keep_llm_log: bool,
 ) -> None:
@@ -57,7 +74,11 @@ def purge_cmd(
     Runs still running are kept. Deleted text is gone from the files, not only hidden.
     """
     from consortium_lab import paths, runs
-    from consortium_lab.sinks.runlog import effective_retention_days, parse_days
+    from consortium_lab.sinks.runlog import (
+        chosen_retention_days,
+        effective_retention_days,
+        parse_days,
+    )
 
     chosen = sum((older_than is not None, everything, retention))
     if chosen != 1:
@@ -66,9 +87,14 @@ def purge_cmd(
     try:
         if older_than is not None:
             days = parse_days(older_than, what="--older-than")
+        if all_homes:
+            if db is not None:
+                raise ValueError("--all-homes purges every home's run log: leave out --db")
+            _all_homes(home_base, days, everything, retention, dry_run, not keep_llm_log)
+            return
         path = db if db is not None else paths.runs_db_path()
         if retention:
-            days = effective_retention_days()
+            days = effective_retention_days(chosen_retention_days())
             if days is None:
                 click.echo("No retention set (CONSORTIUM_LAB_RETENTION_DAYS); nothing purged.")
                 return
@@ -92,3 +118,29 @@ def purge_cmd(
     )
     if not report.dry_run and report.runs:
         click.echo(f"File size {_size(report.bytes_before)} -> {_size(report.bytes_after)}")
+
+
+def _all_homes(
+    base: Path, days: int | None, everything: bool, retention: bool, dry_run: bool, llm: bool
+) -> None:
+    from consortium_lab.apps.retention import purge_homes
+
+    results = purge_homes(
+        base, days, everything=everything, retention=retention, dry_run=dry_run, llm_log=llm
+    )
+    verb = "would delete" if dry_run else "deleted"
+    for result in results:
+        if result.report is not None:
+            report = result.report
+            click.echo(
+                f"{result.home}: {verb} {report.runs} runs,"
+                f" {report.llm_responses} llm log responses"
+            )
+        elif result.error is not None:
+            click.echo(f"{result.home}: failed: {result.error}", err=True)
+        else:
+            click.echo(f"{result.home}: no retention set; nothing purged")
+    failed = sum(r.error is not None for r in results)
+    click.echo(f"{len(results)} run logs under {base}, {failed} failed")
+    if failed:
+        raise SystemExit(1)

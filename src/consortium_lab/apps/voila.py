@@ -106,7 +106,8 @@ def voila_command(
     command = [
         sys.executable,
         "-m",
-        "voila",
+        # Voila with the run log's retention loop in the same process.
+        "consortium_lab.apps.voila_server",
         str(root or notebooks_dir()),
         "--no-browser",
         f"--port={port}",

@@ -47,6 +47,7 @@ from consortium_lab.widget import branching, history
 from consortium_lab.widget.batching import DELTA_KINDS, DeltaBatcher, event_payload, snapshot
 from consortium_lab.widget.handlers import FrontendHandlers, friendly, log_failure
 from consortium_lab.widget.messages import Events, KernelReady, StreamEvent
+from consortium_lab.widget.mydata import data_owner
 from consortium_lab.widget.settings import (
     check_llm_options,
     model_entry,
@@ -90,6 +91,8 @@ class ChatWidget(anywidget.AnyWidget):
     error = t.Unicode("", help="The last error to show (config or run).").tag(sync=True)
     conversation_id = t.Unicode("", help="The id of the conversation shown.").tag(sync=True)
     chart_specs = t.Dict(help="Vega-Lite specs of the live charts (named datasets).").tag(sync=True)
+    user_name = t.Unicode(help="Whose data this is (typed to delete it).").tag(sync=True)
+    retention = t.Dict(help="Run-log retention: max (site), chosen, error.").tag(sync=True)
 
     def __init__(
         self,
@@ -102,6 +105,7 @@ class ChatWidget(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.user_name = self.user_name or data_owner()
         self._gateway = gateway if gateway is not None else getattr(consortium, "gateway", None)
         self._store_arg = store
         self._highlights = HighlightCache()

@@ -77,6 +77,7 @@ class FrontendHandlers:
             msg.Resend: self._resend,
             msg.DownloadMyData: self.mydata.download,
             msg.DeleteMyData: self.mydata.delete,
+            msg.SetRetention: self.mydata.set_retention,
         }
 
     def handle(self, content: Any) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "Resend",
     "SaveConfig",
     "SetConfig",
+    "SetRetention",
     "Snapshot",
     "SnapshotStream",
     "StreamEvent",
@@ -209,12 +210,23 @@ class DownloadMyData(_Message):
     req: Req = None
 
 
+class SetRetention(_Message):
+    """Keep this user's runs ``days`` days (``None``: as long as the site allows); the smaller
+    of it and the operator's ``CONSORTIUM_LAB_RETENTION_DAYS`` applies. Answered by a
+    ``notice`` and the ``retention`` trait."""
+
+    type: Literal["set_retention"]
+    days: int | None
+    req: Req = None
+
+
 class DeleteMyData(_Message):
     """Delete every run and saved config of this user (and, in a hub, what the gateway keeps
-    of them); refused while a run is in progress. ``confirm`` must be true: the page asked."""
+    of them); refused while a run is in progress. ``confirm`` is the user name as the user
+    typed it (the widget's ``user_name``); anything else is refused."""
 
     type: Literal["delete_my_data"]
-    confirm: bool
+    confirm: str
     req: Req = None
 
 
@@ -235,7 +247,8 @@ FrontendMessage = Annotated[
     | RecommendRequest
     | Resend
     | DownloadMyData
-    | DeleteMyData,
+    | DeleteMyData
+    | SetRetention,
     Field(discriminator="type"),
 ]
 """Any message the page sends."""

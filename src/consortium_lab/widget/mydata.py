@@ -3,7 +3,8 @@
 ``download_my_data`` is answered by a ``download`` of one JSON file,
 :func:`consortium_lab.runs.export_all` (every run in the export shape, every saved config).
 
-``delete_my_data {confirm: true}`` deletes every run of the run log (their rows in llm's log
+``delete_my_data {confirm: NAME}`` (NAME: the widget's ``user_name`` as the user typed it,
+:func:`data_owner`) deletes every run of the run log (their rows in llm's log
 too, both files vacuumed) and every saved config (:func:`consortium_lab.runs.delete_all`), then
 shows a new, empty conversation. **A run in progress refuses it** (the page disables the button
 meanwhile): stopping a run the user did not ask to stop would be a surprise, and a run still
@@ -19,8 +20,10 @@ local data is gone and that deleting again retries it.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -31,7 +34,7 @@ from consortium_lab.widget.settings import plain_error
 if TYPE_CHECKING:
     from consortium_lab.widget.chat import ChatWidget
 
-__all__ = ["MyData", "RemoteData", "deleted_text"]
+__all__ = ["MyData", "RemoteData", "data_owner", "deleted_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,18 @@ class RemoteData(Protocol):
         """Delete it; returns what was deleted, in words. Raises with a plain message on
         failure (never returns quietly when nothing was deleted)."""
         ...
+
+
+def data_owner() -> str:
+    """Whose data a chat holds: the hub user in a hub (``JUPYTERHUB_USER``), else the OS user
+    (what "Delete my data" asks the user to type)."""
+    hub_user = os.environ.get("JUPYTERHUB_USER")
+    if hub_user:
+        return hub_user
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container's uid without a passwd entry or $USER
+        return str(os.getuid())
 
 
 def _plural(n: int, word: str) -> str:
@@ -62,12 +77,48 @@ def deleted_text(runs: int, configs: int, kept: int = 0) -> str:
     return text
 
 
+def retention_state() -> dict[str, Any]:
+    """The ``retention`` trait: ``max`` (the operator's days or ``None``), ``chosen`` (the
+    user's or ``None``) and ``error`` (a malformed setting, named; ``""`` when none)."""
+    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
+
+    state: dict[str, Any] = {"max": None, "chosen": None, "error": ""}
+    try:
+        state["max"] = effective_retention_days()
+        state["chosen"] = chosen_retention_days()
+    except ValueError as exc:
+        state["error"] = str(exc)
+    return state
+
+
+def retention_text(state: dict[str, Any]) -> str:
+    """What a retention state means, in words."""
+    kept = [d for d in (state["max"], state["chosen"]) if d is not None]
+    if not kept:
+        return "Your runs are kept until you delete them."
+    days = min(kept)
+    return (
+        f"Runs older than {_plural(days, 'day')} are deleted at the chat's next start and"
+        " every 6 hours."
+    )
+
+
 class MyData:
     """Answers ``download_my_data`` and ``delete_my_data`` for one :class:`ChatWidget`."""
 
     def __init__(self, widget: ChatWidget, post: Callable[[msg.Notice], None]) -> None:
         self.widget = widget
         self._notice = post
+        widget.retention = retention_state()
+
+    def set_retention(self, m: msg.SetRetention) -> None:
+        """Store the user's retention choice; the chat server's next purge (at most 6 hours
+        away, or its next start) applies it."""
+        from consortium_lab.sinks.runlog import set_retention_days
+
+        set_retention_days(m.days)
+        state = self.widget.retention = retention_state()
+        self._notice(msg.Notice(level="info", message=retention_text(state), req=m.req))
 
     def _paths(self) -> dict[str, Any]:
         store = self.widget.store
@@ -96,8 +147,11 @@ class MyData:
         from consortium_lab import configs, runs
 
         widget = self.widget
-        if not m.confirm:
-            raise ValueError("confirm: deleting all your data needs your confirmation")
+        if m.confirm != widget.user_name:
+            raise ValueError(
+                f"confirm: type your user name ({widget.user_name}) to delete all your data;"
+                " nothing was deleted"
+            )
         if widget.status != "idle":
             raise RuntimeError(
                 "a run is in progress: stop it (or wait for it to finish), then delete your data"

@@ -16,6 +16,10 @@ from consortium_lab.sinks.runlog.purge import (
     purge,
 )
 from consortium_lab.sinks.runlog.reader import FRAME_COLUMNS
+from consortium_lab.sinks.runlog.retention_choice import (
+    chosen_retention_days,
+    set_retention_days,
+)
 from consortium_lab.sinks.runlog.store import RunStore
 
 __all__ = [
@@ -28,9 +32,11 @@ __all__ = [
     "PurgeReport",
     "RunStatus",
     "RunStore",
+    "chosen_retention_days",
     "effective_retention_days",
     "owner_is_alive",
     "parse_days",
     "process_start_token",
     "purge",
+    "set_retention_days",
 ]
