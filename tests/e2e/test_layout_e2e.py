@@ -30,14 +30,24 @@ def _ask_new(page, prompt: str):
     return page.locator(".cl-turn").nth(before)
 
 
+IN_VIEWPORT = """(sel) => {
+  const el = document.querySelector(sel);
+  if (!el) return false;
+  const r = el.getBoundingClientRect();
+  return r.top >= 0 && r.top < innerHeight && r.bottom > 0;
+}"""
+
+
 def _in_viewport(page, selector: str) -> bool:
-    return bool(
-        page.evaluate(
-            """(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
-                 return r.top >= 0 && r.top < innerHeight && r.bottom > 0; }""",
-            selector,
-        )
-    )
+    """Whether ``selector`` is on screen now (for what must *stay* where it is)."""
+    return bool(page.evaluate(IN_VIEWPORT, selector))
+
+
+def _comes_into_view(page, selector: str) -> bool:
+    """Wait until ``selector`` is on screen: the page scrolls to follow the stream in the
+    animation frame after the content lands, so an immediate look can race it."""
+    page.wait_for_function(IN_VIEWPORT, arg=selector, timeout=10_000)
+    return True
 
 
 @pytest.mark.parametrize("viewport", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
@@ -54,7 +64,7 @@ def test_answer_above_the_fold_working_folded_prompt_pinned(voila, models, page,
     expect(working).not_to_have_attribute("open", "")
     expect(turn.locator(".cl-answer-status")).to_contain_text("3 members · 1 iteration · 90%")
     # the page followed the run: the answer of the last turn is on screen, and so is the prompt
-    assert _in_viewport(page, ".cl-turn:last-of-type .cl-synthesis-text")
+    assert _comes_into_view(page, ".cl-turn:last-of-type .cl-synthesis-text")
     assert _in_viewport(page, ".cl-prompt-input")
     # the working opens on demand, and the prompt box stays pinned while the page scrolls
     working.locator(".cl-working-summary").click()
@@ -107,7 +117,7 @@ def test_follows_the_stream_until_the_reader_scrolls_up(voila, models, page):
     assert _in_viewport(page, ".cl-title")
     jump.click()
     expect(jump).to_be_hidden()
-    assert _in_viewport(page, ".cl-prompt-input")
+    assert _comes_into_view(page, ".cl-prompt-input")
     page.keyboard.press("Escape")  # Escape stops the run
     assert wait_status(page, turn, "cancelled") == "cancelled"
     assert page.errors == []
