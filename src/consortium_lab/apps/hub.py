@@ -43,6 +43,7 @@ from consortium_lab.apps.hub_gateway import (
     hub_gateway_env,
     hub_gateway_settings,
     own_llm_setup,
+    require_reachable_python,
     write_gateway_folder,
 )
 from consortium_lab.apps.voila import voila_command
@@ -255,6 +256,7 @@ def start_gateway(
         config.write_text(json.dumps(hub_gateway_settings(folder), indent=2))
         genv = hub_gateway_env(os.environ, hub_api_url=hub_api_url, api_token=token)
     else:
+        require_reachable_python(Path(sys.executable))
         account = gateway_account(gateway_dir)
         config = write_gateway_folder(
             account.folder,

@@ -30,6 +30,7 @@ __all__ = [
     "GATEWAY_SERVICE",
     "GATEWAY_UNIX_USER",
     "GatewayAccount",
+    "closed_parent",
     "gateway_account",
     "gateway_command",
     "gateway_prefix",
@@ -37,6 +38,7 @@ __all__ = [
     "hub_gateway_env",
     "hub_gateway_settings",
     "own_llm_setup",
+    "require_reachable_python",
     "write_gateway_folder",
 ]
 
@@ -99,6 +101,13 @@ def gateway_account(folder: Path, name: str = GATEWAY_UNIX_USER) -> GatewayAccou
     Needs root. Every folder above ``folder`` must let others pass (``x``), or the gateway
     cannot reach its own files: a clear error says which one does not.
     """
+    folder = folder.resolve()
+    closed = closed_parent(folder)
+    if closed is not None:
+        raise RuntimeError(
+            f"the gateway folder {folder} is below {closed}, which Unix user {name} cannot "
+            "enter: choose a folder under one others may pass through (e.g. /var/lib)"
+        )
     if not _unix_user_exists(name):
         done = subprocess.run(
             [
@@ -120,17 +129,32 @@ def gateway_account(folder: Path, name: str = GATEWAY_UNIX_USER) -> GatewayAccou
         if done.returncode != 0:
             raise RuntimeError(f"could not create Unix user {name}: {done.stderr.strip()}")
     entry = pwd.getpwnam(name)
-    folder = folder.resolve()
-    for parent in folder.parents:
-        if parent.exists() and not parent.stat().st_mode & 0o001:
-            raise RuntimeError(
-                f"the gateway folder {folder} is below {parent}, which Unix user {name} cannot "
-                "enter: choose a folder under one others may pass through (e.g. /var/lib)"
-            )
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chown(folder, entry.pw_uid, entry.pw_gid)
     os.chmod(folder, 0o700)
     return GatewayAccount(name, entry.pw_uid, entry.pw_gid, folder)
+
+
+def closed_parent(path: Path) -> Path | None:
+    """The first folder above ``path`` that other Unix users may not pass through (no ``x``
+    for others), or ``None``: a process of another user can reach ``path``."""
+    for parent in reversed(path.resolve().parents):
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            return parent
+    return None
+
+
+def require_reachable_python(python: Path, name: str = GATEWAY_UNIX_USER) -> None:
+    """Fail, naming the folder, when Unix user ``name`` could not run ``python`` (the real
+    interpreter behind a venv's link): a deployment installs into a root-owned environment
+    every user may read."""
+    real = Path(os.path.realpath(python))
+    closed = closed_parent(real)
+    if closed is not None:
+        raise RuntimeError(
+            f"the Python environment at {real} is below {closed}, which Unix user {name} "
+            "cannot enter: install consortium_lab into an environment every user may read"
+        )
 
 
 def _unix_user_exists(name: str) -> bool:
