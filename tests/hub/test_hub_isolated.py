@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -19,9 +21,20 @@ from pathlib import Path
 
 import pytest
 
+from consortium_lab.apps.hub import free_port
 from consortium_lab.apps.hub_gateway import GATEWAY_UNIX_USER
 
-from .conftest import ROOT, Hub, login_to_chat, process_tree, server_pid, start_hub, stop_hub
+from .conftest import (
+    ROOT,
+    Hub,
+    get,
+    login_to_chat,
+    needs_node,
+    process_tree,
+    server_pid,
+    start_hub,
+    stop_hub,
+)
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the isolated mode creates Unix users: run as root (CI does)"
@@ -49,14 +62,15 @@ def world_python(folder: Path) -> Path:
     # Jupyter's data (Voila's and nbconvert's templates) is found under sys.prefix/share.
     (folder / "share").symlink_to(packages.parents[2] / "share")
     (site / "zz-checkout.pth").write_text(f"import site; site.addsitedir({str(packages)!r})\n")
-    script = folder / "bin" / "jupyter-standaloneproxy"
-    script.write_text(
-        f"#!{folder}/bin/python\nfrom jupyter_server_proxy.standalone import main\nmain()\n"
-    )
-    script.chmod(0o755)
-    cli = folder / "bin" / "consortium-lab"
-    cli.write_text(f"#!{folder}/bin/python\nfrom consortium_lab.apps.cli import main\nmain()\n")
-    cli.chmod(0o755)
+    scripts = {
+        "jupyter-standaloneproxy": "jupyter_server_proxy.standalone",
+        "consortium-lab": "consortium_lab.apps.cli",
+        "jupyterhub": "jupyterhub.app",
+    }
+    for name, module in scripts.items():
+        script = folder / "bin" / name
+        script.write_text(f"#!{folder}/bin/python\nfrom {module} import main\nmain()\n")
+        script.chmod(0o755)
     return folder / "bin" / "python"
 
 
@@ -211,3 +225,57 @@ def test_the_provider_key_is_nowhere_alice_can_read(isolated_hub: Hub):
         timeout=120,
     )
     assert str(hub.gateway.folder / "llm" / "keys.json") in json.loads(as_root.stdout)["found"]
+
+
+def test_consortium_lab_hub_isolated_runs_the_gateway_as_its_own_unix_user(tmp_path: Path):
+    needs_node()
+    base = Path(tempfile.mkdtemp(prefix="cl-hub-cli-"))
+    os.chmod(base, 0o755)
+    key = "sk-" + secrets.token_hex(24)
+    llm_dir = tmp_path / "operator-llm"
+    llm_dir.mkdir()
+    (llm_dir / "keys.json").write_text(json.dumps({"// Note": "llm's own", "openai": key}))
+    port, folder = free_port(), base / "gateway"
+    command = [str(world_python(base / "python").with_name("consortium-lab")), "hub"]
+    command += ["--isolated", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.Popen(
+        [*command, "--gateway-dir", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, LLM_USER_PATH=str(llm_dir)),
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while not any("Press Ctrl+C" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines) + (tmp_path / "data" / "hub.log").read_text()[-3000:]
+            lines.append(line)
+        text = "".join(lines)
+        assert f"Consortium hub (isolated): http://127.0.0.1:{port}/" in text
+        assert "no isolation" not in text
+        status, body = get(f"http://127.0.0.1:{port}/services/consortium-gateway/health")
+        assert status == 200 and '"ledger": "ok"' in body, body
+        account = pwd.getpwnam(GATEWAY_UNIX_USER)
+        config = str(folder / "gateway.json").encode()
+        gateway = [
+            pid
+            for pid in process_tree(proc.pid)
+            if config in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert gateway, "no gateway process with the folder's settings"
+        assert {Path(f"/proc/{pid}").stat().st_uid for pid in gateway} == {account.pw_uid}
+        keys = folder / "llm" / "keys.json"
+        assert (keys.stat().st_uid, stat.S_IMODE(keys.stat().st_mode)) == (account.pw_uid, 0o600)
+        assert json.loads(keys.read_text()) == {"openai": key}  # the operator's, copied
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(90)
+        shutil.rmtree(base, ignore_errors=True)
+        # Refused (and kept) while the module's hub still runs a gateway as that user.
+        subprocess.run(["userdel", GATEWAY_UNIX_USER], capture_output=True)
+    assert code == 0
