@@ -263,3 +263,23 @@ def test_the_gateway_folder_is_private_and_a_closed_parent_is_named(tmp_path: Pa
     assert env["LLM_USER_PATH"] == str(folder / "llm")
     assert env["CONSORTIUM_LAB_HOME"] == str(folder) and env["PATH"] == "/usr/bin"
     assert options == {"cwd": str(folder), "umask": 0o077}  # no owner: no user switch
+
+
+def test_the_operators_llm_keys_are_copied_and_a_broken_key_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from consortium_lab.apps.hub_gateway import own_llm_setup
+
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path))
+    assert own_llm_setup() == {"keys": {}, "llm_files": {}}
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"// Note": "This file stores secret API credentials.", "a": "k"}))
+    (tmp_path / "extra-openai-models.yaml").write_text("- model_id: x\n")
+    assert own_llm_setup() == {
+        "keys": {"a": "k"},
+        "llm_files": {"extra-openai-models.yaml": "- model_id: x\n"},
+    }
+    for broken in ("{not json", "[]"):
+        keys.write_text(broken)
+        with pytest.raises(RuntimeError, match=f"{keys} is not a JSON object of llm keys"):
+            own_llm_setup()

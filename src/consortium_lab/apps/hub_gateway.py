@@ -210,7 +210,12 @@ def own_llm_setup() -> dict[str, Any]:
 
     folder = llm.user_dir()
     keys_file, models_file = folder / "keys.json", folder / "extra-openai-models.yaml"
-    keys = json.loads(keys_file.read_text()) if keys_file.is_file() else {}
+    try:
+        keys = json.loads(keys_file.read_text()) if keys_file.is_file() else {}
+    except ValueError:
+        keys = None
+    if not isinstance(keys, dict):
+        raise RuntimeError(f"{keys_file} is not a JSON object of llm keys (see `llm keys set`)")
     return {
         # llm's keys.json starts with a "// Note" entry, not a key.
         "keys": {k: v for k, v in keys.items() if isinstance(v, str) and not k.startswith("//")},
