@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -88,8 +89,11 @@ def test_a_gateway_killed_mid_stream_fails_only_the_cut_member_and_the_run_finis
     expect(turn.locator(".cl-member[data-status='streaming'] .cl-answer").first).to_be_visible()
     os.killpg(lb_hub.gateway.proc.pid, signal.SIGKILL)
     lb_hub.gateway.proc.wait(30)
-    # Back on its port and ledger: the arbiter's call, refused meanwhile, goes through it.
+    # Back on its port and ledger: the arbiter's call, refused meanwhile, goes through it
+    # (the chat's remote gateway waits up to 60 s for it: the printed time shows the margin).
+    started = time.monotonic()
     lb_hub.gateway.restart()
+    print(f"\ngateway restarted in {time.monotonic() - started:.1f} s")
     expect(turn).to_have_attribute("data-status", re.compile("failed|completed"), timeout=300_000)
     text = turn.inner_text()
     assert "Traceback" not in text, text
