@@ -19,6 +19,7 @@ everything it starts is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -106,9 +107,11 @@ def main(max_users: int) -> int:
                     times = step(pages, f"Step of {n}: why is the sky blue?")
                     median = statistics.median(times)
                     baseline = baseline or median
+                    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
                     print(
                         f"users {n}: Send-to-synthesis median {median:.2f} s "
-                        f"(max {max(times):.2f} s), {median / baseline:.2f}x one user",
+                        f"(max {max(times):.2f} s), {median / baseline:.2f}x one user; "
+                        f"load average {load}",
                         flush=True,
                     )
                     if n > 1 and median >= 2 * baseline:

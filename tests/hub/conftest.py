@@ -28,10 +28,13 @@ import pytest
 
 from consortium_lab.apps.hub import free_port, stop_left_proxy
 from consortium_lab.apps.hub_gateway import (
+    gateway_account,
     gateway_command,
     gateway_prefix,
+    gateway_process_options,
     hub_gateway_env,
     hub_gateway_settings,
+    write_gateway_folder,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,67 +128,82 @@ class Gateway:
     """A fresh random provider key in its llm folder, which no user server may see."""
     proc: subprocess.Popen[Any]
     log: Path
+    folder: Path
+    """Its own folder: settings, ``llm/keys.json``, ledger and cache."""
     command: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    """More ``Popen`` arguments: the Unix user it runs as, when isolated."""
 
     def restart(self) -> None:
         """Start it again (after a test killed it), on the same port and ledger."""
         stop(self.proc)
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = launch(self.command, self.env, self.log, self.options)
         wait_for(self.url + "/health", self.proc, self.log, 90)
 
 
-def start_gateway(root: Path, env: dict[str, str], **settings: Any) -> Gateway:
-    """The gateway the hub of ``env`` registers, on its port, offering the demo models only
-    (nothing may leave the machine)."""
-    import yaml
+def launch(
+    command: list[str], env: dict[str, str], log: Path, options: dict[str, Any]
+) -> subprocess.Popen[Any]:
+    """``command`` in its own session, its output appended to ``log``."""
+    with log.open("a") as out:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **options,
+        )
 
-    llm_dir = root / "gateway-llm"
-    llm_dir.mkdir(parents=True, exist_ok=True)
+
+def start_gateway(
+    root: Path,
+    env: dict[str, str],
+    *,
+    python: Path | None = None,
+    isolated_dir: Path | None = None,
+    llm_files: dict[str, str] | None = None,
+    **settings: Any,
+) -> Gateway:
+    """The gateway the hub of ``env`` registers, on its port, offering the demo models only
+    unless ``settings`` say otherwise (nothing may leave the machine). ``isolated_dir``: run it
+    as Unix user ``consortium-gateway`` from that folder (root only); ``python``: the
+    interpreter whose ``consortium-lab`` runs it; ``llm_files``: more files of its llm folder
+    (``extra-openai-models.yaml``)."""
     provider_key = "sk-" + secrets.token_hex(24)
-    (llm_dir / "keys.json").write_text(json.dumps({"openai": provider_key}))
-    config = root / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(hub_gateway_settings(root / "gateway", models=["demo-*"], **settings))
+    owner = gateway_account(isolated_dir) if isolated_dir else None
+    folder = owner.folder if owner else root / "gateway"
+    config = write_gateway_folder(
+        folder,
+        hub_gateway_settings(folder, **{"models": ["demo-*"], **settings}),
+        keys={"openai": provider_key},
+        llm_files=llm_files,
+        owner=owner,
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith("CONSORTIUM_HUB_")}
     base.update(
-        LLM_USER_PATH=str(llm_dir),
-        CONSORTIUM_LAB_HOME=str(root / "gateway-home"),
         CONSORTIUM_GATEWAY_ADMIN_TOKENS=GATEWAY_ADMIN,
         CONSORTIUM_LAB_DEMO_DELAY=env.get("CONSORTIUM_LAB_DEMO_DELAY", "0.01"),
     )
+    base, options = gateway_process_options(base, folder, owner)
     genv = hub_gateway_env(
         base,
         hub_api_url=f"http://127.0.0.1:{env['CONSORTIUM_HUB_HUB_PORT']}/hub/api",
         api_token=env["CONSORTIUM_HUB_GATEWAY_TOKEN"],
     )
     port = int(env["CONSORTIUM_HUB_GATEWAY_URL"].rsplit(":", 1)[1].strip("/"))
-    log = root / "gateway.log"
-    command = gateway_command(config, port)
-    with log.open("a") as out:
-        proc = subprocess.Popen(
-            command,
-            env=genv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}{gateway_prefix().rstrip('/')}"
+    log = root / "gateway.log"
+    command = gateway_command(config, port, python)
+    proc = launch(command, genv, log, options)
     try:
         wait_for(url + "/health", proc, log, 90)
     except BaseException:
         stop(proc)
         raise
     token = env["CONSORTIUM_HUB_GATEWAY_TOKEN"]
-    return Gateway(url, token, provider_key, proc, log, command, genv)
+    return Gateway(url, token, provider_key, proc, log, folder, command, genv, options)
 
 
 @dataclass
@@ -268,17 +286,21 @@ def start_hub(
     *args: str,
     python: Path | None = None,
     gateway_settings: dict[str, Any] | None = None,
+    gateway_options: dict[str, Any] | None = None,
     keep_servers: bool = False,
     **overrides: str,
 ) -> Hub:
     """Start the gateway, the provider and the hub (``args`` go to ``jupyterhub``), waiting
     for each. ``python``: the interpreter to run the hub (and so the user servers) with;
-    ``gateway_settings``: on top of the hub gateway's own."""
+    ``gateway_settings``: on top of the hub gateway's own; ``gateway_options``: more arguments
+    of :func:`start_gateway` (``isolated_dir``, ``llm_files``)."""
     needs_node()
     root.mkdir(parents=True, exist_ok=True)
     port, oidc_port = free_port(), free_port()
     env = hub_env(root, port, oidc_port, **overrides)
-    gateway = start_gateway(root, env, **(gateway_settings or {}))
+    gateway = start_gateway(
+        root, env, python=python, **(gateway_options or {}), **(gateway_settings or {})
+    )
     users_file = Path(env["OIDC_USERS_FILE"])
     users_file.write_text(json.dumps([{"username": name, "password": PASSWORD} for name in USERS]))
     log = root / "hub.log"

@@ -104,3 +104,9 @@ def test_starts_prints_the_url_and_users_and_stops_everything_on_sigterm(tmp_pat
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_gateway_folder_without_isolated_one_line_and_exit_1(tmp_path: Path):
+    done = run_cli("--gateway-dir", str(tmp_path / "gw"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == "consortium-lab hub: --gateway-dir needs --isolated"

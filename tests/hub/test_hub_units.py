@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -209,3 +211,75 @@ def test_the_operators_retention_reaches_the_user_servers(tmp_path):
             settings_mod.SettingsError, match=f"CONSORTIUM_HUB_RETENTION_DAYS.*{why}"
         ):
             settings_mod.read_settings(env)
+
+
+def test_the_gateway_folder_is_private_and_a_closed_parent_is_named(tmp_path: Path):
+    from consortium_lab.apps.hub_gateway import (
+        closed_parent,
+        gateway_account,
+        gateway_process_options,
+        require_reachable_python,
+        write_gateway_folder,
+    )
+
+    # Under a folder others may pass (pytest's own temporary folders are 0700).
+    base = Path(tempfile.mkdtemp(prefix="cl-unit-"))
+    try:
+        os.chmod(base, 0o755)
+        assert closed_parent(base / "a" / "b") is None
+        closed = base / "closed"
+        closed.mkdir(mode=0o700)
+        assert closed_parent(closed / "a" / "b") == closed
+        with pytest.raises(RuntimeError, match=f"below {closed}, which Unix user consortium-gat"):
+            gateway_account(closed / "gateway")
+        assert not (closed / "gateway").exists()  # refused before anything was made
+        # A venv's python is a link: the real interpreter's folders are the ones that count.
+        interpreter = closed / "bin" / "python3"
+        interpreter.parent.mkdir()
+        interpreter.write_text("")
+        link = base / "python"
+        link.symlink_to(interpreter)
+        with pytest.raises(RuntimeError, match=f"environment at {interpreter} is below {closed}"):
+            require_reachable_python(link)
+        os.chmod(closed, 0o711)
+        require_reachable_python(link)
+    finally:
+        shutil.rmtree(base)
+
+    folder = tmp_path / "gw"
+    config = write_gateway_folder(
+        folder,
+        {"auth": "hub"},
+        keys={"openai": "sk-unit-secret"},
+        llm_files={"extra-openai-models.yaml": "[]\n"},
+    )
+    assert json.loads(config.read_text()) == {"auth": "hub"}
+    for path in (folder, folder / "llm"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in (config, folder / "llm" / "keys.json", folder / "llm" / "extra-openai-models.yaml"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert json.loads((folder / "llm" / "keys.json").read_text()) == {"openai": "sk-unit-secret"}
+    env, options = gateway_process_options({"PATH": "/usr/bin"}, folder)
+    assert env["LLM_USER_PATH"] == str(folder / "llm")
+    assert env["CONSORTIUM_LAB_HOME"] == str(folder) and env["PATH"] == "/usr/bin"
+    assert options == {"cwd": str(folder), "umask": 0o077}  # no owner: no user switch
+
+
+def test_the_operators_llm_keys_are_copied_and_a_broken_key_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from consortium_lab.apps.hub_gateway import own_llm_setup
+
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path))
+    assert own_llm_setup() == {"keys": {}, "llm_files": {}}
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"// Note": "This file stores secret API credentials.", "a": "k"}))
+    (tmp_path / "extra-openai-models.yaml").write_text("- model_id: x\n")
+    assert own_llm_setup() == {
+        "keys": {"a": "k"},
+        "llm_files": {"extra-openai-models.yaml": "- model_id: x\n"},
+    }
+    for broken in ("{not json", "[]"):
+        keys.write_text(broken)
+        with pytest.raises(RuntimeError, match=f"{keys} is not a JSON object of llm keys"):
+            own_llm_setup()

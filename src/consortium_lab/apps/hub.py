@@ -36,10 +36,15 @@ from consortium_lab.apps.analytics import (
     analytics_env,
 )
 from consortium_lab.apps.hub_gateway import (
+    gateway_account,
     gateway_command,
     gateway_prefix,
+    gateway_process_options,
     hub_gateway_env,
     hub_gateway_settings,
+    own_llm_setup,
+    require_reachable_python,
+    write_gateway_folder,
 )
 from consortium_lab.apps.voila import voila_command
 from consortium_lab.service.settings import ADMIN_TOKENS_ENV
@@ -230,28 +235,45 @@ def stop_left_proxy(pid_file: Path) -> None:
 
 
 def start_gateway(
-    env: dict[str, str], data_dir: Path, log: Any, admin_token: str
+    env: dict[str, str], data_dir: Path, log: Any, admin_token: str, gateway_dir: Path | None = None
 ) -> subprocess.Popen[Any]:
-    """The hub's gateway with this user's own ``llm`` keys (the demo models without any), its
-    ledger in ``<data dir>/gateway``, ``admin_token`` its admin API's token (only the
-    analytics service gets it); it runs as this Unix user, in ``--isolated`` too."""
-    folder = data_dir / "gateway"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    config = folder / "gateway.json"
-    config.write_text(json.dumps(hub_gateway_settings(folder), indent=2))
-    genv = hub_gateway_env(
-        os.environ,
-        hub_api_url=f"http://127.0.0.1:{env['CONSORTIUM_HUB_HUB_PORT']}/hub/api",
-        api_token=env["CONSORTIUM_HUB_GATEWAY_TOKEN"],
-    )
-    genv[ADMIN_TOKENS_ENV] = admin_token
+    """The hub's gateway, its admin API's token ``admin_token`` (only the analytics service
+    gets it).
+
+    Without ``gateway_dir`` (*try it*) it runs as this Unix user with this user's own ``llm``
+    keys (the demo models without any), its ledger in ``<data dir>/gateway``. With it
+    (``--isolated``) it runs as Unix user ``consortium-gateway`` from that 0700 folder it owns,
+    holding a copy of this user's ``llm`` keys and OpenAI-compatible models, its ledger and cache.
+    """
+    hub_api_url = f"http://127.0.0.1:{env['CONSORTIUM_HUB_HUB_PORT']}/hub/api"
+    token = env["CONSORTIUM_HUB_GATEWAY_TOKEN"]
     port = int(env["CONSORTIUM_HUB_GATEWAY_URL"].rsplit(":", 1)[1])
+    options: dict[str, Any] = {}
+    if gateway_dir is None:
+        folder = data_dir / "gateway"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        config = folder / "gateway.json"
+        config.write_text(json.dumps(hub_gateway_settings(folder), indent=2))
+        genv = hub_gateway_env(os.environ, hub_api_url=hub_api_url, api_token=token)
+    else:
+        require_reachable_python(Path(sys.executable))
+        account = gateway_account(gateway_dir)
+        config = write_gateway_folder(
+            account.folder,
+            hub_gateway_settings(account.folder),
+            **own_llm_setup(),
+            owner=account,
+        )
+        base, options = gateway_process_options(os.environ, account.folder, account)
+        genv = hub_gateway_env(base, hub_api_url=hub_api_url, api_token=token)
+    genv[ADMIN_TOKENS_ENV] = admin_token
     return subprocess.Popen(
         gateway_command(config, port),
         env=genv,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        **options,
     )
 
 
@@ -289,8 +311,19 @@ def _terminate_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str]) -> int:
-    """Run the provider and the hub until interrupted; returns the exit code."""
+DEFAULT_GATEWAY_DIR = Path("/var/lib/consortium-gateway")
+
+
+def run_hub(
+    *,
+    port: int,
+    isolated: bool,
+    data_dir: Path | None,
+    users: list[str],
+    gateway_dir: Path | None = None,
+) -> int:
+    """Run the provider and the hub until interrupted; returns the exit code. ``gateway_dir``:
+    the isolated gateway's own folder (default ``/var/lib/consortium-gateway``)."""
     if isolated and os.geteuid() != 0:
         raise HubStartError("--isolated creates a Unix user per hub user: run it as root")
     hub = hub_dir()
@@ -327,7 +360,11 @@ def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str
                 f"http://127.0.0.1:{env['OIDC_PORT']}/.well-known/openid-configuration", procs, 30
             )
             admin_token = secrets.token_hex(32)
-            procs.append(start_gateway(env, data_dir, log, admin_token))
+            gateway_folder = (gateway_dir or DEFAULT_GATEWAY_DIR) if isolated else None
+            try:
+                procs.append(start_gateway(env, data_dir, log, admin_token, gateway_folder))
+            except RuntimeError as exc:
+                raise HubStartError(str(exc)) from exc
             wait_for(f"{env['CONSORTIUM_HUB_GATEWAY_URL']}{gateway_prefix()}health", procs, 90)
             # `consortium-lab hub` is for trying: its servers and proxy stop with it (a
             # deployment leaves both running across hub restarts).
@@ -399,10 +436,31 @@ def run_hub(*, port: int, isolated: bool, data_dir: Path | None, users: list[str
     show_default=True,
     help="A test user of the loopback login (repeat; the first is an admin).",
 )
-def hub_command(port: int, isolated: bool, data_dir: Path | None, users: tuple[str, ...]) -> None:
+@click.option(
+    "--gateway-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With --isolated: the gateway's own 0700 folder (keys, ledger, cache), owned by Unix "
+    f"user consortium-gateway (default {DEFAULT_GATEWAY_DIR}).",
+)
+def hub_command(
+    port: int,
+    isolated: bool,
+    data_dir: Path | None,
+    users: tuple[str, ...],
+    gateway_dir: Path | None,
+) -> None:
     """Run the JupyterHub deployment on 127.0.0.1 with a loopback login, to try it."""
+    if gateway_dir is not None and not isolated:
+        click.echo("consortium-lab hub: --gateway-dir needs --isolated", err=True)
+        sys.exit(1)
     try:
-        code = run_hub(port=port, isolated=isolated, data_dir=data_dir, users=list(users))
+        code = run_hub(
+            port=port,
+            isolated=isolated,
+            data_dir=data_dir,
+            users=list(users),
+            gateway_dir=gateway_dir,
+        )
     except HubStartError as exc:
         click.echo(f"consortium-lab hub: {exc}", err=True)
         code = 1

@@ -34,6 +34,7 @@ from consortium_lab.gateway.calls import (
 from consortium_lab.gateway.clients import HttpTransport, SharedClients
 from consortium_lab.gateway.failures import (
     CallFailed,
+    never_connected,
 )
 from consortium_lab.gateway.routing import Router, Strategy
 from consortium_lab.gateway.stream import stream_once
@@ -68,6 +69,8 @@ class Gateway:
         ``CallRequest.user``.
         prices: a :class:`~consortium_lab.gateway.pricing.PriceTable` for cost per call.
         remote: this gateway fronts a gateway service: no cache, retries, fallbacks or quotas.
+            A call whose connection the service refuses (it is restarting) is sent again for
+            up to ``reconnect`` seconds: it never reached the service, so nothing is done twice.
         user: the identity quotas and the cache are keyed by when a request names none.
         shared_cache: share cached answers across users (off by default: a shared cache tells
             one user what another asked).
@@ -107,6 +110,7 @@ class Gateway:
         log_to_llm: bool = True,
         http_transport: HttpTransport = "httpx",
         lean_streaming: bool = True,
+        reconnect: float = 60.0,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0 (got {retries})")
@@ -142,6 +146,7 @@ class Gateway:
             metrics = Metrics()
         self.metrics = metrics
         self.remote = remote
+        self.reconnect = reconnect
         self.user = user
         self.shared_cache = shared_cache
         self.log_to_llm = log_to_llm
@@ -307,9 +312,18 @@ class Gateway:
     async def _with_retries(
         self, model: str, req: CallRequest, limits: Limits, on_delta: DeltaCallback | None
     ) -> CallOutcome:
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
         streamed = False
+
+        def worth_retrying(exc: BaseException) -> bool:
+            if not isinstance(exc, CallFailed):
+                return False
+            if self.remote:
+                # A gateway service killed mid-stream: only the streams it cut fail; a call
+                # refused while it restarts waits for it.
+                return not streamed and exc.kind == "connection" and never_connected(exc)
+            return exc.retryable
 
         def restartable(chunk: str, channel: str) -> None:
             nonlocal streamed
@@ -319,9 +333,11 @@ class Gateway:
                 on_delta(chunk, channel)
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1),
+            stop=stop_after_delay(self.reconnect)
+            if self.remote
+            else stop_after_attempt(self.retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, CallFailed) and e.retryable),
+            retry=retry_if_exception(worth_retrying),
             reraise=True,
         )
         self.router.started(model)

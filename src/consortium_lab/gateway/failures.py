@@ -8,7 +8,14 @@ import json
 import re
 import time
 
-__all__ = ["RETRYABLE_KINDS", "CallFailed", "classify", "error_message", "retry_after_seconds"]
+__all__ = [
+    "RETRYABLE_KINDS",
+    "CallFailed",
+    "classify",
+    "error_message",
+    "never_connected",
+    "retry_after_seconds",
+]
 
 _CONTEXT_WINDOW = re.compile(
     r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long", re.I
@@ -118,6 +125,21 @@ def _refused(exc: BaseException) -> bool:
             return False
         if isinstance(cause, ConnectionError) or isinstance(
             getattr(cause, "os_error", None), ConnectionError
+        ):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a connection the server refused: the request never reached
+    it, so sending it again cannot do anything twice."""
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionRefusedError) or isinstance(
+            getattr(cause, "os_error", None), ConnectionRefusedError
         ):
             return True
         cause = cause.__cause__
