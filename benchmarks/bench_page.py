@@ -19,12 +19,9 @@ base commit's widget bundle). Loopback only; everything started is stopped at th
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,16 +35,16 @@ from bench_widget import (  # noqa: E402
     close_tab,
     new_tab,
     page_opens,
+    scratch,
     timed_open,
     wait_kernels,
 )
-from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
 from e2e.conftest import _env  # noqa: E402
 from e2e.test_chat_e2e import ask, configure  # noqa: E402
 from figures import record  # noqa: E402
 
 from _store_writer import build_run_events  # noqa: E402
-from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
+from fake_openai import ModelScript  # noqa: E402
 from helpers import arbiter_reply  # noqa: E402
 
 MEMBERS = 4
@@ -134,14 +131,9 @@ def main(quick: bool) -> int:
         print(chromium.MISSING, file=sys.stderr)
         return 2
     samples = 2 if quick else 5
-    tmp = Path(tempfile.mkdtemp(prefix="consortium-bench-page-"))
-    home = IsolatedHome.make(tmp)
-    log = tmp / "voila.log"
-    seed_run_log(home.consortium_home / "runs.db")
-    server = FakeOpenAIServer(max_lifetime=900).start()
     figures: dict[str, list[float]] = {}
-    try:
-        models = FakeOpenAI(server, home)
+    with scratch("consortium-bench-page-", 900) as (models, log):
+        seed_run_log(models.home.consortium_home / "runs.db")
         for i in range(1, MEMBERS + 1):
             text = " ".join(f"w{i}x{n}" for n in range(TOKENS))
             models.add_model(f"bench-p{i}", ModelScript(reply=text, token_delay=TOKEN_DELAY))
@@ -162,13 +154,6 @@ def main(quick: bool) -> int:
                 figures["dashboard_stream"] = dashboard_opens(browser, base, samples, running)
             finally:
                 close_tab(stream, base)
-    except Exception:
-        with contextlib.suppress(OSError):
-            print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
-        raise
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
     names = {
         "open": ("page open to interactive, preheated (median)", 1.0),

@@ -51,6 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -532,6 +533,25 @@ def report(
         print(f"problem: {problem}")
 
 
+@contextlib.contextmanager
+def scratch(prefix: str, max_lifetime: float) -> Iterator[tuple[FakeOpenAI, Path]]:
+    """A throw-away home in a new temporary folder, the loopback model server wired into it,
+    and the path for Voila's log there. On a failure the log's tail is printed (the run's
+    folder is gone afterwards); the server and the folder go at the end."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    log = tmp / "voila.log"
+    server = FakeOpenAIServer(max_lifetime=max_lifetime).start()
+    try:
+        yield FakeOpenAI(server, IsolatedHome.make(tmp)), log
+    except Exception:
+        with contextlib.suppress(OSError):
+            print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(quick: bool) -> int:
     from consortium_lab.apps import voila as app
 
@@ -540,21 +560,7 @@ def main(quick: bool) -> int:
         return 2
     samples = 2 if quick else 5
     started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="consortium-bench-widget-"))
-    home = IsolatedHome(
-        root=tmp,
-        home=tmp / "home",
-        config=tmp / "home" / ".config",
-        data=tmp / "home" / ".local" / "share",
-        llm_user_path=tmp / "llm",
-        consortium_home=tmp / "consortium-lab",
-    )
-    for path in (home.home, home.config, home.data, home.llm_user_path, home.consortium_home):
-        path.mkdir(parents=True, exist_ok=True)
-    log = tmp / "voila.log"
-    server = FakeOpenAIServer(max_lifetime=600).start()
-    try:
-        models = FakeOpenAI(server, home)
+    with scratch("consortium-bench-widget-", 600) as (models, log):
         texts = {}
         for i, letter in enumerate("abcd"[:MEMBERS], start=1):
             model = f"bench-s{i}"
@@ -568,13 +574,6 @@ def main(quick: bool) -> int:
                 bench = stress(browser, proc, base, texts)
             with app.running(env=env, preheat=False, log=out, timeout=120) as (proc, base):
                 cold = page_opens(browser, proc, base, pooled=0, samples=samples)
-    except Exception:
-        with contextlib.suppress(OSError):
-            print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
-        raise
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
     s = summarise(bench, texts)
     report(warm, cold, s, quick, time.monotonic() - started)
