@@ -70,11 +70,8 @@ def step(pages: list[Any], prompt: str) -> list[float]:
 
 
 def main(max_users: int) -> int:
-    from playwright.sync_api import sync_playwright
-
+    import chromium
     from hub.conftest import (
-        CHROMIUM,
-        CHROMIUM_ARGS,
         login_to_chat,
         pss_by_role,
         server_pid,
@@ -85,8 +82,7 @@ def main(max_users: int) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
         hub = start_hub(Path(tmp) / "hub", "--JupyterHub.concurrent_spawn_limit=100")
         try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            with chromium.launch() as browser:
                 pages: list[Any] = []
                 baseline = None
                 n = 1
@@ -122,7 +118,6 @@ def main(max_users: int) -> int:
                     "PSS of one user server (MiB): "
                     + ", ".join(f"{k} {v / 1024:.0f}" for k, v in pss.items())
                 )
-                browser.close()
         finally:
             stop_hub(hub)
     return 0

@@ -19,33 +19,32 @@ base commit's widget bundle). Loopback only; everything started is stopped at th
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+import chromium  # noqa: E402
 from bench_widget import (  # noqa: E402
     OPEN_SCRIPT,
     close_tab,
     new_tab,
     page_opens,
+    scratch,
+    timed_open,
     wait_kernels,
 )
-from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
-from e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _env  # noqa: E402
+from e2e.conftest import _env  # noqa: E402
 from e2e.test_chat_e2e import ask, configure  # noqa: E402
 from figures import record  # noqa: E402
 
 from _store_writer import build_run_events  # noqa: E402
-from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
+from fake_openai import ModelScript  # noqa: E402
 from helpers import arbiter_reply  # noqa: E402
 
 MEMBERS = 4
@@ -85,13 +84,9 @@ def dashboard_opens(browser: Any, base: str, samples: int, running: Any = None) 
     port = int(base.rstrip("/").rsplit(":", 1)[1])
     times = []
     for _ in range(samples):
-        tab = new_tab(browser, CHART_SCRIPT)
-        try:
-            tab.page.goto(app.dashboard_url(port))
-            tab.page.wait_for_function("() => window.__chart.first !== null", timeout=120_000)
-            times.append(tab.page.evaluate("() => window.__chart.first") / 1000)
-        finally:
-            close_tab(tab, base)
+        url = app.dashboard_url(port)
+        seconds, _ = timed_open(browser, base, url, CHART_SCRIPT, "window.__chart.first", 120_000)
+        times.append(seconds)
         if running is not None and not running():
             raise RuntimeError("the stream ended before the dashboard sample: raise TOKENS")
     return times
@@ -120,68 +115,45 @@ def opens_under_stream(browser: Any, proc: Any, base: str, samples: int) -> tupl
     times = []
     for _ in range(samples):
         wait_kernels(proc, port, pooled=1, busy=1)
-        tab = new_tab(browser, OPEN_SCRIPT)
-        try:
-            tab.page.goto(app.chat_url(port))
-            tab.page.wait_for_function("() => window.__open.interactive !== null", timeout=90_000)
-            times.append(tab.page.evaluate("() => window.__open.interactive") / 1000)
-        finally:
-            close_tab(tab, base)
+        url = app.chat_url(port)
+        stamp = "window.__open.interactive"
+        seconds, _ = timed_open(browser, base, url, OPEN_SCRIPT, stamp, 90_000)
+        times.append(seconds)
         if not running():
             raise RuntimeError("the stream ended before the last page open: raise TOKENS")
     return times, (stream, running)
 
 
 def main(quick: bool) -> int:
-    from playwright.sync_api import sync_playwright
-
     from consortium_lab.apps import voila as app
 
-    if not CHROMIUM.exists():
-        print(f"{CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
+    if not chromium.CHROMIUM.exists():
+        print(chromium.MISSING, file=sys.stderr)
         return 2
     samples = 2 if quick else 5
-    tmp = Path(tempfile.mkdtemp(prefix="consortium-bench-page-"))
-    home = IsolatedHome.make(tmp)
-    log = tmp / "voila.log"
-    seed_run_log(home.consortium_home / "runs.db")
-    server = FakeOpenAIServer(max_lifetime=900).start()
     figures: dict[str, list[float]] = {}
-    try:
-        models = FakeOpenAI(server, home)
+    with scratch("consortium-bench-page-", 900) as (models, log):
+        seed_run_log(models.home.consortium_home / "runs.db")
         for i in range(1, MEMBERS + 1):
             text = " ".join(f"w{i}x{n}" for n in range(TOKENS))
             models.add_model(f"bench-p{i}", ModelScript(reply=text, token_delay=TOKEN_DELAY))
         models.add_model("bench-judge", ModelScript(reply=arbiter_reply("Done.", 0.95)))
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with (
+            chromium.launch() as browser,
+            log.open("a") as out,
+            app.running(env=_env(models), preheat=True, log=out, timeout=120) as (
+                proc,
+                base,
+            ),
+        ):
+            figures["open"] = page_opens(browser, proc, base, pooled=1, samples=samples)
+            figures["dashboard"] = dashboard_opens(browser, base, samples)
+            loaded, (stream, running) = opens_under_stream(browser, proc, base, samples)
+            figures["open_stream"] = loaded
             try:
-                with (
-                    log.open("a") as out,
-                    app.running(env=_env(models), preheat=True, log=out, timeout=120) as (
-                        proc,
-                        base,
-                    ),
-                ):
-                    figures["open"] = page_opens(browser, proc, base, pooled=1, samples=samples)
-                    figures["dashboard"] = dashboard_opens(browser, base, samples)
-                    loaded, (stream, running) = opens_under_stream(browser, proc, base, samples)
-                    figures["open_stream"] = loaded
-                    try:
-                        figures["dashboard_stream"] = dashboard_opens(
-                            browser, base, samples, running
-                        )
-                    finally:
-                        close_tab(stream, base)
+                figures["dashboard_stream"] = dashboard_opens(browser, base, samples, running)
             finally:
-                browser.close()
-    except Exception:
-        with contextlib.suppress(OSError):
-            print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
-        raise
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+                close_tab(stream, base)
 
     names = {
         "open": ("page open to interactive, preheated (median)", 1.0),

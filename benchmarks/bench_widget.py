@@ -51,6 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import chromium  # noqa: E402
 from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
-from e2e.conftest import CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, _env  # noqa: E402
+from e2e.conftest import LOCAL_PREFIXES, _env  # noqa: E402
 from e2e.test_chat_e2e import ask, configure, last_turn  # noqa: E402
 
 from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
@@ -318,6 +320,21 @@ def close_tab(tab: Tab, base: str) -> None:
         tab.context.close()
 
 
+def timed_open(
+    browser: Any, base: str, url: str, script: str, stamp: str, timeout_ms: float
+) -> tuple[float, Tab]:
+    """Open ``url`` in a fresh tab with ``script`` injected and wait for ``stamp`` (a JS
+    expression the script sets to a page time in ms); the stamp in seconds, and the tab
+    (closed by then: its outside requests and errors stay readable)."""
+    tab = new_tab(browser, script)
+    try:
+        tab.page.goto(url)
+        tab.page.wait_for_function(f"() => {stamp} !== null", timeout=timeout_ms)
+        return tab.page.evaluate(f"() => {stamp}") / 1000, tab
+    finally:
+        close_tab(tab, base)
+
+
 def page_opens(browser: Any, proc: Any, base: str, *, pooled: int, samples: int) -> list[float]:
     """``samples`` page opens, each in a fresh context once the kernels are as expected."""
     from consortium_lab.apps import voila as app
@@ -326,13 +343,10 @@ def page_opens(browser: Any, proc: Any, base: str, *, pooled: int, samples: int)
     times = []
     for _ in range(samples):
         wait_kernels(proc, port, pooled=pooled)
-        tab = new_tab(browser, OPEN_SCRIPT)
-        try:
-            tab.page.goto(app.chat_url(port))
-            tab.page.wait_for_function("() => window.__open.interactive !== null", timeout=90_000)
-            times.append(tab.page.evaluate("() => window.__open.interactive") / 1000)
-        finally:
-            close_tab(tab, base)
+        seconds, tab = timed_open(
+            browser, base, app.chat_url(port), OPEN_SCRIPT, "window.__open.interactive", 90_000
+        )
+        times.append(seconds)
         if tab.outside or tab.errors:
             raise RuntimeError(f"page open: outside requests {tab.outside}, errors {tab.errors}")
     return times
@@ -501,8 +515,8 @@ def report(
         ("final text equals the model's text", f"{s['exact']}/{MEMBERS} panes", ""),
     ]
     print(
-        f"# consortium_lab chat widget: real Voila chat page, headless {CHROMIUM}, loopback "
-        f"models ({'quick' if quick else 'full'} run, {took:.0f} s)"
+        f"# consortium_lab chat widget: real Voila chat page, headless {chromium.CHROMIUM}, "
+        f"loopback models ({'quick' if quick else 'full'} run, {took:.0f} s)"
     )
     print(
         f"# stress: {MEMBERS} members x {TOKENS:,} tokens, {TOKEN_DELAY * 1000:g} ms a token, "
@@ -519,49 +533,16 @@ def report(
         print(f"problem: {problem}")
 
 
-def main(quick: bool) -> int:
-    from playwright.sync_api import sync_playwright
-
-    from consortium_lab.apps import voila as app
-
-    if not CHROMIUM.exists():
-        print(f"{CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
-        return 2
-    samples = 2 if quick else 5
-    started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="consortium-bench-widget-"))
-    home = IsolatedHome(
-        root=tmp,
-        home=tmp / "home",
-        config=tmp / "home" / ".config",
-        data=tmp / "home" / ".local" / "share",
-        llm_user_path=tmp / "llm",
-        consortium_home=tmp / "consortium-lab",
-    )
-    for path in (home.home, home.config, home.data, home.llm_user_path, home.consortium_home):
-        path.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def scratch(prefix: str, max_lifetime: float) -> Iterator[tuple[FakeOpenAI, Path]]:
+    """A throw-away home in a new temporary folder, the loopback model server wired into it,
+    and the path for Voila's log there. On a failure the log's tail is printed (the run's
+    folder is gone afterwards); the server and the folder go at the end."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     log = tmp / "voila.log"
-    server = FakeOpenAIServer(max_lifetime=600).start()
+    server = FakeOpenAIServer(max_lifetime=max_lifetime).start()
     try:
-        models = FakeOpenAI(server, home)
-        texts = {}
-        for i, letter in enumerate("abcd"[:MEMBERS], start=1):
-            model = f"bench-s{i}"
-            texts[model] = " ".join(f"{letter}{n}" for n in range(TOKENS))
-            models.add_model(model, ModelScript(reply=texts[model], token_delay=TOKEN_DELAY))
-        models.add_model("bench-judge", ModelScript(reply=arbiter_reply("Done.", 0.95)))
-        env = _env(models)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                with log.open("a") as out:
-                    with app.running(env=env, preheat=True, log=out, timeout=120) as (proc, base):
-                        warm = page_opens(browser, proc, base, pooled=1, samples=samples)
-                        bench = stress(browser, proc, base, texts)
-                    with app.running(env=env, preheat=False, log=out, timeout=120) as (proc, base):
-                        cold = page_opens(browser, proc, base, pooled=0, samples=samples)
-            finally:
-                browser.close()
+        yield FakeOpenAI(server, IsolatedHome.make(tmp)), log
     except Exception:
         with contextlib.suppress(OSError):
             print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
@@ -569,6 +550,30 @@ def main(quick: bool) -> int:
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(quick: bool) -> int:
+    from consortium_lab.apps import voila as app
+
+    if not chromium.CHROMIUM.exists():
+        print(chromium.MISSING, file=sys.stderr)
+        return 2
+    samples = 2 if quick else 5
+    started = time.monotonic()
+    with scratch("consortium-bench-widget-", 600) as (models, log):
+        texts = {}
+        for i, letter in enumerate("abcd"[:MEMBERS], start=1):
+            model = f"bench-s{i}"
+            texts[model] = " ".join(f"{letter}{n}" for n in range(TOKENS))
+            models.add_model(model, ModelScript(reply=texts[model], token_delay=TOKEN_DELAY))
+        models.add_model("bench-judge", ModelScript(reply=arbiter_reply("Done.", 0.95)))
+        env = _env(models)
+        with chromium.launch() as browser, log.open("a") as out:
+            with app.running(env=env, preheat=True, log=out, timeout=120) as (proc, base):
+                warm = page_opens(browser, proc, base, pooled=1, samples=samples)
+                bench = stress(browser, proc, base, texts)
+            with app.running(env=env, preheat=False, log=out, timeout=120) as (proc, base):
+                cold = page_opens(browser, proc, base, pooled=0, samples=samples)
 
     s = summarise(bench, texts)
     report(warm, cold, s, quick, time.monotonic() - started)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from fake_openai import FakeOpenAIServer, ModelScript
+from helpers import arbiter_reply, member_reply
 
 # Provider credentials and endpoint overrides that must never leak into a test.
 PROVIDER_ENV_VARS = (
@@ -185,13 +186,46 @@ def fake_openai(isolated_home: IsolatedHome) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Any]:
-    """A real ``redis-server`` on a free 127.0.0.1 port, without persistence (stopped after the
-    test). Skips only when the binary is not installed."""
-    from redis_server import RedisServer, find_redis_server
+def trio(fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """``fake_openai`` with members ``a`` and ``b`` and the arbiter ``judge``, all answering well
+    (test_compat and test_eval define a ``trio`` of their own)."""
+    fake_openai.add_model("a", ModelScript(reply=member_reply("I am A.", 0.8)))
+    fake_openai.add_model("b", ModelScript(reply=member_reply("I am B.", 0.7)))
+    fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("Both.", 0.9)))
+    return fake_openai
+
+
+@pytest.fixture
+def gateways(fake_openai: FakeOpenAI, tmp_path: Path) -> Iterator[Any]:
+    """Start gateway services (subprocesses) for this test: ``test_service.Gateways`` on this
+    test's folders. They stop at teardown, and their logs must hold no traceback."""
+    # Imported here: only the tests that start a gateway need the gateway extra.
+    from test_service import Gateways
+
+    made = Gateways(fake_openai, tmp_path / "gateways")
+    try:
+        yield made
+    finally:
+        made.close()
+    made.check_logs()
+
+
+@pytest.fixture
+def redis_binary() -> str:
+    """The path of ``redis-server``; skips the test when it is not installed."""
+    from redis_server import find_redis_server
 
     binary = find_redis_server()
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    with RedisServer(binary, tmp_path / "redis") as server:
+    return binary
+
+
+@pytest.fixture
+def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[Any]:
+    """A real ``redis-server`` on a free 127.0.0.1 port, without persistence (stopped after the
+    test). Skips only when the binary is not installed."""
+    from redis_server import RedisServer
+
+    with RedisServer(redis_binary, tmp_path / "redis") as server:
         yield server

@@ -1,9 +1,15 @@
-"""Scripted replies shared by engine tests (what well-behaved and misbehaving models write)."""
+"""Helpers shared by the tests: scripted replies (what well-behaved and misbehaving models
+write), running the ``consortium-lab`` command, stopping a server process."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+# The console scripts of the venv running the tests.
+BIN = Path(sys.executable).parent
 
 
 def member_reply(answer: str, confidence: float | None = 0.8, thinking: str = "Reasoning.") -> str:
@@ -53,3 +59,26 @@ def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 10) -> 
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(5)
+
+
+def cli(
+    env: dict[str, str] | None,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run this venv's ``consortium-lab *args`` in ``env`` (``None``: the test's own, already
+    isolated environment) and return what it did. ``check`` asserts that it exited 0, with its
+    output in the failure; ``timeout`` only guards against a hang."""
+    proc = subprocess.run(
+        [str(BIN / "consortium-lab"), *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc

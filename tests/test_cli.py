@@ -6,28 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from fake_openai import ModelScript
-from helpers import arbiter_reply, member_reply
-
-BIN = Path(sys.executable).parent
-
-
-def cli(env, *args, input=None, check=True):
-    proc = subprocess.run(
-        [str(BIN / "consortium-lab"), *args],
-        env=env,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+from helpers import BIN, arbiter_reply, cli, member_reply
 
 
 @pytest.fixture

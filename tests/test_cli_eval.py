@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +16,7 @@ import pytest
 from test_eval import ITEMS, item_of, replying
 
 from fake_openai import Fault
-from helpers import stop_process
-
-BIN = Path(sys.executable).parent
-
-
-def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(BIN / "consortium-lab"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+from helpers import BIN, cli, stop_process
 
 
 @pytest.fixture

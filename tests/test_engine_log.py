@@ -22,14 +22,6 @@ from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
 
 
-@pytest.fixture
-def trio(fake_openai):
-    fake_openai.add_model("a", ModelScript(reply=member_reply("I am A.", 0.8)))
-    fake_openai.add_model("b", ModelScript(reply=member_reply("I am B.", 0.7)))
-    fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("Both.", 0.9)))
-    return fake_openai
-
-
 async def test_run_is_logged_and_reads_back_identically(trio):
     result = await Consortium(models=["a", "b"], arbiter="judge").run("Q?")
     assert runs_db_path().exists()

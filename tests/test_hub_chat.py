@@ -7,25 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from consortium_lab.apps import voila
 from consortium_lab.apps.hub import free_port
 from consortium_lab.apps.hub_chat import GatewayChatWidget, quota_text
-from test_service import ADMIN, ALICE, Gateways
+from test_service import ADMIN, ALICE
 
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
-
-
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    made = Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()
 
 
 def _parts(page: Any) -> tuple[str, GatewayChatWidget]:

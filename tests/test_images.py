@@ -255,13 +255,13 @@ def test_the_singleuser_container_serves_the_chat_to_chromium(
     """The values' user-server command in the container (the hub's login replaced by
     ``--no-authentication``: no hub runs here), Chromium on the host, a demo consortium run."""
     pytest.importorskip("playwright.sync_api")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    import chromium
     from e2e.test_chat_e2e import ask, last_turn, wait_status
 
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing")
+    if not chromium.CHROMIUM.exists():
+        pytest.skip(chromium.MISSING)
     values = yaml.safe_load((ROOT / "hub" / "k8s" / "values.yaml").read_text())
     proxy, *rest = values["singleuser"]["cmd"]
     port = free_port()
@@ -274,29 +274,25 @@ def test_the_singleuser_container_serves_the_chat_to_chromium(
         "--base-url=/user/alice/", *rest,
     )  # fmt: skip
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(120_000)
-                url = f"http://127.0.0.1:{port}/user/alice/voila/render/chat.ipynb"
-                deadline = time.monotonic() + 240
-                while True:  # the proxy starts Voila (and its preheated kernel) lazily
-                    try:
-                        page.goto(url)
-                        page.wait_for_selector(".cl-root[data-ready='true']", timeout=180_000)
-                        break
-                    except Exception:
-                        logs = podman("logs", name, check=False)
-                        assert time.monotonic() < deadline, f"no chat page:\n{logs[-4000:]}"
-                        time.sleep(2)
-                ask(page, "Why is the sky blue?")
-                turn = last_turn(page)
-                status = wait_status(page, turn, "completed", "failed", timeout=180_000)
-                assert status == "completed"
-                expect(turn.locator(".cl-synthesis-text").first).not_to_be_empty()
-            finally:
-                browser.close()
+        with chromium.launch() as browser:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            url = f"http://127.0.0.1:{port}/user/alice/voila/render/chat.ipynb"
+            deadline = time.monotonic() + 240
+            while True:  # the proxy starts Voila (and its preheated kernel) lazily
+                try:
+                    page.goto(url)
+                    page.wait_for_selector(".cl-root[data-ready='true']", timeout=180_000)
+                    break
+                except Exception:
+                    logs = podman("logs", name, check=False)
+                    assert time.monotonic() < deadline, f"no chat page:\n{logs[-4000:]}"
+                    time.sleep(2)
+            ask(page, "Why is the sky blue?")
+            turn = last_turn(page)
+            status = wait_status(page, turn, "completed", "failed", timeout=180_000)
+            assert status == "completed"
+            expect(turn.locator(".cl-synthesis-text").first).not_to_be_empty()
         assert podman("exec", name, "id", "-u").strip() == "1000"
     finally:
         podman("rm", "-f", name, check=False)

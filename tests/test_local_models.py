@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import llm
 import pytest
@@ -19,7 +18,7 @@ from consortium_lab.widget.turns import turn_view
 from local_model import LocalPlugin
 
 from fake_openai import ModelScript
-from helpers import member_reply
+from helpers import cli, member_reply
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +34,15 @@ def local_models():
 
 def gateway(**kwargs):
     return Gateway(cache=None, log_to_llm=False, **kwargs)
+
+
+def local(*models: str, arbiter: str = "local-judge", **settings: Any) -> Consortium:
+    """A consortium of ``models`` on a gateway without cache, and no run log unless ``store``
+    names one (``gateway`` and ``store`` may be given like the other settings)."""
+    if "gateway" not in settings:
+        settings["gateway"] = gateway()
+    settings.setdefault("store", False)
+    return Consortium(models=list(models), arbiter=arbiter, **settings)
 
 
 def calls():
@@ -55,7 +63,7 @@ async def all_threads_done():
 
 # -- one call at a time ---------------------------------------------------------------------
 async def test_model_n_instances_queue_and_never_overlap():
-    c = Consortium(models=["local:3"], arbiter="local-judge", gateway=gateway(), store=False)
+    c = local("local:3")
     events = await events_of(c)
     assert events[-1].kind == "run_finished" and events[-1].status == "completed"
     assert calls().overlaps == 0 and calls().max_active == 1 and calls().started == 4
@@ -69,13 +77,7 @@ async def test_model_n_instances_queue_and_never_overlap():
 
 
 async def test_cut_off_members_are_kept_truncated_and_the_next_call_waits():
-    c = Consortium(
-        models=["local-ramble:2"],
-        arbiter="local-judge",
-        gateway=gateway(),
-        store=False,
-        limits={"max_output_tokens": 100},
-    )
+    c = local("local-ramble:2", limits={"max_output_tokens": 100})
     result = await c.run("Q")
     assert result.status == "completed"
     members = result.iterations[0].members
@@ -90,11 +92,9 @@ async def test_cut_off_members_are_kept_truncated_and_the_next_call_waits():
 async def test_cut_off_members_do_not_rest_their_model_for_the_arbiter():
     # Three cut-offs in a row used to count as failures and put the model on its cool-down,
     # so the same model as arbiter was refused ("resting for 30 s").
-    c = Consortium(
-        models=["local-ramble:3"],
+    c = local(
+        "local-ramble:3",
         arbiter="local-ramble",
-        gateway=gateway(),
-        store=False,
         max_iterations=1,
         arbiter_repair=False,
         limits={"max_output_tokens": 40},
@@ -106,13 +106,7 @@ async def test_cut_off_members_do_not_rest_their_model_for_the_arbiter():
 
 
 async def test_time_limit_cut_keeps_the_text_so_far():
-    c = Consortium(
-        models=["local-ramble"],
-        arbiter="local-judge",
-        gateway=gateway(),
-        store=False,
-        limits={"total_timeout": 0.3, "max_output_tokens": None},
-    )
+    c = local("local-ramble", limits={"total_timeout": 0.3, "max_output_tokens": None})
     result = await c.run("Q")
     (member,) = result.iterations[0].members
     assert member.status == "done" and member.truncated and member.error_type == "cut_off"
@@ -122,13 +116,7 @@ async def test_time_limit_cut_keeps_the_text_so_far():
 
 
 async def test_first_token_timeouts_queue_behind_the_hung_call():
-    c = Consortium(
-        models=["local-hang:2"],
-        arbiter="local-judge",
-        gateway=gateway(retries=0),
-        store=False,
-        limits={"first_token_timeout": 0.2},
-    )
+    c = local("local-hang:2", gateway=gateway(retries=0), limits={"first_token_timeout": 0.2})
     result = await c.run("Q")
     assert result.status == "failed"
     assert [m.error_type for m in result.iterations[0].members] == ["timeout", "timeout"]
@@ -139,20 +127,14 @@ async def test_first_token_timeouts_queue_behind_the_hung_call():
 
 async def test_a_cancelled_run_holds_the_model_until_its_thread_stops():
     gw = gateway()
-    first = Consortium(models=["local-ramble"], arbiter="local-judge", gateway=gw, store=False)
+    first = local("local-ramble", gateway=gw)
     run = first.stream("Q")
     async for event in run:
         if event.kind == "member_delta":
             break
     await run.cancel()
     # At once, on the same model object: it must wait for the abandoned thread.
-    second = Consortium(
-        models=["local-ramble"],
-        arbiter="local-judge",
-        gateway=gw,
-        store=False,
-        limits={"max_output_tokens": 100},
-    )
+    second = local("local-ramble", gateway=gw, limits={"max_output_tokens": 100})
     result = await second.run("Q")
     assert result.status == "completed" and result.iterations[0].members[0].truncated
     await all_threads_done()
@@ -162,13 +144,7 @@ async def test_a_cancelled_run_holds_the_model_until_its_thread_stops():
 async def test_parallel_sync_setting_lets_calls_overlap():
     # The model raises on overlap: with the setting on, model:3 shows that calls did overlap.
     gw = gateway(model_settings={"local-ramble": {"parallel_sync": True}}, retries=0)
-    c = Consortium(
-        models=["local-ramble:3"],
-        arbiter="local-judge",
-        gateway=gw,
-        store=False,
-        limits={"max_output_tokens": 200},
-    )
+    c = local("local-ramble:3", gateway=gw, limits={"max_output_tokens": 200})
     await c.run("Q")
     await all_threads_done()
     assert calls().overlaps >= 1
@@ -176,13 +152,7 @@ async def test_parallel_sync_setting_lets_calls_overlap():
 
 # -- limits reach the model -----------------------------------------------------------------
 async def test_max_output_tokens_becomes_the_model_option_and_truncation_is_kept():
-    c = Consortium(
-        models=["local-opts"],
-        arbiter="local-judge",
-        gateway=gateway(),
-        store=False,
-        limits={"max_output_tokens": 7},
-    )
+    c = local("local-opts", limits={"max_output_tokens": 7})
     result = await c.run("Q")
     (member,) = result.iterations[0].members
     assert calls().options[0]["max_tokens"] == 7
@@ -191,13 +161,7 @@ async def test_max_output_tokens_becomes_the_model_option_and_truncation_is_kept
 
 
 async def test_a_configured_max_tokens_option_is_not_overridden():
-    c = Consortium(
-        models=["local-opts"],
-        arbiter="local-judge",
-        gateway=gateway(),
-        store=False,
-        member_options={"local-opts": {"max_tokens": 3, "style": "terse"}},
-    )
+    c = local("local-opts", member_options={"local-opts": {"max_tokens": 3, "style": "terse"}})
     await c.run("Q")
     assert calls().options[0] == {"max_tokens": 3, "style": "terse"}
 
@@ -240,13 +204,7 @@ def test_bad_options_are_refused_when_the_consortium_is_built(settings, expected
 # -- an arbiter whose output cannot be read ------------------------------------------------
 async def test_unreadable_arbiter_stops_after_two_and_the_run_warns(tmp_path: Path):
     db = tmp_path / "runs.db"
-    c = Consortium(
-        models=["local"],
-        arbiter="local-noformat",
-        gateway=gateway(),
-        store=db,
-        max_iterations=4,
-    )
+    c = local("local", arbiter="local-noformat", store=db, max_iterations=4)
     result = await c.run("Q")
     assert result.status == "completed_with_warnings"
     assert len(result.iterations) == 2
@@ -268,7 +226,7 @@ async def test_unreadable_arbiter_stops_after_two_and_the_run_warns(tmp_path: Pa
 
 
 async def test_a_repaired_synthesis_is_used_and_counted():
-    c = Consortium(models=["local"], arbiter="local-fixable", gateway=gateway(), store=False)
+    c = local("local", arbiter="local-fixable")
     result = await c.run("Q")
     assert result.status == "completed" and result.warnings == []
     synthesis = result.synthesis
@@ -281,14 +239,7 @@ async def test_a_repaired_synthesis_is_used_and_counted():
 async def test_a_cut_off_reformat_reply_is_still_read():
     # The arbiter rambles: its first reply and its reformat reply are both cut by the limits;
     # the reformat reply is read as far as it went (it is not a failed request).
-    c = Consortium(
-        models=["local"],
-        arbiter="local-ramble",
-        gateway=gateway(),
-        store=False,
-        max_iterations=1,
-        limits={"max_output_tokens": 40},
-    )
+    c = local("local", arbiter="local-ramble", max_iterations=1, limits={"max_output_tokens": 40})
     result = await c.run("Q")
     synthesis = result.synthesis
     assert synthesis.repairs == 1 and "reformat request did not help" in synthesis.warnings
@@ -297,14 +248,7 @@ async def test_a_cut_off_reformat_reply_is_still_read():
 
 
 async def test_repair_can_be_turned_off():
-    c = Consortium(
-        models=["local"],
-        arbiter="local-fixable",
-        gateway=gateway(),
-        store=False,
-        arbiter_repair=False,
-        max_iterations=1,
-    )
+    c = local("local", arbiter="local-fixable", arbiter_repair=False, max_iterations=1)
     result = await c.run("Q")
     assert result.status == "completed_with_warnings" and result.synthesis.repairs == 0
     assert not any("could not be read" in p for p in calls().prompts)
@@ -315,14 +259,7 @@ def test_cli_exits_3_when_the_arbiter_cannot_be_read(fake_openai, as_json):
     fake_openai.add_model("m1", ModelScript(reply=member_reply("One.", 0.8)))
     fake_openai.add_model("prose", ModelScript(reply="Honestly, it is one."))
     args = ["run", "What?", "-m", "m1", "--arbiter", "prose", "--max-iterations", "1"]
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "consortium-lab"), *args]
-        + (["--json"] if as_json else []),
-        env=fake_openai.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = cli(fake_openai.env(), *args, *(["--json"] if as_json else []), check=False)
     assert proc.returncode == 3, proc.stderr
     if as_json:
         assert json.loads(proc.stdout)["metadata"]["status"] == "completed_with_warnings"

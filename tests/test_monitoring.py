@@ -153,13 +153,3 @@ def test_hub_metrics_queried_are_jupyterhubs_own():
             names.add(value._name)
     hub = {n for n in queried_metrics() if n.startswith("jupyterhub_")}
     assert hub <= names, sorted(hub - names)
-
-
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    made = svc.Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()

@@ -23,29 +23,15 @@ from consortium_lab.gateway.userhash import is_user_hash, user_hash
 from consortium_lab.service.settings import ServiceSettings, SettingsError
 
 from fake_openai import ModelScript
+from helpers import cli
 
 METRICS = "tok-metrics-0123456789abcdef"
 SECRET = "hash-secret-for-tests"
 DAY = 86_400.0
 
 
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    made = svc.Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()
-
-
 def audit_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(svc.BIN / "consortium-lab"), "audit", "verify", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cli(None, "audit", "verify", *args, check=False)
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -59,12 +45,7 @@ def test_bad_retention_days_are_refused_naming_the_setting(bad):
 
 def test_bad_retention_days_stop_the_gateway_with_one_line(gateways):
     config = gateways.settings("bad", usage_retention_days=0)
-    done = subprocess.run(
-        [str(svc.BIN / "consortium-lab"), "gateway", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = cli(None, "gateway", "--config", str(config), check=False)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "Error: invalid gateway settings: usage_retention_days: must be a whole number of "

@@ -21,19 +21,8 @@ from consortium_lab.gateway.llm_logs import llm_logs_db_path
 from consortium_lab.paths import runs_db_path
 from consortium_lab.sinks.runlog import NotARunLogError, effective_retention_days, parse_days
 
-from fake_openai import ModelScript
-from helpers import arbiter_reply, member_reply
-
 OLD = "purge-marker-old-7f3a"
 NEW = "purge-marker-new-9c1e"
-
-
-@pytest.fixture
-def trio(fake_openai):
-    fake_openai.add_model("a", ModelScript(reply=member_reply("I am A.", 0.8)))
-    fake_openai.add_model("b", ModelScript(reply=member_reply("I am B.", 0.7)))
-    fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("Both.", 0.9)))
-    return fake_openai
 
 
 def sql(path: Path, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

@@ -133,22 +133,11 @@ def test_redis_ledger_matches_the_sqlite_ledger_and_is_shared(redis_server, tmp_
         made.close()
 
 
-@pytest.fixture
-def replicas(fake_openai, tmp_path):
-    """Gateway services (subprocesses) started by the test; stopped at teardown."""
-    made = svc.Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()
-
-
-def test_two_service_replicas_share_quotas_cache_and_rules(replicas, fake_openai, redis_server):
+def test_two_service_replicas_share_quotas_cache_and_rules(gateways, fake_openai, redis_server):
     svc.wait_for_day_window()
-    replicas.provider("m", ModelScript(reply="Replicated."))
-    a = replicas.start("a", redis=redis_server.url)
-    b = replicas.start("b", redis=redis_server.url)
+    gateways.provider("m", ModelScript(reply="Replicated."))
+    a = gateways.start("a", redis=redis_server.url)
+    b = gateways.start("b", redis=redis_server.url)
     quota = {"requests_per_day": 3}
     assert a.request("PUT", "/admin/quotas/users/alice", svc.ADMIN, quota).status == 200
     assert a.chat(svc.ALICE, "m", "Q").json()["consortium"]["cached"] is False

@@ -6,36 +6,18 @@ start stops the gateway with one line naming host:port; Redis stopped while serv
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
 import test_service as svc
 from consortium_lab.gateway.ledger import RedisLedger, RedisUnreachable, mask_url
-from redis_server import RedisServer, find_redis_server, make_tls_files
+from redis_server import RedisServer, make_tls_files
 
 from fake_openai import ModelScript
+from helpers import cli
 
 PASSWORD = "s3cret-redis-pass-do-not-print"
-
-
-@pytest.fixture
-def redis_binary() -> str:
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    return binary
-
-
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    made = svc.Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()
 
 
 def run_gateway_expecting_failure(gateways: svc.Gateways, name: str, **settings) -> str:
@@ -43,13 +25,7 @@ def run_gateway_expecting_failure(gateways: svc.Gateways, name: str, **settings)
     config = gateways.settings(name, **settings)
     env = gateways.fake.env()
     env.update(LLM_USER_PATH=str(gateways.llm_dir), CONSORTIUM_LAB_HOME=str(gateways.root))
-    done = subprocess.run(
-        [str(svc.BIN / "consortium-lab"), "gateway", "--config", str(config), "--port", "0"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli(env, "gateway", "--config", str(config), "--port", "0", check=False)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "listening on" not in done.stdout
     return done.stderr

@@ -16,7 +16,6 @@ import os
 import queue
 import stat
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -40,9 +39,8 @@ from consortium_lab.service.settings import ServiceSettings, SettingsError
 from consortium_lab.service.settings_docs import settings_help
 
 from fake_openai import Fault, ModelScript
-from helpers import arbiter_reply, member_reply, stop_process
+from helpers import BIN, arbiter_reply, cli, member_reply, stop_process
 
-BIN = Path(sys.executable).parent
 PROVIDER_KEY = "sk-provider-secret-held-by-the-gateway"
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"
@@ -226,18 +224,6 @@ class Gateways:
         for service in self.started:
             log = service.log.read_text()
             assert "Traceback" not in log, log
-
-
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    """Start gateway services for this test; stopped at teardown, whose logs must hold no
-    traceback."""
-    made = Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()
 
 
 def wait_for_day_window() -> None:
@@ -647,23 +633,11 @@ def test_settings_from_yaml_name_bad_fields_and_resolve_paths(tmp_path):
 
 def test_cli_help_settings_and_bad_config(fake_openai, tmp_path):
     env = fake_openai.env()
-    out = subprocess.run(
-        [str(BIN / "consortium-lab"), "gateway", "--help-settings"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = cli(env, "gateway", "--help-settings", check=False)
     assert out.returncode == 0 and "shared_cache" in out.stdout
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"retries": -1}))
-    out = subprocess.run(
-        [str(BIN / "consortium-lab"), "gateway", "--config", str(bad)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = cli(env, "gateway", "--config", str(bad), check=False)
     assert out.returncode != 0 and "retries" in out.stderr and "Traceback" not in out.stderr
 
 

@@ -18,16 +18,6 @@ from fake_openai import Fault, ModelScript
 PRICES = {"models": {"m": {"input_per_million": 1000.0, "output_per_million": 2000.0}}}
 
 
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    made = svc.Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()
-
-
 def rows_of(spec: dict[str, Any], chart: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows a chart (or a concatenation sharing one dataset) draws."""
     data = chart["data"]

@@ -19,7 +19,7 @@ from consortium_lab.gateway.pricing import PriceTable, estimate
 from consortium_lab.sinks.runlog.store import RunStore
 
 from fake_openai import Fault, ModelScript
-from helpers import member_reply
+from helpers import cli, member_reply
 
 
 def per_instance(replies: list[tuple[str, float | None]]):
@@ -191,19 +191,8 @@ def test_vote_mode_is_a_config_mode_that_upstream_can_read():
 
 
 def test_the_cli_runs_a_vote(fake_openai):
-    import subprocess
-    import sys
-    from pathlib import Path
-
     sampler(fake_openai, [("12", 0.9), ("12", 0.5), ("13", 0.9)])
-    command = [str(Path(sys.executable).parent / "consortium-lab"), "run", "6 + 6?"]
-    proc = subprocess.run(
-        [*command, "-m", "s:3", "--mode", "vote"],
-        env=fake_openai.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = cli(fake_openai.env(), "run", "6 + 6?", "-m", "s:3", "--mode", "vote", check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "12"
     assert "vote: 2 of 3 votes (67%) for '12'; 2 distinct answers." in proc.stderr

@@ -61,6 +61,18 @@ class Capture:
     def events(self) -> list[dict]:
         return [e for m in self.of("events") for e in m["events"]]
 
+    async def answer(self, kind: str, req: str, timeout: float = 120.0) -> dict:
+        """The last ``kind`` message answering ``req``, waited for on the loop (the widget
+        answers from a worker thread, posting to the loop)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout  # generous: this machine is heavily loaded
+        while loop.time() < deadline:
+            found = [m for m in self.of(kind) if m.get("req") == req]
+            if found:
+                return found[-1]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {kind} answered {req!r}: {self.of(kind)}")
+
 
 def make_widget(monkeypatch, tmp_path, **kwargs) -> tuple[ChatWidget, Capture]:
     kwargs.setdefault("store", tmp_path / "runs.db")
@@ -375,13 +387,21 @@ async def test_per_member_options_and_system_prompts(trio, fake_openai, monkeypa
     assert widget.config["member_system_prompts"] == {} and widget.error == ""
 
 
-async def test_cancel_stops_the_run(fake_openai, monkeypatch, tmp_path):
-    fake_openai.add_model("slow", ModelScript(reply="word " * 400, token_delay=0.02))
+def ask_a_slow_model(
+    fake_openai, monkeypatch, tmp_path, reply: str, token_delay: float
+) -> tuple[ChatWidget, Capture]:
+    """A widget asked "Go" of the one member ``slow`` (streaming ``reply``), judged by ``judge``."""
+    fake_openai.add_model("slow", ModelScript(reply=reply, token_delay=token_delay))
     fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("X", 0.9)))
     widget, capture = make_widget(
         monkeypatch, tmp_path, config={"models": {"slow": 1}, "arbiter": "judge"}
     )
     widget.handle_message({"type": "ask", "prompt": "Go"})
+    return widget, capture
+
+
+async def test_cancel_stops_the_run(fake_openai, monkeypatch, tmp_path):
+    widget, capture = ask_a_slow_model(fake_openai, monkeypatch, tmp_path, "word " * 400, 0.02)
     await fake_openai.async_wait_for(
         lambda: any(e["kind"] == "member_delta" for e in capture.events()), timeout=10
     )
@@ -395,12 +415,7 @@ async def test_cancel_stops_the_run(fake_openai, monkeypatch, tmp_path):
 
 
 async def test_ready_sends_snapshot_of_live_streams(fake_openai, monkeypatch, tmp_path):
-    fake_openai.add_model("slow", ModelScript(reply="tok " * 300, token_delay=0.01))
-    fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("X", 0.9)))
-    widget, capture = make_widget(
-        monkeypatch, tmp_path, config={"models": {"slow": 1}, "arbiter": "judge"}
-    )
-    widget.handle_message({"type": "ask", "prompt": "Go"})
+    widget, capture = ask_a_slow_model(fake_openai, monkeypatch, tmp_path, "tok " * 300, 0.01)
     await fake_openai.async_wait_for(
         lambda: sum(e["kind"] == "member_delta" for e in capture.events()) >= 2, timeout=10
     )

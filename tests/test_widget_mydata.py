@@ -7,7 +7,6 @@ service (a subprocess before the loopback model server) answers ``DELETE /v1/me/
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -20,7 +19,7 @@ from consortium_lab.apps import voila
 from consortium_lab.apps.hub_chat import GatewayChatWidget
 from consortium_lab.engine.events import RunStarted
 from consortium_lab.sinks.runlog import RunStore
-from test_service import ADMIN, ALICE, BOB, Gateways
+from test_service import ADMIN, ALICE, BOB
 from test_widget import Capture, make_widget
 
 from fake_openai import ModelScript
@@ -45,16 +44,6 @@ async def _two_runs_and_two_configs(widget: Any, db: Any) -> list[str]:
     ids = [r["id"] for r in runs.list(path=db)]
     assert len(ids) == 2
     return ids
-
-
-async def _notice(capture: Capture, req: str) -> dict[str, Any]:
-    """The notice answering ``req`` (the gateway step runs in a thread: wait for it)."""
-    for _ in range(1200):  # generous: this machine is heavily loaded
-        found = [n for n in capture.of("notice") if n.get("req") == req]
-        if found:
-            return found[-1]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no notice for {req!r}: {capture.of('notice')}")
 
 
 async def test_download_my_data_holds_every_run_and_saved_config(duo, monkeypatch, tmp_path):
@@ -84,7 +73,7 @@ async def test_delete_my_data_is_refused_while_a_run_is_in_progress(duo, monkeyp
     widget.handle_message({"type": "ask", "prompt": "A third?"})
     assert widget.status == "running"
     widget.handle_message({"type": "delete_my_data", "confirm": widget.user_name, "req": "x1"})
-    refused = await _notice(capture, "x1")
+    refused = await capture.answer("notice", "x1")
     assert refused["level"] == "error" and "a run is in progress" in refused["message"]
     await widget.wait()
     assert set(ids) < {r["id"] for r in runs.list(path=db)}
@@ -92,11 +81,11 @@ async def test_delete_my_data_is_refused_while_a_run_is_in_progress(duo, monkeyp
     # Not confirmed by the user name (another name, a different case): refused, nothing deleted.
     for n, typed in enumerate(("someone-else", widget.user_name.upper() + "X", "")):
         widget.handle_message({"type": "delete_my_data", "confirm": typed, "req": f"x2{n}"})
-        refused = (await _notice(capture, f"x2{n}"))["message"]
+        refused = (await capture.answer("notice", f"x2{n}"))["message"]
         assert f"type your user name ({widget.user_name})" in refused, refused
         assert "nothing was deleted" in refused
     widget.handle_message({"type": "delete_my_data", "req": "x3"})
-    assert "confirm" in (await _notice(capture, "x3"))["message"]
+    assert "confirm" in (await capture.answer("notice", "x3"))["message"]
     assert len(runs.list(path=db)) == 3
 
 
@@ -107,7 +96,7 @@ async def test_delete_my_data_removes_runs_and_configs_and_starts_anew(duo, monk
     before = widget.conversation_id
     assert widget.turns and widget.past_runs and widget.saved_configs
     widget.handle_message({"type": "delete_my_data", "confirm": widget.user_name, "req": "del"})
-    done = await _notice(capture, "del")
+    done = await capture.answer("notice", "del")
     assert done == {
         "type": "notice",
         "level": "info",
@@ -137,20 +126,10 @@ async def test_a_run_still_marked_running_is_kept_and_the_answer_says_so(
     widget, capture = make_widget(monkeypatch, tmp_path, config=duo, store=store)
     await widget.ask("Finished?")
     widget.handle_message({"type": "delete_my_data", "confirm": widget.user_name, "req": "k"})
-    message = (await _notice(capture, "k"))["message"]
+    message = (await capture.answer("notice", "k"))["message"]
     assert message.startswith("Deleted 1 run and 0 saved configs. Kept 1 run still marked")
     assert [r["id"] for r in runs.list(path=db)] == ["cut"]
     assert [r["id"] for r in widget.past_runs] == ["cut"]
-
-
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    made = Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
-    made.check_logs()
 
 
 def _hub_chat(gateways: Any, monkeypatch: Any, **settings: Any) -> tuple[Any, GatewayChatWidget]:
@@ -182,7 +161,7 @@ async def test_in_a_hub_deleting_also_deletes_at_the_gateway(gateways, monkeypat
     for root in (isolated_home.root, gateways.root):  # there before, so the check below bites
         assert any(b"alice-marker-answer" in f.read_bytes() for f in _files(root)), root
     chat.handle_message({"type": "delete_my_data", "confirm": "alice", "req": "hub"})
-    done = await _notice(capture, "hub")
+    done = await capture.answer("notice", "hub")
     assert done["level"] == "info", done
     assert done["message"].startswith("Deleted 1 run and 0 saved configs. The gateway deleted")
     assert "usage record" in done["message"]
@@ -207,7 +186,7 @@ async def test_in_a_hub_a_gateway_refusal_is_shown_not_swallowed(gateways, monke
     monkeypatch.setattr(chat, "send", capture)
     assert (await chat.ask("What?")).status == "completed"
     chat.handle_message({"type": "delete_my_data", "confirm": "alice", "req": "h1"})
-    refused = await _notice(capture, "h1")
+    refused = await capture.answer("notice", "h1")
     assert refused["level"] == "error"
     message = refused["message"]
     assert message.startswith("Deleted 1 run and 0 saved configs. But the gateway did not")
@@ -216,7 +195,7 @@ async def test_in_a_hub_a_gateway_refusal_is_shown_not_swallowed(gateways, monke
     # Unreachable: said so, with the URL.
     service.stop()
     chat.handle_message({"type": "delete_my_data", "confirm": "alice", "req": "h2"})
-    unreachable = (await _notice(capture, "h2"))["message"]
+    unreachable = (await capture.answer("notice", "h2"))["message"]
     assert "could not be reached" in unreachable and service.url in unreachable, unreachable
 
 
@@ -239,7 +218,7 @@ async def test_a_user_picks_fewer_retention_days_and_the_smaller_wins(duo, monke
     widget, capture = make_widget(monkeypatch, tmp_path, config=duo)
     assert widget.retention == {"max": 90, "chosen": None, "error": ""}
     widget.handle_message({"type": "set_retention", "days": 30, "req": "r1"})
-    said = await _notice(capture, "r1")
+    said = await capture.answer("notice", "r1")
     assert said["level"] == "info"
     assert said["message"].startswith("Runs older than 30 days are deleted")
     assert widget.retention == {"max": 90, "chosen": 30, "error": ""}
@@ -247,21 +226,22 @@ async def test_a_user_picks_fewer_retention_days_and_the_smaller_wins(duo, monke
     assert effective_retention_days(chosen_retention_days()) == 30
     # More than the site's maximum: stored, but the site's 90 wins.
     widget.handle_message({"type": "set_retention", "days": 365, "req": "r2"})
-    assert (await _notice(capture, "r2"))["message"].startswith("Runs older than 90 days")
+    assert (await capture.answer("notice", "r2"))["message"].startswith("Runs older than 90 days")
     assert effective_retention_days(chosen_retention_days()) == 90
     # Bad days: refused, naming the problem; the last choice stays.
     for n, bad in enumerate((0, -3)):
         widget.handle_message({"type": "set_retention", "days": bad, "req": f"b{n}"})
-        refused = await _notice(capture, f"b{n}")
+        refused = await capture.answer("notice", f"b{n}")
         assert refused["level"] == "error" and "at least 1 day" in refused["message"], refused
     assert chosen_retention_days() == 365
     # No choice: as long as the site allows.
     widget.handle_message({"type": "set_retention", "days": None, "req": "r3"})
-    await _notice(capture, "r3")
+    await capture.answer("notice", "r3")
     assert widget.retention["chosen"] is None and chosen_retention_days() is None
     monkeypatch.delenv("CONSORTIUM_LAB_RETENTION_DAYS")
     widget.handle_message({"type": "set_retention", "days": None, "req": "r4"})
-    assert (await _notice(capture, "r4"))["message"] == "Your runs are kept until you delete them."
+    kept = (await capture.answer("notice", "r4"))["message"]
+    assert kept == "Your runs are kept until you delete them."
     # A malformed operator setting is shown, named.
     monkeypatch.setenv("CONSORTIUM_LAB_RETENTION_DAYS", "soon")
     reloaded, _ = make_widget(monkeypatch, tmp_path, config=duo)

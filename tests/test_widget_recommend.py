@@ -3,24 +3,11 @@ thread, latest request only, never an error notice; the message fits the one sch
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 from consortium_lab.widget import recommending
 from recommend_data import COOKING_PROMPTS, PYTHON_PROMPTS, script_topic_models
 from test_widget import make_widget
-
-
-async def _reply(capture, req: str, timeout: float = 120.0) -> dict:
-    """Waits (on the loop, so the worker's answer can be posted) for the reply to ``req``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        found = [m for m in capture.of("recommendation") if m.get("req") == req]
-        if found:
-            return found[-1]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no recommendation answered {req!r}: {capture.of('recommendation')}")
 
 
 async def test_hint_from_the_widgets_own_run_log(fake_openai, monkeypatch, tmp_path):
@@ -36,14 +23,14 @@ async def test_hint_from_the_widgets_own_run_log(fake_openai, monkeypatch, tmp_p
     monkeypatch.setattr(recommending.PromptHints, "_suggest", spy)
 
     widget.handle_message({"type": "recommend", "prompt": "Sort a python list", "req": "r1"})
-    early = await _reply(capture, "r1")
+    early = await capture.answer("recommendation", "r1")
     assert early["members"] == [] and early["enough_history"] is False
     assert early["message"].startswith("Not enough history: 0 past runs")
 
     for prompt in PYTHON_PROMPTS + COOKING_PROMPTS:
         await widget.ask(prompt)
     widget.handle_message({"type": "recommend", "prompt": "Sort a python list", "req": "r2"})
-    hint = await _reply(capture, "r2")
+    hint = await capture.answer("recommendation", "r2")
     assert hint["members"] == ["py-expert", "chef"] and hint["support"] == 5
     assert hint["enough_history"] is True and hint["min_runs"] == 5
     assert hint["message"] == "For prompts like this: py-expert, chef (5 similar past runs)"
@@ -53,7 +40,7 @@ async def test_hint_from_the_widgets_own_run_log(fake_openai, monkeypatch, tmp_p
     python_run = next(r for r in widget.past_runs if r["prompt"] == PYTHON_PROMPTS[0])
     widget.handle_message({"type": "delete_run", "id": python_run["id"]})
     widget.handle_message({"type": "recommend", "prompt": "Sort a python list", "req": "r3"})
-    fewer = await _reply(capture, "r3")
+    fewer = await capture.answer("recommendation", "r3")
     assert fewer["support"] == 4 and fewer["members"] == [] and not fewer["enough_history"]
     assert capture.of("notice") == []
 
@@ -63,7 +50,7 @@ async def test_only_the_latest_waiting_request_is_answered(fake_openai, monkeypa
     widget, capture = make_widget(monkeypatch, tmp_path, config=config)
     for req in ("a", "b", "c"):
         widget.handle_message({"type": "recommend", "prompt": f"cook onions {req}", "req": req})
-    await _reply(capture, "c")
+    await capture.answer("recommendation", "c")
     answered = [m["req"] for m in capture.of("recommendation")]
     # The three came before the worker started: only the latest was worth answering.
     assert answered == ["c"]
@@ -78,7 +65,7 @@ async def test_a_failure_is_a_quiet_empty_hint(fake_openai, monkeypatch, tmp_pat
 
     monkeypatch.setattr(recommending.PromptHints, "_suggest", broken)
     widget.handle_message({"type": "recommend", "prompt": "x", "req": "r1"})
-    reply = await _reply(capture, "r1")
+    reply = await capture.answer("recommendation", "r1")
     assert reply["error"] == "index broke" and reply["message"] == ""
     assert not reply.get("members") and not reply.get("enough_history")
     assert capture.of("notice") == []

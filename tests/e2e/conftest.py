@@ -15,29 +15,18 @@ from typing import Any
 
 import pytest
 
+from chromium import CHROMIUM, MISSING, launch_or_skip
 from conftest import PROVIDER_ENV_VARS, FakeOpenAI, IsolatedHome
 
 from fake_openai import FakeOpenAIServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LOCAL_PREFIXES = ("http://127.0.0.1", "ws://127.0.0.1", "blob:", "data:", "about:")
 XSS_HOOK = """
 window.__xss_hits = [];
 window.__xss = (...args) => { window.__xss_hits.push(String(args)); };
 """
 
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="/usr/bin/chromium is missing (apt-get install -y chromium; .ci/run does it)",
-)
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=MISSING)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -122,15 +111,8 @@ def voila(models: FakeOpenAI, e2e_home: IsolatedHome) -> Iterator[VoilaServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launch_or_skip() as browser:
+        yield browser
 
 
 @dataclass

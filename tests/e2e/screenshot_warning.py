@@ -20,10 +20,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+import chromium  # noqa: E402
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <link rel="stylesheet" href="widget.css"></head><body><div id="root"></div>
@@ -94,10 +94,7 @@ def main() -> None:
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
-            )
+        with chromium.launch() as browser:
             page = browser.new_page(viewport={"width": 1100, "height": 1400})
             page.goto(f"http://127.0.0.1:{server.server_port}/index.html")
             page.wait_for_selector("body[data-ready='true']")
@@ -105,7 +102,6 @@ def main() -> None:
             page.locator("article.cl-turn").first.screenshot(
                 path=str(ROOT / "docs" / "chat-warning.png")
             )
-            browser.close()
     finally:
         server.shutdown()
     print("written: docs/chat-warning.png")

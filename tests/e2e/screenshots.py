@@ -13,21 +13,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
+import chromium  # noqa: E402
 from consortium_lab.apps import voila as app  # noqa: E402
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DOCS = ROOT / "docs"
 
 
@@ -48,9 +39,8 @@ def main() -> None:
         # Voila's own theme for the page around the chat; the chat's theme switch for the chat
         with (
             app.running(env=env, preheat=False, theme=theme) as (_proc, base),
-            sync_playwright() as pw,
+            chromium.launch() as browser,
         ):
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(120_000)
             page.goto(base + "voila/render/chat.ipynb")

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from chromium import launch_or_skip
 from consortium_lab.apps.hub import free_port, stop_left_proxy
 from consortium_lab.apps.hub_gateway import (
     gateway_account,
@@ -39,15 +40,6 @@ from consortium_lab.apps.hub_gateway import (
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = ROOT / "hub"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 JUPYTERHUB = Path(sys.executable).with_name("jupyterhub")
 PASSWORD = "correct horse battery staple"
 GATEWAY_ADMIN = "tok-hub-gateway-admin-0123456789"
@@ -393,15 +385,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is missing (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launch_or_skip() as browser:
+        yield browser
 
 
 @pytest.fixture

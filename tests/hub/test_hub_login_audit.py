@@ -12,19 +12,11 @@ import test_service as svc
 from consortium_lab.gateway.ledger import SQLiteLedger, verify
 
 from .conftest import HUB
+from helpers import cli
 
 sys.path.insert(0, str(HUB))
 pytest.importorskip("tornado")
 from consortium_hub.audit import LoginAudit
-
-
-@pytest.fixture
-def gateways(fake_openai, tmp_path):
-    made = svc.Gateways(fake_openai, tmp_path / "gateways")
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 class GenericOAuthenticator:
@@ -96,10 +88,9 @@ def test_the_hook_is_installed_with_a_gateway_admin_token_only(tmp_path):
 
 
 def test_a_real_login_is_in_the_gateways_audit_log(hub, new_context):
-    import subprocess
     import time
 
-    from .conftest import GATEWAY_ADMIN, JUPYTERHUB, submit_login
+    from .conftest import GATEWAY_ADMIN, submit_login
 
     page = new_context().new_page()
     submit_login(page, hub, "carol")
@@ -115,12 +106,7 @@ def test_a_real_login_is_in_the_gateways_audit_log(hub, new_context):
     assert entry["detail"]["authenticator"] == "ConsortiumGenericOAuthenticator"
     assert entry["detail"]["admin"] is False
     ledger = hub.root / "gateway" / "ledger.db"
-    verified = subprocess.run(
-        [str(JUPYTERHUB.with_name("consortium-lab")), "audit", "verify", "--ledger", str(ledger)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    verified = cli(None, "audit", "verify", "--ledger", str(ledger), check=False)
     assert verified.returncode == 0, verified.stderr
 
 
