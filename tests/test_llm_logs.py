@@ -127,6 +127,23 @@ def test_nothing_is_logged_while_logs_are_off(llm_home: Path) -> None:
     assert [row["id"] for row in logged_json()] == [response.id]
 
 
+def test_logs_off_follows_the_user_dir_of_the_moment(
+    llm_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other-llm"
+    assert llm_logging_on()
+    monkeypatch.setenv("LLM_USER_PATH", str(other))
+    llm_cli("logs", "off")  # in the other dir only
+    assert (other / "logs-off").exists() and not (llm_home / "logs-off").exists()
+    assert not llm_logging_on()
+    monkeypatch.setenv("LLM_USER_PATH", str(llm_home))
+    assert llm_logging_on()
+    monkeypatch.setenv("LLM_USER_PATH", str(other))
+    assert not llm_logging_on()
+    llm_cli("logs", "on")
+    assert llm_logging_on()
+
+
 def test_explicit_path(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere" / "logs.db"
     response = echo_model().prompt("to a chosen file")

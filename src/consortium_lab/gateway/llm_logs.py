@@ -19,6 +19,7 @@ logged response, and the write lock held by the transaction keeps the schema sti
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,24 @@ def llm_logs_db_path() -> Path:
     return Path(llm.user_dir()) / "logs.db"
 
 
+_user_dirs: dict[tuple[str | None, ...], str] = {}
+"""``llm.user_dir()`` by the environment it depends on: it makes the folder on every call, and
+the gateway asks once per response."""
+
+
+def _llm_user_dir() -> str:
+    key = tuple(os.environ.get(name) for name in ("LLM_USER_PATH", "XDG_CONFIG_HOME", "HOME"))
+    path = _user_dirs.get(key)
+    if path is None:
+        import llm
+
+        path = _user_dirs[key] = str(llm.user_dir())
+    return path
+
+
 def llm_logging_on() -> bool:
     """False while ``llm logs off`` is in effect (a ``logs-off`` file in llm's user dir)."""
-    import llm
-
-    return not (Path(llm.user_dir()) / "logs-off").exists()
+    return not os.path.exists(os.path.join(_llm_user_dir(), "logs-off"))
 
 
 def _responses(response: Any) -> list[Any]:
