@@ -132,8 +132,11 @@ async def test_sync_only_model_streams_from_a_worker_thread(fake_openai, monkeyp
     from llm.default_plugins.openai_models import Chat
 
     fake_openai.add_model("judge", ModelScript(reply=arbiter_reply("F", 0.9)))
+    # Slow enough that the answer is still streaming when its first piece is seen (pieces
+    # that wait together reach the consumer as one delta, so counting them says nothing).
+    reply = member_reply("from a thread " + "word " * 40)
     fake_openai.server.add_model(
-        "synconly", ModelScript(reply=member_reply("from a thread"), chunk_words=1)
+        "synconly", ModelScript(reply=reply, chunk_words=1, token_delay=0.03)
     )
 
     class SyncOnly:
@@ -148,16 +151,20 @@ async def test_sync_only_model_streams_from_a_worker_thread(fake_openai, monkeyp
     try:
         with pytest.raises(llm.UnknownModelError):
             llm.get_async_model("synconly")
-        events = [
-            e
-            async for e in Consortium(models=["synconly"], arbiter="judge", store=False).stream("Q")
-        ]
+        events = []
+        completed_at_first_delta = None
+        run = Consortium(models=["synconly"], arbiter="judge", store=False).stream("Q")
+        async for e in run:
+            if e.kind == "member_delta" and completed_at_first_delta is None:
+                completed_at_first_delta = "synconly" in fake_openai.completed
+            events.append(e)
     finally:
         llm.pm.unregister(plugin)
     deltas = [e for e in events if e.kind == "member_delta" and e.model == "synconly"]
     done = next(e for e in events if e.kind == "member_done")
-    assert len(deltas) > 3 and "".join(d.text for d in deltas) == done.text
-    assert done.answer == "from a thread"
+    assert completed_at_first_delta is False  # streamed, not handed over at the end
+    assert "".join(d.text for d in deltas) == done.text == reply
+    assert done.answer == ("from a thread " + "word " * 40).strip()
 
 
 def test_compat_create_consortium_returns_upstream_shape(trio):

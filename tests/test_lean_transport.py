@@ -211,3 +211,23 @@ async def test_refused_and_bad_key_fail_the_same_way(fake_openai):
         sdk, lean = [await failure(path, model) for path in PATHS]
         assert sdk.kind == lean.kind == kind, model
         assert lean.message == sdk.message
+
+
+async def test_the_proxy_environment_is_honoured(fake_openai, monkeypatch):
+    """``HTTP_PROXY`` reaches both paths (a proxy that refuses fails the call the same way);
+    ``NO_PROXY`` exempts the model's host from it."""
+    fake_openai.add_model("proxied", ModelScript(reply=REPLY))
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    sdk, lean = [await failure(path, "proxied") for path in PATHS]
+    assert sdk.kind == lean.kind == "connection"
+    assert lean.message == sdk.message
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for path in PATHS:
+        gw = gateway(path)
+        outcome = await gw.call(CallRequest(model="proxied", prompt="Q"))
+        assert outcome.text == REPLY
+        await gw.aclose()
+    assert len(fake_openai.requests_for("proxied")) == 2

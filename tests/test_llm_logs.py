@@ -127,6 +127,23 @@ def test_nothing_is_logged_while_logs_are_off(llm_home: Path) -> None:
     assert [row["id"] for row in logged_json()] == [response.id]
 
 
+def test_logs_off_follows_the_user_dir_of_the_moment(
+    llm_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other-llm"
+    assert llm_logging_on()
+    monkeypatch.setenv("LLM_USER_PATH", str(other))
+    llm_cli("logs", "off")  # in the other dir only
+    assert (other / "logs-off").exists() and not (llm_home / "logs-off").exists()
+    assert not llm_logging_on()
+    monkeypatch.setenv("LLM_USER_PATH", str(llm_home))
+    assert llm_logging_on()
+    monkeypatch.setenv("LLM_USER_PATH", str(other))
+    assert not llm_logging_on()
+    llm_cli("logs", "on")
+    assert llm_logging_on()
+
+
 def test_explicit_path(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere" / "logs.db"
     response = echo_model().prompt("to a chosen file")
@@ -235,3 +252,67 @@ def test_a_batch_writes_the_rows_llm_itself_writes(llm_home: Path, tmp_path: Pat
     expected, got = _all_rows(by_llm), _all_rows(ours)
     assert sum(len(rows) for rows in got.values()) > 10
     assert got == expected
+
+
+def _logs_json(db: Path) -> list[dict[str, Any]]:
+    """``llm logs --json`` of ``db``, with each thread id (made at write time) replaced by the
+    order of its first appearance."""
+    entries = json.loads(llm_cli("logs", "--json", "-n", "0", "-d", str(db)))
+    threads: dict[str, str] = {}
+    for entry in entries:
+        cid = entry.get("conversation_id")
+        if cid is not None:
+            entry["conversation_id"] = threads.setdefault(cid, f"thread-{len(threads)}")
+    return entries
+
+
+def test_llm_logs_shows_a_batch_as_it_shows_llms_own_log(llm_home: Path, tmp_path: Path) -> None:
+    """Two batches into one file (the second into a migrated file, through the kept schema
+    reads) read back through ``llm logs`` exactly as the same responses logged by llm."""
+    import llm
+    import sqlite_utils
+
+    def respond(text: str) -> Any:
+        response = echo_model().prompt(text)
+        response.text()
+        return response
+
+    first = [respond("alpha"), respond("beta"), respond("alpha")]
+    second = [
+        llm.AsyncResponse.fake(async_echo_model(), "gamma", system="be brief", response="echo"),
+        respond("delta"),
+    ]
+    by_llm = tmp_path / "by-llm.db"
+    db = sqlite_utils.Database(by_llm)
+    for response in [*first, *second]:
+        response.log_to_db(db)
+    db.close()
+    ours = tmp_path / "ours.db"
+    assert log_to_llm(first, path=ours) == first[-1].id
+    assert log_to_llm(second, path=ours) == second[-1].id
+
+    expected, got = _logs_json(by_llm), _logs_json(ours)
+    assert len(got) == 5
+    assert got == expected
+    assert _all_rows(ours) == _all_rows(by_llm)
+
+
+def test_kept_schema_reads_are_forgotten_when_the_schema_changes(tmp_path: Path) -> None:
+    from consortium_lab.gateway.llm_logs import _batch_database
+
+    conn = sqlite3.connect(tmp_path / "schema.db")
+    try:
+        db = _batch_database(conn)
+        db.execute("CREATE TABLE one (id INTEGER PRIMARY KEY)")
+        assert db.table_names() == ["one"]
+        assert [c.name for c in db["one"].columns] == ["id"]
+        db.execute("ALTER TABLE one ADD COLUMN name TEXT")
+        db.execute("create table two (x)")
+        assert db.table_names() == ["one", "two"]
+        assert [c.name for c in db["one"].columns] == ["id", "name"]
+        db.executescript("DROP TABLE two;")
+        assert db.table_names() == ["one"]
+        assert db["one"].insert({"name": "a"}).last_pk == 1
+        assert db.execute("select * from one").fetchall() == [(1, "a")]
+    finally:
+        conn.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from consortium_lab.config.consortium import ConsortiumConfig
@@ -24,6 +25,7 @@ from consortium_lab.engine.events import (
     Stage,
     SynthesisReady,
 )
+from consortium_lab.engine.fan_in import FanIn
 from consortium_lab.engine.ranking import aggregate_ranking, rank_decision
 from consortium_lab.engine.records import CallStats
 from consortium_lab.engine.repair import UNREADABLE_IN_A_ROW, kept_cut_off, repair_synthesis
@@ -286,26 +288,29 @@ class RunLoop:
             limits=cfg.limits,
             stage=stage,
         )
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        fan_in: FanIn[Event] = FanIn()
+
+        def delta(text: str, restart: bool = False) -> Event:
+            return ArbiterDelta(
+                run_id=ctx.run_id,
+                model=request.model,
+                iteration=iteration,
+                text=text,
+                stage=stage,
+                restart=restart,
+            )
 
         def on_delta(chunk: str, channel: str) -> None:
-            if channel != "reasoning":
-                queue.put_nowait(
-                    ArbiterDelta(
-                        run_id=ctx.run_id,
-                        model=request.model,
-                        iteration=iteration,
-                        text=chunk,
-                        stage=stage,
-                        restart=channel == "restart",
-                    )
-                )
+            if channel == "restart":
+                fan_in.put(delta(chunk, restart=True))
+            elif channel != "reasoning":
+                fan_in.text(channel, chunk, delta)
 
         task = asyncio.create_task(self.gateway.call(request, on_delta))
-        task.add_done_callback(lambda _: queue.put_nowait(None))
+        task.add_done_callback(lambda _: fan_in.put(None))
         ctx.tasks.add(task)
         try:
-            while (event := await queue.get()) is not None:
+            async for event in fan_in.events(calls=1):
                 yield event
             if task.cancelled():  # the run was cancelled: the consumer ends it
                 return
@@ -366,7 +371,7 @@ class RunLoop:
     ) -> AsyncIterator[Event]:
         """Run calls concurrently; yield their deltas as they stream and a done/failed event
         for each as it finishes."""
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        fan_in: FanIn[Event] = FanIn()
         stream_deltas = self.config.stream_individual_responses
 
         async def one(call: _Call) -> None:
@@ -378,19 +383,16 @@ class RunLoop:
                 "iteration": iteration,
                 "stage": call.stage,
             }
+            deltas = {kind: partial(MemberDelta, **who, channel=kind) for kind in CHANNELS}
 
             def on_delta(chunk: str, channel: str) -> None:
                 if channel in ("queued", "started"):
-                    queue.put_nowait(MemberQueued(**who, queued=channel == "queued"))
+                    fan_in.put(MemberQueued(**who, queued=channel == "queued"))
+                elif stream_deltas and channel == "restart":
+                    fan_in.put(MemberDelta(**who, text=chunk, restart=True))
                 elif stream_deltas:
-                    queue.put_nowait(
-                        MemberDelta(
-                            **who,
-                            text=chunk,
-                            channel="reasoning" if channel == "reasoning" else "text",
-                            restart=channel == "restart",
-                        )
-                    )
+                    kind = "reasoning" if channel == "reasoning" else "text"
+                    fan_in.text((call.key, call.stage, kind), chunk, deltas[kind])
 
             def done(text: str, reasoning: str, stats: dict[str, Any], **cut: Any) -> MemberDone:
                 parsed = parse_member_response(text)
@@ -417,7 +419,7 @@ class RunLoop:
                         "error": f"{model}: stopped at its max-tokens limit "
                         f"({call.request.limits.max_output_tokens})",
                     }
-                queue.put_nowait(
+                fan_in.put(
                     done(outcome.text, outcome.reasoning, CallStats.fields_of(outcome), **cut)
                 )
             except CallFailed as exc:
@@ -428,7 +430,7 @@ class RunLoop:
                         "served_by": exc.served_by,
                         "attempts": exc.attempts,
                     }
-                    queue.put_nowait(
+                    fan_in.put(
                         done(
                             exc.partial_text,
                             "",
@@ -440,7 +442,7 @@ class RunLoop:
                     )
                     return
 
-                queue.put_nowait(
+                fan_in.put(
                     MemberFailed(
                         **who,
                         error=exc.message,
@@ -452,21 +454,20 @@ class RunLoop:
                     )
                 )
             finally:
-                queue.put_nowait(None)
+                fan_in.put(None)
 
         tasks = [asyncio.create_task(one(call)) for call in calls]
         ctx.tasks.update(tasks)
         try:
-            pending = len(tasks)
-            while pending:
-                event = await queue.get()
-                if event is None:
-                    pending -= 1
-                else:
-                    yield event
+            async for event in fan_in.events(calls=len(tasks)):
+                yield event
         finally:
             ctx.tasks.difference_update(tasks)
             await cancel_all(tasks)
+
+
+CHANNELS = ("text", "reasoning")
+"""The channels of a member's streamed text."""
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:

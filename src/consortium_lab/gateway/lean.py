@@ -91,8 +91,11 @@ class LeanTransport:
             session = self._sessions.get(loop)
             if session is None or session.closed:
                 session = aiohttp.ClientSession(
-                    # Proxies from HTTP(S)_PROXY / NO_PROXY, as httpx does under the SDK.
-                    trust_env=True,
+                    # Not trust_env: it looks up netrc and the proxy environment in a worker
+                    # thread on every request (two thread hops per stream). The proxy comes
+                    # from env_proxy() instead; netrc credentials for the model's host are not
+                    # used, as the SDK's httpx does not use them either.
+                    trust_env=False,
                     connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                     timeout=aiohttp.ClientTimeout(
                         total=None, sock_connect=_CONNECT_TIMEOUT, sock_read=_READ_TIMEOUT
@@ -134,7 +137,7 @@ class LeanTransport:
         headers = _headers(api_key, model.headers)
         self.streams += 1
         combined = _Combined()
-        async for data in _post_stream(self.session(), url, headers, body):
+        async for data in _post_stream(self.session(), url, headers, body, env_proxy(url)):
             combined.add(data)
             choices = data.get("choices")
             if choices:
@@ -148,6 +151,32 @@ class LeanTransport:
         if usage and (usage.get("completion_tokens_details") or {}).get("reasoning_tokens"):
             yield StreamEvent(type="reasoning", chunk="", redacted=True)
         response._prompt_json = redact_data({"messages": messages})
+
+
+_PROXY_ENV = tuple(
+    name
+    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc")
+    for name in (base, base.upper())
+)
+_proxies: dict[tuple[str, tuple[str | None, ...]], tuple[Any, Any]] = {}
+
+
+def env_proxy(url: str) -> tuple[Any, Any]:
+    """The proxy (and its netrc credentials) that ``HTTP(S)_PROXY`` / ``NO_PROXY`` give for
+    ``url``, as httpx finds them under the SDK, or ``(None, None)``; worked out once per URL
+    and proxy environment."""
+    key = (url, tuple(os.environ.get(name) for name in _PROXY_ENV))
+    found = _proxies.get(key)
+    if found is None:
+        from aiohttp.helpers import get_env_proxy_for_url
+        from yarl import URL
+
+        try:
+            found = get_env_proxy_for_url(URL(url))
+        except LookupError:
+            found = (None, None)
+        _proxies[key] = found
+    return found
 
 
 def _drop(session: Any) -> None:
@@ -240,9 +269,14 @@ class _Combined:
 
 
 async def _post_stream(
-    session: Any, url: str, headers: dict[str, str], body: dict[str, Any]
+    session: Any,
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    proxy: tuple[Any, Any] = (None, None),
 ) -> AsyncIterator[dict[str, Any]]:
-    """POST ``body`` and yield each SSE ``data:`` payload, parsed, until ``[DONE]``."""
+    """POST ``body`` (through ``proxy``: a URL and its credentials) and yield each SSE
+    ``data:`` payload, parsed, until ``[DONE]``."""
     import aiohttp
     import orjson
 
@@ -250,7 +284,9 @@ async def _post_stream(
 
     payload = orjson.dumps(body)
     try:
-        response = await session.post(url, data=payload, headers=headers)
+        response = await session.post(
+            url, data=payload, headers=headers, proxy=proxy[0], proxy_auth=proxy[1]
+        )
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise lean_errors.timeout(url) from exc
     except aiohttp.ClientError as exc:
@@ -258,19 +294,22 @@ async def _post_stream(
     try:
         if response.status >= 400:
             raise await lean_errors.status(url, response)
-        async for data in _sse_data(response):
-            if data.startswith(b"[DONE]"):
-                break
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                import json
+        # Closed here, not left to the loop's async-generator finalizer (a thread-safe
+        # wake-up of the loop per stream).
+        async with contextlib.aclosing(_sse_data(response)) as events:
+            async for data in events:
+                if data.startswith(b"[DONE]"):
+                    break
+                try:
+                    parsed = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    import json
 
-                json.loads(data)  # the SDK's own error and message (json's wording)
-                raise
-            if isinstance(parsed, dict) and parsed.get("error"):
-                raise lean_errors.streamed(url, parsed["error"])
-            yield parsed
+                    json.loads(data)  # the SDK's own error and message (json's wording)
+                    raise
+                if isinstance(parsed, dict) and parsed.get("error"):
+                    raise lean_errors.streamed(url, parsed["error"])
+                yield parsed
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise lean_errors.timeout(url) from exc
     except aiohttp.ClientError as exc:
@@ -279,7 +318,7 @@ async def _post_stream(
         response.release()
 
 
-async def _sse_data(response: Any) -> AsyncIterator[bytes]:
+async def _sse_data(response: Any) -> AsyncGenerator[bytes, None]:
     """The ``data`` of each server-sent event (several ``data:`` lines joined by newlines)."""
     buffer = b""
     data: list[bytes] = []

@@ -9,11 +9,17 @@ That database is in rollback-journal mode, not WAL, and we leave it so: each log
 timeout, retried a bounded number of times on "database is locked", so several processes and
 threads can log at once without losing a row. A logging failure never breaks a run: it is
 logged as a warning and :func:`log_to_llm` returns None.
+
+The rows are written by ``llm``'s own ``Response.log_to_db``, through a ``sqlite_utils``
+database that answers repeated schema reads from memory for the length of the transaction
+(:class:`_BatchDatabase`): ``sqlite_utils`` reads the table and view names up to 34 times per
+logged response, and the write lock held by the transaction keeps the schema still.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -33,11 +39,24 @@ def llm_logs_db_path() -> Path:
     return Path(llm.user_dir()) / "logs.db"
 
 
+_user_dirs: dict[tuple[str | None, ...], str] = {}
+"""``llm.user_dir()`` by the environment it depends on: it makes the folder on every call, and
+the gateway asks once per response."""
+
+
+def _llm_user_dir() -> str:
+    key = tuple(os.environ.get(name) for name in ("LLM_USER_PATH", "XDG_CONFIG_HOME", "HOME"))
+    path = _user_dirs.get(key)
+    if path is None:
+        import llm
+
+        path = _user_dirs[key] = str(llm.user_dir())
+    return path
+
+
 def llm_logging_on() -> bool:
     """False while ``llm logs off`` is in effect (a ``logs-off`` file in llm's user dir)."""
-    import llm
-
-    return not (Path(llm.user_dir()) / "logs-off").exists()
+    return not os.path.exists(os.path.join(_llm_user_dir(), "logs-off"))
 
 
 def _responses(response: Any) -> list[Any]:
@@ -55,6 +74,81 @@ def _responses(response: Any) -> list[Any]:
     raise TypeError(f"cannot log {type(response).__name__} to llm: not an llm response")
 
 
+_SCHEMA_READS = (
+    "select name from sqlite_master where type = 'table'",
+    "select name from sqlite_master where type = 'view'",
+    "pragma table_info(",
+)
+"""The schema reads :class:`_BatchDatabase` keeps (lower-cased prefixes): what ``sqlite_utils``
+repeats for every insert, update and table look-up."""
+
+_SCHEMA_CHANGES = ("create", "alter", "drop")
+
+
+class _Rows:
+    """The rows of a kept schema read, read like the ``sqlite3.Cursor`` they came from."""
+
+    def __init__(self, description: Any, rows: list[Any]) -> None:
+        self.description = description
+        self._rows = rows
+        self._at = 0
+
+    def fetchall(self) -> list[Any]:
+        rows, self._at = self._rows[self._at :], len(self._rows)
+        return rows
+
+    def fetchone(self) -> Any:
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def __iter__(self) -> Any:
+        return iter(self.fetchall())
+
+
+def _batch_database(conn: sqlite3.Connection) -> Any:
+    """A ``sqlite_utils.Database`` on ``conn`` for one write transaction: the schema reads of
+    :data:`_SCHEMA_READS` are run once and then answered from memory until a statement changes
+    the schema (``CREATE``, ``ALTER``, ``DROP``, or any script), which forgets them."""
+    import sqlite_utils
+
+    class _BatchDatabase(sqlite_utils.Database):
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            super().__init__(conn)
+            self._schema_reads: dict[tuple[str, str | None], _Rows] = {}
+            # db[name] asks for the view names each time; tables and views hold no rows.
+            self._items: dict[str, Any] = {}
+
+        def __getitem__(self, name: str) -> Any:
+            item = self._items.get(name)
+            if item is None:
+                item = self._items[name] = super().__getitem__(name)
+            return item
+
+        def execute(self, sql: str, parameters: Any = None) -> Any:
+            head = sql[:60].lstrip().lower()
+            if head.startswith(_SCHEMA_READS):
+                key = (sql, None if parameters is None else repr(parameters))
+                kept = self._schema_reads.get(key)
+                if kept is None:
+                    cursor = super().execute(sql, parameters)
+                    kept = _Rows(cursor.description, cursor.fetchall())
+                    self._schema_reads[key] = kept
+                return _Rows(kept.description, kept._rows)
+            if head.startswith(_SCHEMA_CHANGES):
+                self._schema_reads.clear()
+                self._items.clear()
+            return super().execute(sql, parameters)
+
+        def executescript(self, sql: str) -> Any:
+            self._schema_reads.clear()
+            self._items.clear()
+            return super().executescript(sql)
+
+    return _BatchDatabase(conn)
+
+
 _migrated: set[tuple[str, int]] = set()
 """Log files (path, inode) this process has already migrated: llm's ``migrate`` reads the
 schema of every table each time, a few milliseconds of CPU per logged response."""
@@ -68,13 +162,12 @@ def _file_id(path: Path) -> tuple[str, int] | None:
 
 
 def _log_once(path: Path, responses: list[Any], busy_timeout: float) -> None:
-    import sqlite_utils
     from llm.migrations import migrate
 
     conn = sqlite3.connect(path, timeout=busy_timeout)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        db = sqlite_utils.Database(conn)
+        db = _batch_database(conn)
         # IMMEDIATE takes the write lock up front: two writers never both hold a read lock and
         # then deadlock upgrading it, and migrating a fresh file is serialised too.
         conn.execute("BEGIN IMMEDIATE")
