@@ -194,6 +194,7 @@ async def main(
     floor_pid: int,
     server_pid: int,
     quick: bool,
+    levels: tuple[int, ...] = LEVELS,
 ) -> None:
     direct_url = provider_url.rstrip("/") + "/chat/completions"
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -215,8 +216,9 @@ async def main(
             f"{'streams':>7} {'way':>8} {'p50':>9} {'p99':>9} {'added p50':>10} {'added p99':>10}"
             f" {'CPU/stream':>10} {'server CPU':>10}"
         )
-        for n in LEVELS:
-            rounds = max(1, (20 if quick else 60) // n) if n < 50 else (1 if quick else 3)
+        for n in levels:
+            # At one stream 200 samples, so that p99 is not simply the slowest stream.
+            rounds = max(1, (20 if quick else 200) // n) if n < 50 else (1 if quick else 3)
             ways = [
                 Way("direct", direct_url, {}, None),
                 Way("floor", floor_url.rstrip("/") + "/v1/chat/completions", {}, floor_pid),
@@ -267,7 +269,8 @@ async def main(
         peak = record("service: peak RSS", peak_rss_mb(service_pid), "MB")
         floor_peak = record("floor proxy: peak RSS", peak_rss_mb(floor_pid), "MB")
         print(
-            f"peak RSS after 200 streams: service {peak:.0f} MB, floor proxy {floor_peak:.0f} MB"
+            f"peak RSS after {max(levels)} streams: service {peak:.0f} MB,"
+            f" floor proxy {floor_peak:.0f} MB"
             f" ({peak / floor_peak:.1f}x; target <= 150 MB)"
         )
         print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -276,13 +279,20 @@ async def main(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds per level")
+    parser.add_argument(
+        "--levels",
+        default=",".join(map(str, LEVELS)),
+        help="concurrent streams to measure, comma-separated (default: %(default)s)",
+    )
     args = parser.parse_args()
+    levels = tuple(int(n) for n in args.levels.split(","))
     home = setup_home()
     os.environ["CONSORTIUM_LAB_DEMO_DELAY"] = "0"
     server, base_url = start_server()
     service = floor = None
     try:
         service, service_url = start_service(home)
+        print(f"# service pid {service.pid} (for py-spy record --pid)", flush=True)
         floor, floor_url = start_floor_proxy(base_url)
         asyncio.run(
             main(
@@ -293,6 +303,7 @@ if __name__ == "__main__":
                 floor.pid,
                 server.pid,
                 args.quick,
+                levels,
             )
         )
     finally:
