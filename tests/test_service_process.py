@@ -1,6 +1,7 @@
-"""What the gateway service keeps off a stream's path: the ledger write of a finished stream
-(stored after the client has ``[DONE]``), and the start-up heap (frozen before it listens,
-so full garbage collections do not walk it while streams wait).
+"""What the gateway service process keeps off a stream's path and out of its memory: the
+ledger write of a finished stream (stored after the client has ``[DONE]``), the start-up heap
+(frozen before it listens, so full garbage collections do not walk it while streams wait), and
+pandas and numpy (which ``sqlite_utils`` would import, ~46 MB).
 
 The service runs in this process on aiohttp's own test server (a real socket on 127.0.0.1);
 the model is the loopback fake OpenAI server reached through llm's OpenAI plugin.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
 import sys
 from typing import Any
 
@@ -106,3 +108,28 @@ def test_preheat_imports_the_first_request_s_modules_and_freezes_the_heap():
         assert gc.collect() >= 1
     finally:
         gc.unfreeze()
+
+
+# The console script's argv: ``consortium-lab gateway ...`` (the package is imported first).
+AS_CLI = """
+import sys
+sys.argv[0] = "/somewhere/bin/consortium-lab"
+import consortium_lab
+print("pandas" in sys.modules, "numpy" in sys.modules, "sqlite_utils" in sys.modules)
+"""
+
+
+def test_the_gateway_process_imports_sqlite_utils_without_pandas(fake_openai):
+    def imported(command: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", AS_CLI, command],
+            env=fake_openai.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert imported("gateway") == "False False True"
+    assert imported("run") == "True True True"  # other commands may hand numpy to sqlite_utils
