@@ -211,3 +211,23 @@ async def test_refused_and_bad_key_fail_the_same_way(fake_openai):
         sdk, lean = [await failure(path, model) for path in PATHS]
         assert sdk.kind == lean.kind == kind, model
         assert lean.message == sdk.message
+
+
+async def test_proxy_variables_are_followed_like_the_sdk_and_no_proxy_bypasses(
+    fake_openai, monkeypatch
+):
+    """HTTP_PROXY sends both paths to the proxy (here a closed port: both fail as refused
+    connections); with the server's host in NO_PROXY both reach it directly."""
+    fake_openai.add_model("p", ModelScript(reply=REPLY))
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    sdk, lean = [await failure(path, "p") for path in PATHS]
+    assert sdk.kind == lean.kind == "connection"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for path in PATHS:
+        gw = gateway(path)
+        outcome = await gw.call(CallRequest(model="p", prompt="Q"))
+        assert outcome.text == REPLY
+        assert gw.clients.lean is None or gw.clients.lean.streams == 1
+        await gw.aclose()

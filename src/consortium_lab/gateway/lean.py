@@ -51,6 +51,7 @@ class LeanTransport:
     def __init__(self) -> None:
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self._proxies: dict[tuple[str, str | None], tuple[Any, Any] | None] = {}
         self.streams = 0
         """Streams this transport carried (the rest went through ``llm``'s own path)."""
 
@@ -91,8 +92,10 @@ class LeanTransport:
             session = self._sessions.get(loop)
             if session is None or session.closed:
                 session = aiohttp.ClientSession(
-                    # Proxies from HTTP(S)_PROXY / NO_PROXY, as httpx does under the SDK.
-                    trust_env=True,
+                    # Proxies come from the environment through proxy_for() (once per host),
+                    # not trust_env: aiohttp's trust_env reads ~/.netrc and the proxy variables
+                    # in a worker thread on every request (two thread hops per stream).
+                    trust_env=False,
                     connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                     timeout=aiohttp.ClientTimeout(
                         total=None, sock_connect=_CONNECT_TIMEOUT, sock_read=_READ_TIMEOUT
@@ -100,10 +103,23 @@ class LeanTransport:
                     auto_decompress=True,
                 )
                 self._sessions[loop] = session
+                self._proxies.clear()  # a new session reads the environment again
                 # A notebook never closes it: drop its connections when the loop goes (or at
                 # exit) instead of aiohttp's "Unclosed client session" warnings.
                 weakref.finalize(loop, _drop, session)
             return session
+
+    async def proxy_for(self, url: str) -> tuple[Any, Any] | None:
+        """The proxy (and its credentials) for ``url`` from ``HTTP(S)_PROXY``/``NO_PROXY``
+        (and ``~/.netrc`` for the proxy's credentials), as httpx finds them under the SDK;
+        ``None``: connect directly. Read once per scheme and host, in a worker thread."""
+        from yarl import URL
+
+        target = URL(url)
+        key = (target.scheme, target.host)
+        if key not in self._proxies:
+            self._proxies[key] = await asyncio.to_thread(_env_proxy, target)
+        return self._proxies[key]
 
     async def aclose(self) -> None:
         """Close the running loop's session (its connections)."""
@@ -134,7 +150,9 @@ class LeanTransport:
         headers = _headers(api_key, model.headers)
         self.streams += 1
         combined = _Combined()
-        async for data in _post_stream(self.session(), url, headers, body):
+        session = self.session()
+        proxy = await self.proxy_for(url)
+        async for data in _post_stream(session, url, headers, body, proxy):
             combined.add(data)
             choices = data.get("choices")
             if choices:
@@ -148,6 +166,15 @@ class LeanTransport:
         if usage and (usage.get("completion_tokens_details") or {}).get("reasoning_tokens"):
             yield StreamEvent(type="reasoning", chunk="", redacted=True)
         response._prompt_json = redact_data({"messages": messages})
+
+
+def _env_proxy(url: Any) -> tuple[Any, Any] | None:
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:  # none set for its scheme, or NO_PROXY names its host
+        return None
 
 
 def _drop(session: Any) -> None:
@@ -240,9 +267,14 @@ class _Combined:
 
 
 async def _post_stream(
-    session: Any, url: str, headers: dict[str, str], body: dict[str, Any]
+    session: Any,
+    url: str,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    proxy: tuple[Any, Any] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """POST ``body`` and yield each SSE ``data:`` payload, parsed, until ``[DONE]``."""
+    """POST ``body`` (through ``proxy``: its URL and credentials) and yield each SSE ``data:``
+    payload, parsed, until ``[DONE]``."""
     import aiohttp
     import orjson
 
@@ -250,7 +282,12 @@ async def _post_stream(
 
     payload = orjson.dumps(body)
     try:
-        response = await session.post(url, data=payload, headers=headers)
+        if proxy is None:
+            response = await session.post(url, data=payload, headers=headers)
+        else:
+            response = await session.post(
+                url, data=payload, headers=headers, proxy=proxy[0], proxy_auth=proxy[1]
+            )
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise lean_errors.timeout(url) from exc
     except aiohttp.ClientError as exc:
