@@ -9,9 +9,12 @@ streams, side by side in each round. For each level it prints the p50/p99 of the
 time (request to ``[DONE]``) of each way, the latency each proxy adds to the direct call, the
 CPU time per stream (user + system, from ``/proc``) of the service, of the floor proxy and of
 the loopback server (so one sees it is not the bottleneck), and the service's figures as
-ratios to the floor proxy's; then both proxies' peak memory.
+ratios to the floor proxy's; then both proxies' peak memory. At one stream each way streams
+200 times (so that p99 is not simply the slowest stream), at 50 and 200 three rounds.
 
-Run: ``.venv/bin/python benchmarks/bench_service.py`` (``--quick``: fewer rounds).
+Run: ``.venv/bin/python benchmarks/bench_service.py`` (``--quick``: fewer rounds;
+``--levels 1,50``: only those levels). It prints the service's pid first, for
+``py-spy record --pid PID`` while it runs.
 """
 
 from __future__ import annotations
@@ -56,7 +59,23 @@ def cli_command() -> list[str]:
     raise RuntimeError("no consortium_lab CLI module found")
 
 
-def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
+# With --gc-log: the service prints each generation 1 and 2 collection and its duration.
+GC_LOG = """
+import gc, sys, time
+_gc_started = [0.0]
+def _gc_log(phase, info):
+    if info["generation"] < 1:
+        return
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        took = (time.perf_counter() - _gc_started[0]) * 1000
+        print(f"service GC gen{info['generation']}: {took:.1f} ms", file=sys.stderr, flush=True)
+gc.callbacks.append(_gc_log)
+"""
+
+
+def start_service(home: Path, *, gc_log: bool = False) -> tuple[subprocess.Popen[str], str]:
     """``consortium-lab gateway`` with its cache off, on a free loopback port."""
     tokens = home / "tokens.yaml"
     tokens.write_text(yaml.safe_dump({"tokens": {TOKEN: {"user": "bench"}}}))
@@ -71,9 +90,12 @@ def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
             }
         )
     )
+    command = cli_command()
+    if gc_log:
+        command[-1] = GC_LOG + command[-1]
     proc = subprocess.Popen(
         [
-            *cli_command(),
+            *command,
             "gateway",
             "--config",
             str(config),
@@ -284,6 +306,11 @@ if __name__ == "__main__":
         default=",".join(map(str, LEVELS)),
         help="concurrent streams to measure, comma-separated (default: %(default)s)",
     )
+    parser.add_argument(
+        "--gc-log",
+        action="store_true",
+        help="have the service print each full (and generation 1) garbage collection it makes",
+    )
     args = parser.parse_args()
     levels = tuple(int(n) for n in args.levels.split(","))
     home = setup_home()
@@ -291,7 +318,7 @@ if __name__ == "__main__":
     server, base_url = start_server()
     service = floor = None
     try:
-        service, service_url = start_service(home)
+        service, service_url = start_service(home, gc_log=args.gc_log)
         print(f"# service pid {service.pid} (for py-spy record --pid)", flush=True)
         floor, floor_url = start_floor_proxy(base_url)
         asyncio.run(
