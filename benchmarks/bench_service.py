@@ -75,7 +75,14 @@ gc.callbacks.append(_gc_log)
 """
 
 
-def start_service(home: Path, *, gc_log: bool = False) -> tuple[subprocess.Popen[str], str]:
+# With --with-hub-auth: what ``auth: hub`` imports, loaded before the service starts (the
+# benchmark has no hub to check tokens, so the tokens stay static).
+HUB_AUTH_IMPORT = "from jupyterhub.services.auth import HubAuth\n"
+
+
+def start_service(
+    home: Path, *, gc_log: bool = False, hub_auth: bool = False
+) -> tuple[subprocess.Popen[str], str]:
     """``consortium-lab gateway`` with its cache off, on a free loopback port."""
     tokens = home / "tokens.yaml"
     tokens.write_text(yaml.safe_dump({"tokens": {TOKEN: {"user": "bench"}}}))
@@ -93,6 +100,9 @@ def start_service(home: Path, *, gc_log: bool = False) -> tuple[subprocess.Popen
     command = cli_command()
     if gc_log:
         command[-1] = GC_LOG + command[-1]
+    if hub_auth:
+        # After the CLI's own imports decided what to skip, as `auth: hub` imports it.
+        command[-1] = command[-1].replace("main()", HUB_AUTH_IMPORT.strip() + "; main()")
     proc = subprocess.Popen(
         [
             *command,
@@ -311,6 +321,11 @@ if __name__ == "__main__":
         action="store_true",
         help="have the service print each full (and generation 1) garbage collection it makes",
     )
+    parser.add_argument(
+        "--with-hub-auth",
+        action="store_true",
+        help="load JupyterHub's HubAuth into the service, as auth: hub does (its memory)",
+    )
     args = parser.parse_args()
     levels = tuple(int(n) for n in args.levels.split(","))
     home = setup_home()
@@ -318,7 +333,7 @@ if __name__ == "__main__":
     server, base_url = start_server()
     service = floor = None
     try:
-        service, service_url = start_service(home, gc_log=args.gc_log)
+        service, service_url = start_service(home, gc_log=args.gc_log, hub_auth=args.with_hub_auth)
         print(f"# service pid {service.pid} (for py-spy record --pid)", flush=True)
         floor, floor_url = start_floor_proxy(base_url)
         asyncio.run(
