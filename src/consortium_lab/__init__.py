@@ -15,9 +15,10 @@ import os as _os
 import sys as _sys
 from typing import Any
 
-if _os.environ.get("CONSORTIUM_LAB_CHAT_KERNEL") == "1" or (
-    _sys.argv[1:2] == ["gateway"] and _os.path.basename(_sys.argv[0]) == "consortium-lab"
-):
+# (An embedded interpreter may have no sys.argv.)
+if _os.environ.get("CONSORTIUM_LAB_CHAT_KERNEL") == "1" or [
+    _os.path.basename(arg) for arg in getattr(_sys, "argv", [])[:2]
+] == ["consortium-lab", "gateway"]:
     # A chat kernel (set by the Voila launcher) and the gateway service (`consortium-lab
     # gateway`, however it is launched; this runs before the CLI can) run no user code:
     # sqlite_utils, which llm imports, is imported without the pandas and numpy it never
