@@ -9,9 +9,12 @@ streams, side by side in each round. For each level it prints the p50/p99 of the
 time (request to ``[DONE]``) of each way, the latency each proxy adds to the direct call, the
 CPU time per stream (user + system, from ``/proc``) of the service, of the floor proxy and of
 the loopback server (so one sees it is not the bottleneck), and the service's figures as
-ratios to the floor proxy's; then both proxies' peak memory.
+ratios to the floor proxy's; then both proxies' peak memory. At one stream each way streams
+200 times (so that p99 is not simply the slowest stream), at 50 and 200 three rounds.
 
-Run: ``.venv/bin/python benchmarks/bench_service.py`` (``--quick``: fewer rounds).
+Run: ``.venv/bin/python benchmarks/bench_service.py`` (``--quick``: fewer rounds;
+``--levels 1,50``: only those levels). It prints the service's pid first, for
+``py-spy record --pid PID`` while it runs.
 """
 
 from __future__ import annotations
@@ -56,7 +59,30 @@ def cli_command() -> list[str]:
     raise RuntimeError("no consortium_lab CLI module found")
 
 
-def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
+# With --gc-log: the service prints each generation 1 and 2 collection and its duration.
+GC_LOG = """
+import gc, sys, time
+_gc_started = [0.0]
+def _gc_log(phase, info):
+    if info["generation"] < 1:
+        return
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        took = (time.perf_counter() - _gc_started[0]) * 1000
+        print(f"service GC gen{info['generation']}: {took:.1f} ms", file=sys.stderr, flush=True)
+gc.callbacks.append(_gc_log)
+"""
+
+
+# With --with-hub-auth: what ``auth: hub`` imports, loaded before the service starts (the
+# benchmark has no hub to check tokens, so the tokens stay static).
+HUB_AUTH_IMPORT = "from jupyterhub.services.auth import HubAuth\n"
+
+
+def start_service(
+    home: Path, *, gc_log: bool = False, hub_auth: bool = False
+) -> tuple[subprocess.Popen[str], str]:
     """``consortium-lab gateway`` with its cache off, on a free loopback port."""
     tokens = home / "tokens.yaml"
     tokens.write_text(yaml.safe_dump({"tokens": {TOKEN: {"user": "bench"}}}))
@@ -71,9 +97,15 @@ def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
             }
         )
     )
+    command = cli_command()
+    if gc_log:
+        command[-1] = GC_LOG + command[-1]
+    if hub_auth:
+        # After the CLI's own imports decided what to skip, as `auth: hub` imports it.
+        command[-1] = command[-1].replace("main()", HUB_AUTH_IMPORT.strip() + "; main()")
     proc = subprocess.Popen(
         [
-            *cli_command(),
+            *command,
             "gateway",
             "--config",
             str(config),
@@ -194,6 +226,7 @@ async def main(
     floor_pid: int,
     server_pid: int,
     quick: bool,
+    levels: tuple[int, ...] = LEVELS,
 ) -> None:
     direct_url = provider_url.rstrip("/") + "/chat/completions"
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -215,8 +248,9 @@ async def main(
             f"{'streams':>7} {'way':>8} {'p50':>9} {'p99':>9} {'added p50':>10} {'added p99':>10}"
             f" {'CPU/stream':>10} {'server CPU':>10}"
         )
-        for n in LEVELS:
-            rounds = max(1, (20 if quick else 60) // n) if n < 50 else (1 if quick else 3)
+        for n in levels:
+            # At one stream 200 samples, so that p99 is not simply the slowest stream.
+            rounds = max(1, (20 if quick else 200) // n) if n < 50 else (1 if quick else 3)
             ways = [
                 Way("direct", direct_url, {}, None),
                 Way("floor", floor_url.rstrip("/") + "/v1/chat/completions", {}, floor_pid),
@@ -267,7 +301,8 @@ async def main(
         peak = record("service: peak RSS", peak_rss_mb(service_pid), "MB")
         floor_peak = record("floor proxy: peak RSS", peak_rss_mb(floor_pid), "MB")
         print(
-            f"peak RSS after 200 streams: service {peak:.0f} MB, floor proxy {floor_peak:.0f} MB"
+            f"peak RSS after {max(levels)} streams: service {peak:.0f} MB,"
+            f" floor proxy {floor_peak:.0f} MB"
             f" ({peak / floor_peak:.1f}x; target <= 150 MB)"
         )
         print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -276,13 +311,30 @@ async def main(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds per level")
+    parser.add_argument(
+        "--levels",
+        default=",".join(map(str, LEVELS)),
+        help="concurrent streams to measure, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gc-log",
+        action="store_true",
+        help="have the service print each full (and generation 1) garbage collection it makes",
+    )
+    parser.add_argument(
+        "--with-hub-auth",
+        action="store_true",
+        help="load JupyterHub's HubAuth into the service, as auth: hub does (its memory)",
+    )
     args = parser.parse_args()
+    levels = tuple(int(n) for n in args.levels.split(","))
     home = setup_home()
     os.environ["CONSORTIUM_LAB_DEMO_DELAY"] = "0"
     server, base_url = start_server()
     service = floor = None
     try:
-        service, service_url = start_service(home)
+        service, service_url = start_service(home, gc_log=args.gc_log, hub_auth=args.with_hub_auth)
+        print(f"# service pid {service.pid} (for py-spy record --pid)", flush=True)
         floor, floor_url = start_floor_proxy(base_url)
         asyncio.run(
             main(
@@ -293,6 +345,7 @@ if __name__ == "__main__":
                 floor.pid,
                 server.pid,
                 args.quick,
+                levels,
             )
         )
     finally:

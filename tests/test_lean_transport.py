@@ -231,3 +231,43 @@ async def test_the_proxy_environment_is_honoured(fake_openai, monkeypatch):
         assert outcome.text == REPLY
         await gw.aclose()
     assert len(fake_openai.requests_for("proxied")) == 2
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        # one event per read (the splitter's shortcut), then the usual end
+        [b'data: {"a":1}\n\n', b'data: {"b":2}\n\n', b"data: [DONE]\n\n"],
+        # two events in one read, an event split across reads, CRLF line ends
+        [b'data: {"a":1}\n\ndata: {"b"', b":2}\r\n\r\n", b"data: [DONE]\n\n"],
+        # no space after the colon, a comment line, an event: field
+        [b": keep-alive\n\n", b'event: x\ndata:{"a":1}\n\n', b'data: {"b":2}\n\ndata: [DONE]\n\n'],
+    ],
+)
+async def test_sse_splitter_gives_each_event_s_data_however_the_reads_fall(pieces):
+    from consortium_lab.gateway.lean import _sse_data
+
+    class Content:  # the bytes as aiohttp's StreamReader.iter_any() hands them over
+        async def iter_any(self) -> Any:
+            for piece in pieces:
+                yield piece
+
+    class Response:
+        content = Content()
+
+    got = [data async for data in _sse_data(Response())]
+    assert got == [b'{"a":1}', b'{"b":2}', b"[DONE]"]
+
+
+async def test_sse_splitter_joins_the_lines_of_a_multi_line_event():
+    from consortium_lab.gateway.lean import _sse_data
+
+    class Content:
+        async def iter_any(self) -> Any:
+            yield b"data: one\ndata: two\n\n"
+            yield b"data: three\n\n"
+
+    class Response:
+        content = Content()
+
+    assert [d async for d in _sse_data(Response())] == [b"one\ntwo", b"three"]

@@ -12,11 +12,17 @@ Quick start (in a notebook, with the offline demo models)::
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
 from typing import Any
 
-if _os.environ.get("CONSORTIUM_LAB_CHAT_KERNEL") == "1":
-    # A chat kernel (set by the Voila launcher) runs no user code: sqlite_utils, which llm
-    # imports, is imported without the pandas and numpy it never needs there (~46 MB).
+# (An embedded interpreter may have no sys.argv.)
+if _os.environ.get("CONSORTIUM_LAB_CHAT_KERNEL") == "1" or [
+    _os.path.basename(arg) for arg in getattr(_sys, "argv", [])[:2]
+] == ["consortium-lab", "gateway"]:
+    # A chat kernel (set by the Voila launcher) and the gateway service (`consortium-lab
+    # gateway`, however it is launched; this runs before the CLI can) run no user code:
+    # sqlite_utils, which llm imports, is imported without the pandas and numpy it never
+    # needs there (~46 MB).
     from consortium_lab.sqlite import import_sqlite_utils_without_pandas
 
     import_sqlite_utils_without_pandas()

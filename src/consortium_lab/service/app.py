@@ -308,6 +308,10 @@ class GatewayService:
         from aiohttp import web
 
         await self.offered(refresh=True)
+        from consortium_lab.service.preheat import preheat
+
+        frozen = preheat()
+        logger.debug("start-up heap frozen: %d objects", frozen)
         runner = web.AppRunner(
             self.app(),
             access_log=logging.getLogger("aiohttp.access")

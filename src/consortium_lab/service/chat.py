@@ -163,7 +163,8 @@ class ChatCompletions:
         Per piece of text, the work is one JSON string encoding into a pre-encoded chunk (see
         :class:`ChunkFrames`); the pieces that arrived since the last write go out in one
         write, and the end of the stream (finish chunk, usage chunk, ``[DONE]`` and the end of
-        the HTTP body) in one more.
+        the HTTP body) in one more. A stream that ends whole is stored in the ledger after
+        that last write, off the client's wait; one that fails is stored before its error.
         """
         from aiohttp import web
 
@@ -267,9 +268,13 @@ class ChatCompletions:
                 failure: CallFailed | None = None
             except CallFailed as exc:
                 outcome, failure = None, exc
-            await self.recorder.record(call, received, outcome, failure, stream=True)
-            recorded = True
             text_sent = "".join(sent)
+            complete = (failure is None or (failure.kind == "cut_off" and bool(text_sent))) and (
+                outcome is None or outcome.text == text_sent
+            )
+            if not complete:
+                await self.recorder.record(call, received, outcome, failure, stream=True)
+                recorded = True
             if failure is not None and (failure.kind != "cut_off" or not text_sent):
                 if response is None:
                     raise failure_error(failure)
@@ -298,7 +303,15 @@ class ChatCompletions:
                 }
                 end.append(sse(usage))
             end.append(b"data: [DONE]\n\n")
-            await send(b"".join(end), eof=True)
+            try:
+                await send(b"".join(end), eof=True)
+            finally:
+                # Stored once the client has the whole answer: the ledger's writer thread
+                # and its transaction are off the stream's path (a client that left during
+                # this last write had the answer all the same). The quota was charged
+                # already, by the gateway.
+                await self.recorder.record(call, received, outcome, failure, stream=True)
+                recorded = True
             assert response is not None
             return response
         except ConnectionError:

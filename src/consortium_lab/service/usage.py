@@ -66,7 +66,8 @@ class UsageRecorder:
             stream=stream,
         )
         # The ledger's writer thread stores it with whatever else is queued, in one
-        # transaction; the request is answered once it is stored, so every replica sees it.
+        # transaction; this returns once it is stored. A plain answer is sent after that, so
+        # every replica sees it; a stream's end goes out first (see ChatCompletions._stream).
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[BaseException | None] = loop.create_future()
 
