@@ -16,8 +16,6 @@ from consortium_lab.engine.events import MemberDelta, MemberDone, MemberFailed
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
 
-gateways = test_service.gateways  # its fixture: gateway services on the loopback model server
-
 
 async def test_a_gateway_killed_mid_stream_fails_only_the_cut_member(gateways, fake_openai):
     gateways.provider("quick", ModelScript(reply=member_reply("Quick answer.", 0.8)))
