@@ -11,7 +11,7 @@ import json
 from consortium_lab import Gateway
 from consortium_lab.apps.connect import connect
 from consortium_lab.compat import create_consortium
-from test_service import ALICE, gateways  # noqa: F401  (the service harness and its fixture)
+from test_service import ALICE
 
 from fake_openai import ModelScript
 from helpers import arbiter_reply, member_reply
@@ -21,7 +21,7 @@ def answers(out: dict) -> list[str]:
     return sorted(m["answer"] for m in out["model_responses"])
 
 
-def test_instances_are_distinct_samples_through_the_gateway_service(gateways, fake_openai):  # noqa: F811
+def test_instances_are_distinct_samples_through_the_gateway_service(gateways, fake_openai):
     count = itertools.count(1)
     gateways.provider("m", ModelScript(reply=lambda _: member_reply(f"Sample {next(count)}.")))
     gateways.provider("judge", ModelScript(reply=arbiter_reply("Joint.", 0.9)))

@@ -19,7 +19,6 @@ from consortium_lab.apps.retention import PURGE_EVERY_S, RetentionLoop, purge_by
 from consortium_lab.gateway.llm_logs import llm_logs_db_path
 from consortium_lab.paths import runs_db_path
 from test_purge import NEW, OLD, holds, two_runs
-from test_purge import trio as trio  # the fixture, used by its name
 
 
 def wait_for(condition, what: str, timeout: float = 180.0) -> None:
