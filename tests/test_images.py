@@ -4,7 +4,12 @@ The gateway image streams a chat from the loopback model server with its provide
 mounted, read-only secret folder; the singleuser image's command is the one
 ``hub/k8s/values.yaml`` runs, and it serves the chat to Chromium on the host, which runs a demo
 consortium; both run as uid 1000 and hold no ``.venv`` and no ``keys.json``.
-Skipped, with the reason, where podman is not installed.
+Skipped, with the reason, where podman is not installed, unless ``CONSORTIUM_LAB_TEST_IMAGES=1``
+(CI) makes a missing podman a failure.
+
+Between runs (docs/images.md): podman's store keeps the layers; ``cache_dir()`` keeps the
+debootstrap root file system and buildah's npm and pip cache mounts, so a store that lost the
+images rebuilds without debootstrap and downloads.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from fake_openai import FakeOpenAIServer, ModelScript
 ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("CONSORTIUM_LAB_CONTAINER_BASE", "localhost/bookworm-min")
 BUILD_TIMEOUT = 3600  # a cold build installs Debian's node and every pinned wheel
+REQUIRED = os.environ.get("CONSORTIUM_LAB_TEST_IMAGES") == "1"
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(2 * BUILD_TIMEOUT)]
 
@@ -37,8 +43,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(2 * B
 class Podman:
     """``podman`` with the flags that work on these machines (docs/images.md)."""
 
-    def __init__(self, conf: Path) -> None:
+    def __init__(self, conf: Path, cache: Path) -> None:
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        # buildah keeps ``RUN --mount=type=cache`` folders under $TMPDIR (default /var/tmp):
+        # pointing it into the cache keeps npm's and pip's downloads with the base image.
+        self.build_env = {**self.env, "TMPDIR": str(cache / "buildah")}
+        (cache / "buildah").mkdir(parents=True, exist_ok=True)
 
     def ok(self, *args: str) -> bool:
         """Whether the command exits 0."""
@@ -47,7 +57,7 @@ class Podman:
     def run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", *args],
-            env=self.env,
+            env=self.build_env if args[0] == "build" else self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -60,18 +70,43 @@ class Podman:
         return out.stdout
 
 
+def cache_dir() -> Path:
+    """Where the base image's root file system and the build's download caches outlive a run:
+    ``CONSORTIUM_LAB_CACHE``, else /var/cache/consortium-lab for root, else
+    ~/.cache/consortium-lab (outside the clone, so a fresh clone finds them)."""
+    if os.environ.get("CONSORTIUM_LAB_CACHE"):
+        return Path(os.environ["CONSORTIUM_LAB_CACHE"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/consortium-lab")
+    return Path.home() / ".cache" / "consortium-lab"
+
+
+def unavailable(reason: str) -> None:
+    """Skip, saying why; a failure where CI asked for the images (CONSORTIUM_LAB_TEST_IMAGES=1)."""
+    if REQUIRED:
+        pytest.fail(f"CONSORTIUM_LAB_TEST_IMAGES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (apt-get install -y podman debootstrap runc)")
+        unavailable("podman is not installed (apt-get install -y podman debootstrap runc)")
+    if shutil.which("runc") is None:
+        unavailable("runc is not installed (crun fails here: apt-get install -y runc)")
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text("[containers]\ndefault_ulimits = []\n")
-    run = Podman(conf)
+    cache = cache_dir()
+    run = Podman(conf, cache)
     if not run.ok("image", "exists", BASE):
-        if shutil.which("debootstrap") is None:
-            pytest.skip(f"no base image {BASE} and no debootstrap to make one")
+        cached = (cache / "bookworm-min.rootfs.tar").is_file()
+        if not cached and shutil.which("debootstrap") is None:
+            unavailable(f"no base image {BASE} and no debootstrap to make one")
         subprocess.run(
-            [str(ROOT / "scripts" / "container_base.sh"), BASE], check=True, timeout=1800
+            [str(ROOT / "scripts" / "container_base.sh"), BASE, str(cache)],
+            check=True,
+            timeout=1800,
+            env=run.env,
         )
     return run
 
