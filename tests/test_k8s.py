@@ -3,7 +3,6 @@ traits, and the gateway and Redis manifests against each other and the values.""
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import sys
@@ -14,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+import k8s_traits
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "hub" / "k8s"
@@ -68,74 +69,53 @@ def test_the_schema_check_would_catch_a_wrong_key() -> None:
     assert any("capacty" in e for e in schema_errors(values))
 
 
-def _classes() -> dict[str, type]:
-    pytest.importorskip("kubespawner", reason="pip install -e '.[k8s]' for the traits check")
-    from jupyterhub.app import JupyterHub
-    from jupyterhub.auth import Authenticator
-    from kubespawner import KubeSpawner
-    from oauthenticator.generic import GenericOAuthenticator
-
-    return {
-        "JupyterHub": JupyterHub,
-        "Authenticator": Authenticator,
-        "GenericOAuthenticator": GenericOAuthenticator,
-        "KubeSpawner": KubeSpawner,
-    }
-
-
-def trait_problem(cls: type, key: str, value: Any, where: str) -> str | None:
-    """Why ``value`` cannot be ``cls.key`` (naming the YAML path and the nearest trait), or
-    None when the trait takes it."""
-    from traitlets import HasTraits, TraitError
-
-    traits = cls.class_traits(config=True)  # type: ignore[attr-defined]
-    if key not in traits:
-        near = difflib.get_close_matches(key, traits, n=1)
-        hint = f" (nearest trait: {near[0]})" if near else ""
-        return f"{where}: {cls.__name__} has no configurable trait {key!r}{hint}"
-    probe = type("Probe", (HasTraits,), {})()
-    try:
-        traits[key].validate(probe, value)
-    except TraitError as exc:
-        return f"{where}: {exc}"
-    return None
+def pinned_check(items: list[tuple[str, str, Any, str]]) -> list[str]:
+    """The problems the chart's pinned classes find (tests/k8s_traits.py), after checking that
+    they are the pinned versions and not this environment's."""
+    result = k8s_traits.check(ROOT, items)
+    assert result["versions"] == k8s_traits.PINS
+    problems: list[str] = result["problems"]
+    return problems
 
 
 def test_every_hub_config_key_is_a_trait_that_takes_its_value() -> None:
-    classes = _classes()
     config = load("values.yaml")["hub"]["config"]
-    assert set(config) <= set(classes), f"no class is checked for {set(config) - set(classes)}"
-    problems = [
-        trait_problem(classes[name], key, value, f"hub.config.{name}.{key}")
+    items = [
+        (name, key, value, f"hub.config.{name}.{key}")
         for name, section in config.items()
         for key, value in section.items()
     ]
-    assert [p for p in problems if p] == []
+    assert pinned_check(items) == []
 
 
 def test_every_kubespawner_override_is_a_trait_that_takes_its_value() -> None:
-    spawner = _classes()["KubeSpawner"]
     profiles = load("values.yaml")["singleuser"]["profileList"]
-    problems = [
-        trait_problem(
-            spawner, key, value, f"singleuser.profileList[{i}].kubespawner_override.{key}"
-        )
+    items = [
+        ("KubeSpawner", key, value, f"singleuser.profileList[{i}].kubespawner_override.{key}")
         for i, profile in enumerate(profiles)
         for key, value in profile.get("kubespawner_override", {}).items()
     ]
-    assert [p for p in problems if p] == []
+    assert items, "no kubespawner_override to check"
+    assert pinned_check(items) == []
     assert sum(1 for p in profiles if p.get("default")) == 1
 
 
 def test_the_trait_check_names_the_path_and_the_nearest_trait() -> None:
-    spawner = _classes()["KubeSpawner"]
-    problem = trait_problem(spawner, "mem_limt", "2G", "singleuser.profileList[1].x")
-    assert problem == (
+    problems = pinned_check(
+        [
+            ("KubeSpawner", "mem_limt", "2G", "singleuser.profileList[1].x"),
+            ("KubeSpawner", "start_timeout", "soon", "hub.config.KubeSpawner.start_timeout"),
+            ("KubeSpwner", "cmd", [], "hub.config.KubeSpwner.cmd"),
+            ("KubeSpawner", "mem_limit", "2G", "singleuser.profileList[0].ok"),
+        ]
+    )
+    assert problems[0] == (
         "singleuser.profileList[1].x: KubeSpawner has no configurable trait 'mem_limt'"
         " (nearest trait: mem_limit)"
     )
-    wrong = trait_problem(spawner, "start_timeout", "soon", "hub.config.KubeSpawner.start_timeout")
-    assert wrong is not None and wrong.startswith("hub.config.KubeSpawner.start_timeout: ")
+    assert problems[1].startswith("hub.config.KubeSpawner.start_timeout: ")
+    assert problems[2].startswith("hub.config.KubeSpwner.cmd: no class 'KubeSpwner'")
+    assert len(problems) == 3  # the valid trait passed
 
 
 def test_singleuser_cmd_is_the_user_server_command_in_the_image() -> None:
