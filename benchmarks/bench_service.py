@@ -56,8 +56,11 @@ def cli_command() -> list[str]:
     raise RuntimeError("no consortium_lab CLI module found")
 
 
-def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
-    """``consortium-lab gateway`` with its cache off, on a free loopback port."""
+def start_service(
+    home: Path, extra: dict[str, object] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``consortium-lab gateway`` with its cache off, on a free loopback port; ``extra``
+    settings over those (``bench_replicas.py`` passes ``redis``)."""
     tokens = home / "tokens.yaml"
     tokens.write_text(yaml.safe_dump({"tokens": {TOKEN: {"user": "bench"}}}))
     config = home / "gateway.yaml"
@@ -68,6 +71,7 @@ def start_service(home: Path) -> tuple[subprocess.Popen[str], str]:
                 "tokens_file": str(tokens),
                 "cache": "none",
                 "models": [MODEL],
+                **(extra or {}),
             }
         )
     )
