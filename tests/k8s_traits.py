@@ -3,8 +3,10 @@ checks of ``hub/k8s/values.yaml`` (tests/test_k8s.py).
 
 The test environment carries a newer jupyterhub (the `hub` extra), whose traits differ from the
 chart's, so the check runs as a subprocess in a small virtual environment holding only
-``PINS``: built once under ``.cache/`` in the repository (gitignored), its folder named by a hash
-of the pins and the Python version, so changing a pin builds a new one.
+``PINS``: built once under ``.cache/`` in the repository (gitignored), or under
+``$CONSORTIUM_LAB_CACHE`` when set (CI sets /var/cache/consortium-lab, so a fresh clone reuses
+it), its folder named by a hash of the pins and the Python version, so changing a pin builds a
+new one.
 
 Run as a script (inside that environment) it reads ``{"items": [[class, key, value, where],
 ...]}`` on stdin and prints ``{"versions": {...}, "problems": [...]}``: the versions it loaded
@@ -17,6 +19,7 @@ import difflib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +44,8 @@ def pinned_python(root: Path) -> Path:
     short is started over rather than used.
     """
     spec = json.dumps([sorted(PINS.items()), sys.version_info[:2]]).encode()
-    home = root / ".cache" / f"k8s-traits-{hashlib.sha256(spec).hexdigest()[:12]}"
+    cache = Path(os.environ.get("CONSORTIUM_LAB_CACHE") or root / ".cache")
+    home = cache / f"k8s-traits-{hashlib.sha256(spec).hexdigest()[:12]}"
     home.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{home}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
