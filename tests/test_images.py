@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("CONSORTIUM_LAB_CONTAINER_BASE", "localhost/bookworm-min")
 BUILD_TIMEOUT = 3600  # a cold build installs Debian's node and every pinned wheel
 REQUIRED = os.environ.get("CONSORTIUM_LAB_TEST_IMAGES") == "1"
+RUN = uuid.uuid4().hex[:12]
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(2 * BUILD_TIMEOUT)]
 
@@ -125,7 +126,9 @@ def ca_bundle() -> list[str]:
 
 
 def build(podman: Podman, target: str) -> str:
-    tag = f"localhost/consortium-lab/{target}:test"
+    """Build ``target`` under a tag of this run's own: another checkout testing on the same
+    podman store at the same time (CI beside a developer) cannot swap the image under it."""
+    tag = f"localhost/consortium-lab/{target}:test-{RUN}"
     podman(
         "build",
         *ca_bundle(),
@@ -145,14 +148,21 @@ def build(podman: Podman, target: str) -> str:
     return tag
 
 
-@pytest.fixture(scope="module")
-def gateway_image(podman: Podman) -> str:
-    return build(podman, "gateway")
+def built(podman: Podman, target: str) -> Iterator[str]:
+    tag = build(podman, target)
+    yield tag
+    # Untag only: the image and its layers stay as the next run's build cache.
+    podman("untag", tag, tag, check=False)
 
 
 @pytest.fixture(scope="module")
-def singleuser_image(podman: Podman) -> str:
-    return build(podman, "singleuser")
+def gateway_image(podman: Podman) -> Iterator[str]:
+    yield from built(podman, "gateway")
+
+
+@pytest.fixture(scope="module")
+def singleuser_image(podman: Podman) -> Iterator[str]:
+    yield from built(podman, "singleuser")
 
 
 def free_port() -> int:
