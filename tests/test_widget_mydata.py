@@ -241,12 +241,8 @@ async def test_a_new_retention_choice_purges_at_once(duo, monkeypatch, tmp_path)
     monkeypatch.delenv("CONSORTIUM_LAB_RETENTION_DAYS", raising=False)
     widget, capture = make_widget(monkeypatch, tmp_path, config=duo)
     db = tmp_path / "runs.db"
-    for prompt in ("mydata-marker-one?", "mydata-marker-two?"):
-        # Separate conversations: a kept conversation keeps its title (its first prompt).
-        widget.handle_message({"type": "new_chat"})
-        widget.handle_message({"type": "ask", "prompt": prompt})
-        await widget.wait()
-    ids = [r["id"] for r in runs.list(path=db)]
+    # One conversation: it is kept, and its title (the first prompt) must not keep the old text.
+    ids = await _two_runs_and_two_configs(widget, db)
     old = next(r["id"] for r in runs.list(path=db) if "mydata-marker-one" in r["prompt"])
     started = (datetime.now(UTC) - timedelta(days=40)).isoformat()
     sql(db, "UPDATE runs SET started_at = ? WHERE id = ?", (started, old))
@@ -262,6 +258,21 @@ async def test_a_new_retention_choice_purges_at_once(duo, monkeypatch, tmp_path)
     assert [r["id"] for r in runs.list(path=db)] == [i for i in ids if i != old]
     assert not holds(db, "mydata-marker-one") and holds(db, "mydata-marker-two")
     assert old not in {r["id"] for r in widget.past_runs}
+    (title,) = sql(db, "SELECT title FROM conversations")
+    assert title == ("mydata-marker-two?",)
+
+
+async def test_deleting_a_conversations_first_run_retitles_it(duo, monkeypatch, tmp_path):
+    """The title was the first prompt: deleting that run leaves none of its text behind."""
+    from test_purge import sql
+
+    widget, _capture = make_widget(monkeypatch, tmp_path, config=duo)
+    db = tmp_path / "runs.db"
+    await _two_runs_and_two_configs(widget, db)
+    first = next(r["id"] for r in runs.list(path=db) if "mydata-marker-one" in r["prompt"])
+    widget.handle_message({"type": "delete_run", "id": first})
+    assert sql(db, "SELECT title FROM conversations") == [("mydata-marker-two?",)]
+    assert not [r for r in runs.list(path=db) if "mydata-marker-one" in r["prompt"]]
 
 
 async def test_a_user_picks_fewer_retention_days_and_the_smaller_wins(duo, monkeypatch, tmp_path):
