@@ -3,7 +3,8 @@
 The gateway image streams a chat from the loopback model server with its provider key from a
 mounted, read-only secret folder; the singleuser image's command is the one
 ``hub/k8s/values.yaml`` runs, and it serves the chat to Chromium on the host, which runs a demo
-consortium; both run as uid 1000 and hold no ``.venv`` and no ``keys.json``.
+consortium, and runs the analytics pages as ``hub/k8s/analytics.yaml`` does; both run as uid
+1000 and hold no ``.venv`` and no ``keys.json``.
 Skipped, with the reason, where podman is not installed, unless ``CONSORTIUM_LAB_TEST_IMAGES=1``
 (CI) makes a missing podman a failure.
 
@@ -342,6 +343,63 @@ def test_the_singleuser_container_serves_the_chat_to_chromium(
                 expect(turn.locator(".cl-synthesis-text").first).not_to_be_empty()
             finally:
                 browser.close()
+        assert podman("exec", name, "id", "-u").strip() == "1000"
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_the_analytics_pages_run_as_the_manifest_runs_them(
+    podman: Podman, singleuser_image: str
+) -> None:
+    """``hub/k8s/analytics.yaml``'s command and environment in the image it names (secrets as
+    stand-ins, loopback for 0.0.0.0 on the host network): a visitor is sent to the hub's
+    login, and the chart bundle is served."""
+    (deployment,) = [
+        d
+        for d in yaml.safe_load_all((ROOT / "hub" / "k8s" / "analytics.yaml").read_text())
+        if d and d["kind"] == "Deployment"
+    ]
+    (spec,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert spec["image"].endswith("/consortium-lab/singleuser:0.1.0")
+    env = [
+        arg
+        for e in spec["env"]
+        for arg in ("-e", f"{e['name']}={e.get('value', 'stand-in-' + e['name'].lower())}")
+    ]
+    *command, manifest_port, address = spec["command"]
+    assert (manifest_port, address) == ("8760", "0.0.0.0")
+    port = free_port()
+    name = f"consortium-analytics-{uuid.uuid4().hex[:8]}"
+    podman(
+        "run", "-d", "--rm", "--name", name, "--network", "host", "--read-only",
+        "--tmpfs", "/tmp", *env, singleuser_image, *command, str(port), "127.0.0.1",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/services/consortium-analytics/"
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                opener.open(base, timeout=60)
+                raise AssertionError("the overview answered without a login")
+            except urllib.error.HTTPError as exc:
+                redirect = exc
+                break
+            except (urllib.error.URLError, ConnectionError):
+                logs = podman("logs", name, check=False)
+                assert podman("ps", "-q", "--filter", f"name={name}").strip(), logs
+                assert time.monotonic() < deadline, f"no answer after 180 s:\n{logs}"
+                time.sleep(0.5)
+        assert redirect.code == 302
+        assert "/hub/api/oauth2/authorize" in redirect.headers["Location"]
+        assert "client_id=service-consortium-analytics" in redirect.headers["Location"]
+        with opener.open(base + "static/chart.js", timeout=60) as bundle:
+            assert bundle.status == 200 and len(bundle.read()) > 1000
         assert podman("exec", name, "id", "-u").strip() == "1000"
     finally:
         podman("rm", "-f", name, check=False)
