@@ -81,9 +81,14 @@ HUB_AUTH_IMPORT = "from jupyterhub.services.auth import HubAuth\n"
 
 
 def start_service(
-    home: Path, *, gc_log: bool = False, hub_auth: bool = False
+    home: Path,
+    extra: dict[str, object] | None = None,
+    *,
+    gc_log: bool = False,
+    hub_auth: bool = False,
 ) -> tuple[subprocess.Popen[str], str]:
-    """``consortium-lab gateway`` with its cache off, on a free loopback port."""
+    """``consortium-lab gateway`` with its cache off, on a free loopback port; ``extra``
+    settings over those (``bench_replicas.py`` passes ``redis``)."""
     tokens = home / "tokens.yaml"
     tokens.write_text(yaml.safe_dump({"tokens": {TOKEN: {"user": "bench"}}}))
     config = home / "gateway.yaml"
@@ -94,6 +99,7 @@ def start_service(
                 "tokens_file": str(tokens),
                 "cache": "none",
                 "models": [MODEL],
+                **(extra or {}),
             }
         )
     )

@@ -3,8 +3,14 @@
 The gateway image streams a chat from the loopback model server with its provider key from a
 mounted, read-only secret folder; the singleuser image's command is the one
 ``hub/k8s/values.yaml`` runs, and it serves the chat to Chromium on the host, which runs a demo
-consortium; both run as uid 1000 and hold no ``.venv`` and no ``keys.json``.
-Skipped, with the reason, where podman is not installed.
+consortium, and runs the analytics pages as ``hub/k8s/analytics.yaml`` does; both run as uid
+1000 and hold no ``.venv`` and no ``keys.json``.
+Skipped, with the reason, where podman is not installed, unless ``CONSORTIUM_LAB_TEST_IMAGES=1``
+(CI) makes a missing podman a failure.
+
+Between runs (docs/images.md): podman's store keeps the layers; ``cache_dir()`` keeps the
+debootstrap root file system and buildah's npm and pip cache mounts, so a store that lost the
+images rebuilds without debootstrap and downloads.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from fake_openai import FakeOpenAIServer, ModelScript
 ROOT = Path(__file__).resolve().parents[1]
 BASE = os.environ.get("CONSORTIUM_LAB_CONTAINER_BASE", "localhost/bookworm-min")
 BUILD_TIMEOUT = 3600  # a cold build installs Debian's node and every pinned wheel
+REQUIRED = os.environ.get("CONSORTIUM_LAB_TEST_IMAGES") == "1"
+RUN = uuid.uuid4().hex[:12]
 
 pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(2 * BUILD_TIMEOUT)]
 
@@ -37,8 +45,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.container, pytest.mark.timeout(2 * B
 class Podman:
     """``podman`` with the flags that work on these machines (docs/images.md)."""
 
-    def __init__(self, conf: Path) -> None:
+    def __init__(self, conf: Path, cache: Path) -> None:
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        # buildah keeps ``RUN --mount=type=cache`` folders under $TMPDIR (default /var/tmp):
+        # pointing it into the cache keeps npm's and pip's downloads with the base image.
+        self.build_env = {**self.env, "TMPDIR": str(cache / "buildah")}
+        (cache / "buildah").mkdir(parents=True, exist_ok=True)
 
     def ok(self, *args: str) -> bool:
         """Whether the command exits 0."""
@@ -47,7 +59,7 @@ class Podman:
     def run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", *args],
-            env=self.env,
+            env=self.build_env if args[0] == "build" else self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -60,18 +72,43 @@ class Podman:
         return out.stdout
 
 
+def cache_dir() -> Path:
+    """Where the base image's root file system and the build's download caches outlive a run:
+    ``CONSORTIUM_LAB_CACHE``, else /var/cache/consortium-lab for root, else
+    ~/.cache/consortium-lab (outside the clone, so a fresh clone finds them)."""
+    if os.environ.get("CONSORTIUM_LAB_CACHE"):
+        return Path(os.environ["CONSORTIUM_LAB_CACHE"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/consortium-lab")
+    return Path.home() / ".cache" / "consortium-lab"
+
+
+def unavailable(reason: str) -> None:
+    """Skip, saying why; a failure where CI asked for the images (CONSORTIUM_LAB_TEST_IMAGES=1)."""
+    if REQUIRED:
+        pytest.fail(f"CONSORTIUM_LAB_TEST_IMAGES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (apt-get install -y podman debootstrap runc)")
+        unavailable("podman is not installed (apt-get install -y podman debootstrap runc)")
+    if shutil.which("runc") is None:
+        unavailable("runc is not installed (crun fails here: apt-get install -y runc)")
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
     conf.write_text("[containers]\ndefault_ulimits = []\n")
-    run = Podman(conf)
+    cache = cache_dir()
+    run = Podman(conf, cache)
     if not run.ok("image", "exists", BASE):
-        if shutil.which("debootstrap") is None:
-            pytest.skip(f"no base image {BASE} and no debootstrap to make one")
+        cached = (cache / "bookworm-min.rootfs.tar").is_file()
+        if not cached and shutil.which("debootstrap") is None:
+            unavailable(f"no base image {BASE} and no debootstrap to make one")
         subprocess.run(
-            [str(ROOT / "scripts" / "container_base.sh"), BASE], check=True, timeout=1800
+            [str(ROOT / "scripts" / "container_base.sh"), BASE, str(cache)],
+            check=True,
+            timeout=1800,
+            env=run.env,
         )
     return run
 
@@ -90,7 +127,9 @@ def ca_bundle() -> list[str]:
 
 
 def build(podman: Podman, target: str) -> str:
-    tag = f"localhost/consortium-lab/{target}:test"
+    """Build ``target`` under a tag of this run's own: another checkout testing on the same
+    podman store at the same time (CI beside a developer) cannot swap the image under it."""
+    tag = f"localhost/consortium-lab/{target}:test-{RUN}"
     podman(
         "build",
         *ca_bundle(),
@@ -110,14 +149,21 @@ def build(podman: Podman, target: str) -> str:
     return tag
 
 
-@pytest.fixture(scope="module")
-def gateway_image(podman: Podman) -> str:
-    return build(podman, "gateway")
+def built(podman: Podman, target: str) -> Iterator[str]:
+    tag = build(podman, target)
+    yield tag
+    # Untag only: the image and its layers stay as the next run's build cache.
+    podman("untag", tag, tag, check=False)
 
 
 @pytest.fixture(scope="module")
-def singleuser_image(podman: Podman) -> str:
-    return build(podman, "singleuser")
+def gateway_image(podman: Podman) -> Iterator[str]:
+    yield from built(podman, "gateway")
+
+
+@pytest.fixture(scope="module")
+def singleuser_image(podman: Podman) -> Iterator[str]:
+    yield from built(podman, "singleuser")
 
 
 def free_port() -> int:
@@ -293,6 +339,63 @@ def test_the_singleuser_container_serves_the_chat_to_chromium(
             status = wait_status(page, turn, "completed", "failed", timeout=180_000)
             assert status == "completed"
             expect(turn.locator(".cl-synthesis-text").first).not_to_be_empty()
+        assert podman("exec", name, "id", "-u").strip() == "1000"
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_the_analytics_pages_run_as_the_manifest_runs_them(
+    podman: Podman, singleuser_image: str
+) -> None:
+    """``hub/k8s/analytics.yaml``'s command and environment in the image it names (secrets as
+    stand-ins, loopback for 0.0.0.0 on the host network): a visitor is sent to the hub's
+    login, and the chart bundle is served."""
+    (deployment,) = [
+        d
+        for d in yaml.safe_load_all((ROOT / "hub" / "k8s" / "analytics.yaml").read_text())
+        if d and d["kind"] == "Deployment"
+    ]
+    (spec,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert spec["image"].endswith("/consortium-lab/singleuser:0.1.0")
+    env = [
+        arg
+        for e in spec["env"]
+        for arg in ("-e", f"{e['name']}={e.get('value', 'stand-in-' + e['name'].lower())}")
+    ]
+    *command, manifest_port, address = spec["command"]
+    assert (manifest_port, address) == ("8760", "0.0.0.0")
+    port = free_port()
+    name = f"consortium-analytics-{uuid.uuid4().hex[:8]}"
+    podman(
+        "run", "-d", "--rm", "--name", name, "--network", "host", "--read-only",
+        "--tmpfs", "/tmp", *env, singleuser_image, *command, str(port), "127.0.0.1",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/services/consortium-analytics/"
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                opener.open(base, timeout=60)
+                raise AssertionError("the overview answered without a login")
+            except urllib.error.HTTPError as exc:
+                redirect = exc
+                break
+            except (urllib.error.URLError, ConnectionError):
+                logs = podman("logs", name, check=False)
+                assert podman("ps", "-q", "--filter", f"name={name}").strip(), logs
+                assert time.monotonic() < deadline, f"no answer after 180 s:\n{logs}"
+                time.sleep(0.5)
+        assert redirect.code == 302
+        assert "/hub/api/oauth2/authorize" in redirect.headers["Location"]
+        assert "client_id=service-consortium-analytics" in redirect.headers["Location"]
+        with opener.open(base + "static/chart.js", timeout=60) as bundle:
+            assert bundle.status == 200 and len(bundle.read()) > 1000
         assert podman("exec", name, "id", "-u").strip() == "1000"
     finally:
         podman("rm", "-f", name, check=False)

@@ -3,7 +3,6 @@ traits, and the gateway and Redis manifests against each other and the values.""
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import sys
@@ -15,11 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
+import k8s_traits
+
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "hub" / "k8s"
 IMAGE_PREFIX = "/opt/consortium"
 IMAGE_SITE = f"{IMAGE_PREFIX}/lib/python3.11/site-packages"
 SECRET_WORDS = ("TOKEN", "PASSWORD", "SECRET", "KEY", "AUTH")
+MANIFESTS = ("gateway.yaml", "redis.yaml", "analytics.yaml")
 
 
 def load(name: str) -> Any:
@@ -68,74 +70,53 @@ def test_the_schema_check_would_catch_a_wrong_key() -> None:
     assert any("capacty" in e for e in schema_errors(values))
 
 
-def _classes() -> dict[str, type]:
-    pytest.importorskip("kubespawner", reason="pip install -e '.[k8s]' for the traits check")
-    from jupyterhub.app import JupyterHub
-    from jupyterhub.auth import Authenticator
-    from kubespawner import KubeSpawner
-    from oauthenticator.generic import GenericOAuthenticator
-
-    return {
-        "JupyterHub": JupyterHub,
-        "Authenticator": Authenticator,
-        "GenericOAuthenticator": GenericOAuthenticator,
-        "KubeSpawner": KubeSpawner,
-    }
-
-
-def trait_problem(cls: type, key: str, value: Any, where: str) -> str | None:
-    """Why ``value`` cannot be ``cls.key`` (naming the YAML path and the nearest trait), or
-    None when the trait takes it."""
-    from traitlets import HasTraits, TraitError
-
-    traits = cls.class_traits(config=True)  # type: ignore[attr-defined]
-    if key not in traits:
-        near = difflib.get_close_matches(key, traits, n=1)
-        hint = f" (nearest trait: {near[0]})" if near else ""
-        return f"{where}: {cls.__name__} has no configurable trait {key!r}{hint}"
-    probe = type("Probe", (HasTraits,), {})()
-    try:
-        traits[key].validate(probe, value)
-    except TraitError as exc:
-        return f"{where}: {exc}"
-    return None
+def pinned_check(items: list[tuple[str, str, Any, str]]) -> list[str]:
+    """The problems the chart's pinned classes find (tests/k8s_traits.py), after checking that
+    they are the pinned versions and not this environment's."""
+    result = k8s_traits.check(ROOT, items)
+    assert result["versions"] == k8s_traits.PINS
+    problems: list[str] = result["problems"]
+    return problems
 
 
 def test_every_hub_config_key_is_a_trait_that_takes_its_value() -> None:
-    classes = _classes()
     config = load("values.yaml")["hub"]["config"]
-    assert set(config) <= set(classes), f"no class is checked for {set(config) - set(classes)}"
-    problems = [
-        trait_problem(classes[name], key, value, f"hub.config.{name}.{key}")
+    items = [
+        (name, key, value, f"hub.config.{name}.{key}")
         for name, section in config.items()
         for key, value in section.items()
     ]
-    assert [p for p in problems if p] == []
+    assert pinned_check(items) == []
 
 
 def test_every_kubespawner_override_is_a_trait_that_takes_its_value() -> None:
-    spawner = _classes()["KubeSpawner"]
     profiles = load("values.yaml")["singleuser"]["profileList"]
-    problems = [
-        trait_problem(
-            spawner, key, value, f"singleuser.profileList[{i}].kubespawner_override.{key}"
-        )
+    items = [
+        ("KubeSpawner", key, value, f"singleuser.profileList[{i}].kubespawner_override.{key}")
         for i, profile in enumerate(profiles)
         for key, value in profile.get("kubespawner_override", {}).items()
     ]
-    assert [p for p in problems if p] == []
+    assert items, "no kubespawner_override to check"
+    assert pinned_check(items) == []
     assert sum(1 for p in profiles if p.get("default")) == 1
 
 
 def test_the_trait_check_names_the_path_and_the_nearest_trait() -> None:
-    spawner = _classes()["KubeSpawner"]
-    problem = trait_problem(spawner, "mem_limt", "2G", "singleuser.profileList[1].x")
-    assert problem == (
+    problems = pinned_check(
+        [
+            ("KubeSpawner", "mem_limt", "2G", "singleuser.profileList[1].x"),
+            ("KubeSpawner", "start_timeout", "soon", "hub.config.KubeSpawner.start_timeout"),
+            ("KubeSpwner", "cmd", [], "hub.config.KubeSpwner.cmd"),
+            ("KubeSpawner", "mem_limit", "2G", "singleuser.profileList[0].ok"),
+        ]
+    )
+    assert problems[0] == (
         "singleuser.profileList[1].x: KubeSpawner has no configurable trait 'mem_limt'"
         " (nearest trait: mem_limit)"
     )
-    wrong = trait_problem(spawner, "start_timeout", "soon", "hub.config.KubeSpawner.start_timeout")
-    assert wrong is not None and wrong.startswith("hub.config.KubeSpawner.start_timeout: ")
+    assert problems[1].startswith("hub.config.KubeSpawner.start_timeout: ")
+    assert problems[2].startswith("hub.config.KubeSpwner.cmd: no class 'KubeSpwner'")
+    assert len(problems) == 3  # the valid trait passed
 
 
 def test_singleuser_cmd_is_the_user_server_command_in_the_image() -> None:
@@ -214,14 +195,14 @@ def test_values_set_no_secret() -> None:
 def workloads() -> dict[str, dict[str, Any]]:
     return {
         d["metadata"]["name"]: d
-        for name in ("gateway.yaml", "redis.yaml")
+        for name in MANIFESTS
         for d in docs(name)
         if d["kind"] in ("Deployment", "StatefulSet")
     }
 
 
 def of_kind(kind: str) -> Iterator[dict[str, Any]]:
-    for name in ("gateway.yaml", "redis.yaml"):
+    for name in MANIFESTS:
         yield from (d for d in docs(name) if d["kind"] == kind)
 
 
@@ -236,9 +217,7 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def test_every_manifest_parses_with_its_kind_and_name() -> None:
-    kinds = {
-        (d["kind"], d["metadata"]["name"]) for n in ("gateway.yaml", "redis.yaml") for d in docs(n)
-    }
+    kinds = {(d["kind"], d["metadata"]["name"]) for n in MANIFESTS for d in docs(n)}
     assert kinds == {
         ("ConfigMap", "consortium-gateway"),
         ("Deployment", "consortium-gateway"),
@@ -247,6 +226,9 @@ def test_every_manifest_parses_with_its_kind_and_name() -> None:
         ("StatefulSet", "consortium-redis"),
         ("Service", "consortium-redis"),
         ("NetworkPolicy", "consortium-redis"),
+        ("Deployment", "consortium-analytics"),
+        ("Service", "consortium-analytics"),
+        ("NetworkPolicy", "consortium-analytics"),
     }
     assert not list(of_kind("Secret")), "secrets are referenced, never written in a manifest"
 
@@ -308,8 +290,15 @@ def test_network_policies_admit_only_who_needs_in() -> None:
     assert sources == [
         (None, {"app": "jupyterhub", "component": "proxy"}),
         (None, {"app": "jupyterhub", "component": "singleuser-server"}),
+        (None, {"app.kubernetes.io/name": "consortium-analytics"}),
         ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"}),
     ]
+    # The analytics pages: the proxy only (it routes them after the hub's login).
+    (analytics_rule,) = policies["consortium-analytics"]["ingress"]
+    assert analytics_rule["from"] == [
+        {"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "proxy"}}}
+    ]
+    assert analytics_rule["ports"] == [{"port": 8760, "protocol": "TCP"}]
 
 
 def test_images_probes_resources_and_security_context() -> None:
@@ -323,7 +312,13 @@ def test_images_probes_resources_and_security_context() -> None:
     # that resume by themselves.
     assert "httpGet" not in gateway["livenessProbe"]
     assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
-    for name, one in (("consortium-gateway", gateway), ("consortium-redis", redis)):
+    analytics = container("consortium-analytics")
+    assert analytics["image"].endswith("/consortium-lab/singleuser:0.1.0")
+    for name, one in (
+        ("consortium-gateway", gateway),
+        ("consortium-redis", redis),
+        ("consortium-analytics", analytics),
+    ):
         pod = workloads()[name]["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] != 0
@@ -359,14 +354,22 @@ def test_secrets_come_by_reference_only() -> None:
         "CONSORTIUM_GATEWAY_ADMIN_TOKENS": ("consortium-gateway", "admin-tokens"),
         "CONSORTIUM_GATEWAY_METRICS_TOKENS": ("consortium-gateway", "metrics-tokens"),
         "CONSORTIUM_LAB_USER_HASH_SECRET": ("consortium-gateway", "user-hash-secret"),
+        "CONSORTIUM_ANALYTICS_GATEWAY_TOKEN": ("consortium-gateway", "analytics-token"),
+    }
+    analytics = container("consortium-analytics")
+    assert secret_refs(analytics) == {
+        "JUPYTERHUB_API_TOKEN": ("hub", "hub.services.consortium-analytics.apiToken"),
+        "CONSORTIUM_ANALYTICS_GATEWAY_TOKEN": ("consortium-gateway", "analytics-token"),
+        "CONSORTIUM_LAB_USER_HASH_SECRET": ("consortium-gateway", "user-hash-secret"),
     }
     assert secret_refs(redis) == {
         "REDIS_PASSWORD": ("consortium-redis", "password"),
         "REDISCLI_AUTH": ("consortium-redis", "password"),
     }
-    for one in (gateway, redis):
+    for one in (gateway, redis, analytics):
         literal = [e["name"] for e in one["env"] if "value" in e]
-        assert not [n for n in literal if any(w in n.upper() for w in SECRET_WORDS)]
+        # Whole words: JUPYTERHUB_OAUTH_CALLBACK_URL is a URL, not an AUTH secret.
+        assert not [n for n in literal if set(n.upper().split("_")) & set(SECRET_WORDS)]
     volumes = workloads()["consortium-gateway"]["spec"]["template"]["spec"]["volumes"]
     keys = next(v for v in volumes if v["name"] == "llm")["secret"]
     assert keys["secretName"] == "consortium-provider-keys"
@@ -391,13 +394,43 @@ def test_the_gateway_config_reads_the_redis_password_from_its_secret(
     settings = ServiceSettings.load(config)
     assert settings.redis == "redis://:p%40ss%2Fword@consortium-redis:6379/0"
     assert (settings.host, settings.port, settings.auth) == ("0.0.0.0", 8750, "hub")
+    assert settings.admin_tokens == []
+    monkeypatch.setenv("CONSORTIUM_ANALYTICS_GATEWAY_TOKEN", "analytics-admin")
+    assert ServiceSettings.load(config).admin_tokens == ["analytics-admin"]
+
+
+def test_the_analytics_pod_is_the_hub_service_the_values_register() -> None:
+    """Its environment is what the hub gives an OAuth service on one machine
+    (``analytics_env()``), its port the values' URL, its gateway the gateway's Service."""
+    from consortium_lab.apps.analytics import analytics_env, read_settings
+
+    values = load("values.yaml")["hub"]
+    analytics = container("consortium-analytics")
+    env = {e["name"]: e.get("value") for e in analytics["env"]}
+    expected = analytics_env({}, hub_api_url="http://hub:8081/hub/api", api_token="from-secret")
+    assert {k: v for k, v in env.items() if k.startswith("JUPYTERHUB_")} == {
+        **expected,
+        "JUPYTERHUB_API_TOKEN": None,  # from the hub Secret
+    }
+    (service,) = [s for s in of_kind("Service") if s["metadata"]["name"] == "consortium-analytics"]
+    port = service["spec"]["ports"][0]["port"]
+    assert (
+        values["services"]["consortium-analytics"]["url"] == f"http://consortium-analytics:{port}"
+    )
+    assert values["services"]["consortium-analytics"]["oauth_no_confirm"] is True
+    assert analytics["command"][:3] == ["python", "-m", "consortium_lab.apps.analytics"]
+    assert analytics["command"][3:] == [str(port), "0.0.0.0"]
+    secrets = {k: "s3cret" for k, v in env.items() if v is None}
+    settings = read_settings({**{k: v for k, v in env.items() if v is not None}, **secrets})
+    assert settings.gateway == values["services"]["consortium-gateway"]["url"]
+    assert settings.hash_switch is True
 
 
 KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_-]{16,}|[0-9a-f]{32,}|BEGIN [A-Z ]*PRIVATE KEY")
 
 
 def test_manifests_hold_no_key_like_string() -> None:
-    for name in ("values.yaml", "gateway.yaml", "redis.yaml"):
+    for name in ("values.yaml", *MANIFESTS):
         assert KEY_LIKE.findall((K8S / name).read_text()) == [], name
     assert KEY_LIKE.findall("token: " + "ab12" * 16)  # the pattern does match a hex token
     json.dumps(load("values.yaml"))  # plain data only: no YAML tags the chart cannot take

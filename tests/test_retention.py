@@ -15,9 +15,10 @@ from click.testing import CliRunner
 from consortium_lab import runs
 from consortium_lab.apps import voila as app
 from consortium_lab.apps.cli import main
-from consortium_lab.apps.retention import PURGE_EVERY_S, RetentionLoop, purge_by_retention
+from consortium_lab.apps.retention import PURGE_EVERY_S, RetentionLoop
 from consortium_lab.gateway.llm_logs import llm_logs_db_path
 from consortium_lab.paths import runs_db_path
+from consortium_lab.runs import purge_by_retention
 from test_purge import NEW, OLD, holds, two_runs
 
 

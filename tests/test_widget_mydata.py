@@ -210,6 +210,50 @@ def test_the_name_to_type_is_the_hub_user_else_the_os_user(monkeypatch):
     assert data_owner() == getpass.getuser()
 
 
+async def test_a_new_retention_choice_purges_at_once(duo, monkeypatch, tmp_path):
+    """Saving fewer days deletes the runs they no longer keep right away, from the file's
+    bytes too, not at the server's next purge; the notice says how many went."""
+    from datetime import UTC, datetime, timedelta
+
+    from test_purge import holds, sql
+
+    monkeypatch.delenv("CONSORTIUM_LAB_RETENTION_DAYS", raising=False)
+    widget, capture = make_widget(monkeypatch, tmp_path, config=duo)
+    db = tmp_path / "runs.db"
+    # One conversation: it is kept, and its title (the first prompt) must not keep the old text.
+    ids = await _two_runs_and_two_configs(widget, db)
+    old = next(r["id"] for r in runs.list(path=db) if "mydata-marker-one" in r["prompt"])
+    started = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    sql(db, "UPDATE runs SET started_at = ? WHERE id = ?", (started, old))
+    assert holds(db, "mydata-marker-one")
+    widget.handle_message({"type": "set_retention", "days": 60, "req": "keep"})
+    said = await _notice(capture, "keep")
+    assert said["level"] == "info" and "Deleted" not in said["message"], said
+    assert {r["id"] for r in runs.list(path=db)} == set(ids)
+    widget.handle_message({"type": "set_retention", "days": 30, "req": "fewer"})
+    said = await _notice(capture, "fewer")
+    assert said["level"] == "info", said
+    assert said["message"].endswith("Deleted 1 older run now."), said
+    assert [r["id"] for r in runs.list(path=db)] == [i for i in ids if i != old]
+    assert not holds(db, "mydata-marker-one") and holds(db, "mydata-marker-two")
+    assert old not in {r["id"] for r in widget.past_runs}
+    (title,) = sql(db, "SELECT title FROM conversations")
+    assert title == ("mydata-marker-two?",)
+
+
+async def test_deleting_a_conversations_first_run_retitles_it(duo, monkeypatch, tmp_path):
+    """The title was the first prompt: deleting that run leaves none of its text behind."""
+    from test_purge import sql
+
+    widget, _capture = make_widget(monkeypatch, tmp_path, config=duo)
+    db = tmp_path / "runs.db"
+    await _two_runs_and_two_configs(widget, db)
+    first = next(r["id"] for r in runs.list(path=db) if "mydata-marker-one" in r["prompt"])
+    widget.handle_message({"type": "delete_run", "id": first})
+    assert sql(db, "SELECT title FROM conversations") == [("mydata-marker-two?",)]
+    assert not [r for r in runs.list(path=db) if "mydata-marker-one" in r["prompt"]]
+
+
 async def test_a_user_picks_fewer_retention_days_and_the_smaller_wins(duo, monkeypatch, tmp_path):
     from consortium_lab.paths import data_dir
     from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days

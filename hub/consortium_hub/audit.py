@@ -1,5 +1,6 @@
 """Logins in the gateway's audit log: an ``Authenticator.post_auth_hook`` that posts each
-successful login to the gateway's ``POST /admin/audit`` with a gateway admin token.
+successful login to the gateway's ``POST /admin/audit`` with a gateway admin token. Guest
+logins (``/hub/guest``) run the same hook and are logged with ``authenticator: "guest"``.
 
 The gateway never sees a login itself (the hub does the OAuth dance), so the hub reports it.
 A gateway that cannot be reached does not lock everyone out: the login goes on and the hub's
@@ -39,7 +40,10 @@ class LoginAudit:
             "action": "login",
             "target": None,
             "detail": {
-                "authenticator": type(authenticator).__name__,
+                # A guest (auth.GuestLoginHandler) passes no authenticator: say so.
+                "authenticator": (
+                    "guest" if authentication.get("guest") else type(authenticator).__name__
+                ),
                 "admin": bool(authentication.get("admin")),
             },
         }

@@ -53,11 +53,19 @@ class ConsortiumGitHubOAuthenticator(NamedRuleMixin, GitHubOAuthenticator):
 class GuestLoginHandler(BaseHandler):
     """``/hub/guest``: a fresh ``guest-<12 hex>`` user in group ``guests``, logged in.
 
-    A POST, so a link preview or a crawler following links creates no user.
+    A POST, so a link preview or a crawler following links creates no user. A guest does not
+    pass the authenticator, so its ``post_auth_hook`` (the audit log's, ``audit.py``) is run
+    here, as JupyterHub runs it after a login, with ``guest: True`` in the model; a hook that
+    returns nothing refuses the guest before any user is created.
     """
 
     async def post(self) -> None:
         name = f"{GUEST_PREFIX}{secrets.token_hex(6)}"
+        model = await self.authenticator.run_post_auth_hook(
+            self, {"name": name, "admin": False, "guest": True}
+        )
+        if not model:
+            raise web.HTTPError(403, "Guest sign-in refused.")
         user = self.user_from_username(name)
         group = orm.Group.find(self.db, GUESTS_GROUP)
         if group is None:

@@ -40,6 +40,7 @@ __all__ = [
     "get",
     "list",
     "purge",
+    "purge_by_retention",
     "to_pandas",
 ]
 
@@ -159,6 +160,24 @@ def purge(
         dry_run=dry_run,
         llm_log=log_path,
     )
+
+
+def purge_by_retention(path: str | Path | None = None) -> PurgeReport | None:
+    """Purge by the retention in effect: the smaller of the operator's
+    ``CONSORTIUM_LAB_RETENTION_DAYS`` and the user's own choice (``retention.json`` in the data
+    folder). ``None`` when neither is set or no run log exists yet (none is created). The chat
+    server runs it at start and every 6 hours, and the chat right after the user saves a new
+    choice. A malformed variable or choice raises ``ValueError`` naming it."""
+    from consortium_lab import paths
+    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
+
+    days = effective_retention_days(chosen_retention_days())
+    if days is None:
+        return None
+    db_path = Path(path) if path is not None else paths.runs_db_path()
+    if not db_path.exists():
+        return None
+    return purge(days, path=db_path)
 
 
 def export_all(

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import Hub, get, login_to_chat, start_hub, stop_hub
+from .conftest import GATEWAY_ADMIN, Hub, get, login_to_chat, start_hub, stop_hub
+from .test_hub_login_audit import svc_get
 
 # Longer than a cold first page on a loaded 2-core machine: the page counts as activity
 # only once its answer is complete (seen at 18 s and more with a load average of 30, the
@@ -108,6 +109,11 @@ def test_a_guest_logs_in_and_is_removed_once_idle(short_hub: Hub, new_context):
             (name,),
         ).fetchall()
     assert groups == [("guests",)]
+    # A guest passes no authenticator, but its login is in the audit log all the same.
+    status, body = svc_get(short_hub.gateway.url + "/admin/audit?action=login", GATEWAY_ADMIN)
+    assert status == 200, (status, body)
+    logins = [e for e in body["entries"] if e["actor"] == name]
+    assert [e["detail"] for e in logins] == [{"authenticator": "guest", "admin": False}]
     context.close()
     # The culler stops the idle server, then the clean-up removes the guest and its home.
     wait_until(

@@ -52,6 +52,19 @@ async def test_a_login_is_appended_to_the_chain_and_a_non_admin_token_is_refused
         ledger.close()
 
 
+async def test_a_guest_login_is_logged_as_a_guest(gateways):
+    """What ``GuestLoginHandler`` passes the hook (no authenticator of its own ran)."""
+    service = gateways.start()
+    hook = LoginAudit(f"{service.url}/admin/audit", svc.ADMIN)
+    guest = {"name": "guest-0123456789ab", "admin": False, "guest": True}
+    assert await hook(GenericOAuthenticator(), SimpleNamespace(), guest) is guest
+    entries = service.request("GET", "/admin/audit", svc.ADMIN).json()["entries"]
+    assert [(e["actor"], e["action"], e["detail"]) for e in entries] == [
+        ("guest-0123456789ab", "login", {"authenticator": "guest", "admin": False})
+    ]
+    service.stop()
+
+
 async def test_an_unreachable_gateway_does_not_stop_the_login(caplog):
     from consortium_lab.apps.hub import free_port
 

@@ -288,9 +288,13 @@ def _number(raw: str) -> int | str | None:
     return int(raw) if raw.isdigit() else raw or None
 
 
-def serve(port: int, env: Mapping[str, str] = os.environ) -> int:
-    """Serve on 127.0.0.1:``port`` until interrupted; 1 after one line on stderr naming a bad
-    setting or the missing chart bundle, before anything listens."""
+def serve(port: int, env: Mapping[str, str] = os.environ, address: str = "127.0.0.1") -> int:
+    """Serve on ``address``:``port`` until interrupted; 1 after one line on stderr naming a bad
+    setting or the missing chart bundle, before anything listens.
+
+    ``address`` is loopback on one machine (the hub's proxy is beside it); in a Kubernetes pod
+    (hub/k8s/analytics.yaml) it is 0.0.0.0, for the proxy's pod.
+    """
     import asyncio
     import sys
 
@@ -308,8 +312,8 @@ def serve(port: int, env: Mapping[str, str] = os.environ) -> int:
         return 1
 
     async def main() -> None:
-        make_app(settings).listen(port, address="127.0.0.1")
-        print(f"consortium-analytics listening on http://127.0.0.1:{port}", flush=True)
+        make_app(settings).listen(port, address=address)
+        print(f"consortium-analytics listening on http://{address}:{port}", flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -319,4 +323,5 @@ def serve(port: int, env: Mapping[str, str] = os.environ) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(serve(int(sys.argv[1])))
+    # python -m consortium_lab.apps.analytics PORT [ADDRESS]
+    sys.exit(serve(int(sys.argv[1]), address=sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"))

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from consortium_lab.runs import purge_by_retention
 from consortium_lab.sinks.runlog import PurgeReport
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "HomeResult",
     "RetentionLoop",
     "home_run_logs",
-    "purge_by_retention",
     "purge_homes",
 ]
 
@@ -38,24 +38,6 @@ PURGE_EVERY_S = 6 * 3600.0
 DATA_IN_HOME = Path(".local/share/consortium-lab")
 RUN_LOG_IN_HOME = DATA_IN_HOME / "runs.db"
 LLM_LOG_IN_HOME = Path(".config/io.datasette.llm/logs.db")
-
-
-def purge_by_retention() -> PurgeReport | None:
-    """Purge this user's run log by
-    :func:`~consortium_lab.sinks.runlog.effective_retention_days`: the operator's maximum or
-    the user's own choice, the smaller. ``None`` when no retention is set or no run log exists
-    yet. A malformed ``CONSORTIUM_LAB_RETENTION_DAYS`` or choice raises ``ValueError`` naming
-    it."""
-    from consortium_lab import paths, runs
-    from consortium_lab.sinks.runlog import chosen_retention_days, effective_retention_days
-
-    days = effective_retention_days(chosen_retention_days())
-    if days is None:
-        return None
-    path = paths.runs_db_path()
-    if not path.exists():
-        return None
-    return runs.purge(days, path=path)
 
 
 class RetentionLoop:

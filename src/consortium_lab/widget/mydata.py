@@ -111,14 +111,38 @@ class MyData:
         self._notice = post
         widget.retention = retention_state()
 
-    def set_retention(self, m: msg.SetRetention) -> None:
-        """Store the user's retention choice; the chat server's next purge (at most 6 hours
-        away, or its next start) applies it."""
+    def set_retention(self, m: msg.SetRetention) -> asyncio.Future[None]:
+        """Store the user's retention choice and apply it at once: the runs it no longer keeps
+        are purged right away (in a thread, then the past-runs list is refreshed), not at the
+        chat server's next purge. Raises (shown as an error notice) for bad days, storing
+        nothing; returns the purge's task, whose notice says what was deleted."""
         from consortium_lab.sinks.runlog import set_retention_days
 
         set_retention_days(m.days)
         state = self.widget.retention = retention_state()
-        self._notice(msg.Notice(level="info", message=retention_text(state), req=m.req))
+        task = asyncio.ensure_future(self._apply_retention(retention_text(state), m.req))
+        task.add_done_callback(_log)
+        return task
+
+    async def _apply_retention(self, text: str, req: msg.Req) -> None:
+        from consortium_lab import runs
+
+        try:
+            report = await asyncio.to_thread(runs.purge_by_retention, **self._paths())
+        except Exception as exc:
+            self._notice(
+                msg.Notice(
+                    level="error",
+                    message=f"Your choice is saved, but purging now failed: {plain_error(exc)}"
+                    " It is tried again at the chat's next start and every 6 hours.",
+                    req=req,
+                )
+            )
+            raise
+        if report is not None and report.runs:
+            self.widget.refresh_past_runs()
+            text += f" Deleted {_plural(report.runs, 'older run')} now."
+        self._notice(msg.Notice(level="info", message=text, req=req))
 
     def _paths(self) -> dict[str, Any]:
         store = self.widget.store
@@ -188,4 +212,4 @@ class MyData:
 
 def _log(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        logger.debug("remote data deletion failed: %r", task.exception())
+        logger.debug("a data task failed: %r", task.exception())

@@ -27,6 +27,7 @@ from consortium_lab.sinks.runlog.llm_log_purge import (
     merge_fts,
     sql_in,
 )
+from consortium_lab.sinks.runlog.writer import settle_conversation
 from consortium_lab.sqlite import BUSY_TIMEOUT_S, with_lock_retry
 
 __all__ = [
@@ -164,14 +165,8 @@ def _delete_runs(conn: sqlite3.Connection, run_ids: Sequence[str]) -> int:
         for table in _RUN_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE run_id {sql_in(chunk)}", chunk)
         conn.execute(f"DELETE FROM runs WHERE id {sql_in(chunk)}", chunk)
-    dropped = 0
-    for conversation in sorted(conversations):
-        dropped += conn.execute(
-            "DELETE FROM conversations WHERE id = ?"
-            " AND NOT EXISTS (SELECT 1 FROM runs WHERE conversation_id = ?)",
-            [conversation, conversation],
-        ).rowcount
-    return dropped
+    # A kept conversation is retitled: its title was the first prompt, maybe one purged here.
+    return sum(settle_conversation(conn, c) for c in sorted(conversations))
 
 
 def _purge_llm_log(path: Path, response_ids: Sequence[str], *, dry_run: bool) -> int:

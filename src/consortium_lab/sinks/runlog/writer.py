@@ -29,6 +29,29 @@ def _title(prompt: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
 
 
+def settle_conversation(db: Any, conversation_id: str) -> int:
+    """After runs of ``conversation_id`` were deleted (``db``: a connection in the deleting
+    transaction): drop the conversation when no run is left in it, returning 1; else retitle it
+    from its earliest remaining run, returning 0, so that a deleted prompt does not live on as
+    the title."""
+    dropped = db.execute(
+        "DELETE FROM conversations WHERE id = ?"
+        " AND NOT EXISTS (SELECT 1 FROM runs WHERE conversation_id = ?)",
+        [conversation_id, conversation_id],
+    ).rowcount
+    if dropped:
+        return 1
+    first = db.execute(
+        "SELECT prompt FROM runs WHERE conversation_id = ? ORDER BY started_at, rowid LIMIT 1",
+        [conversation_id],
+    ).fetchone()
+    if first is not None:
+        db.execute(
+            "UPDATE conversations SET title = ? WHERE id = ?", [_title(first[0]), conversation_id]
+        )
+    return 0
+
+
 def _mode_and_arbiter(config: Mapping[str, Any]) -> tuple[str, str | None]:
     mode = str(config.get("mode") or "consortium")
     if mode in ARBITERLESS_MODES:
@@ -185,8 +208,8 @@ class Writer(Liveness):
         return bool(changed)
 
     def delete_run(self, run_id: str) -> bool:
-        """Remove every row of ``run_id``; drop its conversation if no run is left in it.
-        Returns whether the run existed."""
+        """Remove every row of ``run_id``; drop its conversation if no run is left in it, else
+        retitle it (:func:`settle_conversation`). Returns whether the run existed."""
 
         def delete(db: sqlite_utils.Database) -> bool:
             row = db.execute("SELECT conversation_id FROM runs WHERE id = ?", [run_id]).fetchone()
@@ -194,11 +217,7 @@ class Writer(Liveness):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             db.execute("DELETE FROM runs WHERE id = ?", [run_id])
             if row is not None:
-                db.execute(
-                    "DELETE FROM conversations WHERE id = ?"
-                    " AND NOT EXISTS (SELECT 1 FROM runs WHERE conversation_id = ?)",
-                    [row[0], row[0]],
-                )
+                settle_conversation(db, row[0])
             return row is not None
 
         existed = self._write(delete, what="delete_run")
