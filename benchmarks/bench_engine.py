@@ -161,6 +161,7 @@ async def main(quick: bool) -> None:
     await asyncio.gather(*(engine_once(quiet) for _ in range(concurrent)))
     quiet_cpu, quiet_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     server_cpu = (proc_cpu(SERVER_PID[0]) if SERVER_PID else float("nan")) - server0
+    frozen = await frozen_figures(consortium, quiet, concurrent)
     record(f"floor: {concurrent} runs wall", floor["many_wall"] * 1000, "ms")
     record(f"floor: CPU per run, {concurrent} at once", floor["many_cpu"] / concurrent * 1000, "ms")
     record(f"engine/floor: {concurrent} runs wall", many_wall / floor["many_wall"], "x")
@@ -226,10 +227,50 @@ async def main(quick: bool) -> None:
         f"{quiet_wall / floor['many_wall']:.2f} x, CPU per run "
         f"{quiet_cpu / floor['many_cpu']:.2f} x (target <= 1.8)"
     )
+    floor_cpu, floor_wall = frozen["floor"]
+    for label, key in (("on", "logged"), ("off", "quiet")):
+        cpu, wall = frozen[key]
+        record(
+            f"engine/floor: {concurrent} runs wall, gc frozen, logging {label}",
+            wall / floor_wall,
+            "x",
+        )
+        record(
+            f"engine/floor: CPU per run, {concurrent} at once, gc frozen, logging {label}",
+            cpu / floor_cpu,
+            "x",
+        )
+        print(
+            f"engine / floor, {concurrent} runs, after gc.freeze() (as a chat kernel and the "
+            f"gateway service run), logging {label}: wall {wall / floor_wall:.2f} x, "
+            f"CPU per run {cpu / floor_cpu:.2f} x"
+        )
     print(
         f"loopback server CPU while the engine's {concurrent} runs streamed (logging off): "
         f"{server_cpu * 1000:.0f} ms ({server_cpu / concurrent * 1000:.1f} ms per run)"
     )
+
+
+async def frozen_figures(
+    logged: object, quiet: object, concurrent: int
+) -> dict[str, tuple[float, float]]:
+    """Wall and CPU of ``concurrent`` runs with logging on and off after ``gc.freeze()``, as in
+    a chat kernel after ``warm_up()`` and in the gateway service: full collections then walk
+    only what the runs made, not the ~240,000 objects left by importing llm, the openai SDK
+    and pydantic. Measured last, since the freeze lasts for the rest of the process."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    out = {}
+    for key, consortium in (("logged", logged), ("quiet", quiet)):
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(engine_once(consortium) for _ in range(concurrent)))
+        out[key] = (time.process_time() - cpu0, time.perf_counter() - wall0)
+    # The floor again, frozen too, so the ratios compare like with like.
+    floor = await floor_figures(concurrent)
+    out["floor"] = (floor["many_cpu"], floor["many_wall"])
+    return out
 
 
 async def floor_figures(concurrent: int) -> dict[str, float]:
