@@ -4,12 +4,14 @@ Starts what ``bench_widget.py`` starts (the loopback model server, standalone Vo
 preheated kernel serving the real notebooks, Debian's Chromium) and measures, each the median
 of N fresh browser contexts:
 
-1. page open to interactive with a preheated kernel (``bench_widget.OPEN_SCRIPT``: the widget
-   answered ``ready`` and the prompt box and Send are enabled; browser clock since navigation);
+1. page open to interactive with a preheated kernel (timed as ``page_open.py`` says: the
+   widget answered ``ready`` and the prompt box and Send are enabled; browser clock since
+   navigation);
 2. the same while another page runs a consortium of 4 members streaming (each sample is kept
    only if that stream was still running when the page became interactive);
 3. dashboard first chart: navigation to the first Vega chart embedded
-   (``.cl-static-chart[data-embedded='true']``), unloaded and under the same stream.
+   (``.cl-static-chart[data-embedded='true']``), with its preheated kernel where the code
+   under test preheats one, unloaded and under the same stream.
 
 Run: ``.venv/bin/python benchmarks/bench_page.py`` (``--quick``: 2 samples, not 5). Side by
 side with the previous commit: ``.venv/bin/python benchmarks/compare.py page`` (it builds the
@@ -26,23 +28,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_widget import (  # noqa: E402
-    OPEN_SCRIPT,
-    close_tab,
-    new_tab,
-    page_opens,
-    wait_kernels,
-)
 from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
 from e2e.conftest import CHROMIUM, CHROMIUM_ARGS, _env  # noqa: E402
 from e2e.test_chat_e2e import ask, configure  # noqa: E402
 from figures import record  # noqa: E402
+from page_open import close_tab, new_tab, pooled_kernels, timed_opens, wait_kernels  # noqa: E402
 
 from _store_writer import build_run_events  # noqa: E402
 from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
@@ -51,18 +49,6 @@ from helpers import arbiter_reply  # noqa: E402
 MEMBERS = 4
 TOKENS = 4000
 TOKEN_DELAY = 0.05  # 200 s of streaming: long enough for every sample taken under it
-CHART_SCRIPT = """
-(() => {
-  const O = (window.__chart = { first: null });
-  const observer = new MutationObserver(() => {
-    if (document.querySelector(".cl-static-chart[data-embedded='true']")) {
-      O.first = performance.now();
-      observer.disconnect();
-    }
-  });
-  observer.observe(document, { subtree: true, childList: true, attributes: true });
-})();
-"""
 
 
 def seed_run_log(path: Path, runs: int = 6) -> None:
@@ -78,58 +64,28 @@ def seed_run_log(path: Path, runs: int = 6) -> None:
         store.close()
 
 
-def dashboard_opens(browser: Any, base: str, samples: int, running: Any = None) -> list[float]:
-    """Seconds from navigation to the dashboard's first chart, ``samples`` fresh contexts."""
+def start_stream(browser: Any, proc: Any, base: str) -> tuple[Any, Callable[[], bool]]:
+    """Start a 4-member stream in one page; returns its tab (still running) and a check that
+    it still runs."""
     from consortium_lab.apps import voila as app
 
     port = int(base.rstrip("/").rsplit(":", 1)[1])
-    times = []
-    for _ in range(samples):
-        tab = new_tab(browser, CHART_SCRIPT)
-        try:
-            tab.page.goto(app.dashboard_url(port))
-            tab.page.wait_for_function("() => window.__chart.first !== null", timeout=120_000)
-            times.append(tab.page.evaluate("() => window.__chart.first") / 1000)
-        finally:
-            close_tab(tab, base)
-        if running is not None and not running():
-            raise RuntimeError("the stream ended before the dashboard sample: raise TOKENS")
-    return times
-
-
-def opens_under_stream(browser: Any, proc: Any, base: str, samples: int) -> tuple[list, Any]:
-    """Start a 4-member stream in one page, then open ``samples`` chat pages beside it.
-    Returns the open times and the streaming page's tab (still running)."""
-    from consortium_lab.apps import voila as app
-
-    port = int(base.rstrip("/").rsplit(":", 1)[1])
-    wait_kernels(proc, port, pooled=1)
+    pooled = pooled_kernels(True)
+    wait_kernels(proc, port, pooled=pooled)
     stream = new_tab(browser, "")
     page = stream.page
     page.goto(app.chat_url(port))
     page.wait_for_selector(".cl-root[data-ready='true']", timeout=90_000)
     members = ", ".join(f"bench-p{i}" for i in range(1, MEMBERS + 1))
     configure(page, members, "bench-judge", max_iterations=1)
-    wait_kernels(proc, port, pooled=1, busy=1)
+    wait_kernels(proc, port, pooled=pooled, busy=1)
     ask(page, "Stream a lot.")
     page.wait_for_selector(".cl-member[data-status='streaming']", timeout=90_000)
 
     def running() -> bool:
         return page.locator(".cl-root").get_attribute("data-status") == "running"
 
-    times = []
-    for _ in range(samples):
-        wait_kernels(proc, port, pooled=1, busy=1)
-        tab = new_tab(browser, OPEN_SCRIPT)
-        try:
-            tab.page.goto(app.chat_url(port))
-            tab.page.wait_for_function("() => window.__open.interactive !== null", timeout=90_000)
-            times.append(tab.page.evaluate("() => window.__open.interactive") / 1000)
-        finally:
-            close_tab(tab, base)
-        if not running():
-            raise RuntimeError("the stream ended before the last page open: raise TOKENS")
-    return times, (stream, running)
+    return stream, running
 
 
 def main(quick: bool) -> int:
@@ -163,14 +119,27 @@ def main(quick: bool) -> int:
                         base,
                     ),
                 ):
-                    figures["open"] = page_opens(browser, proc, base, pooled=1, samples=samples)
-                    figures["dashboard"] = dashboard_opens(browser, base, samples)
-                    loaded, (stream, running) = opens_under_stream(browser, proc, base, samples)
-                    figures["open_stream"] = loaded
-                    try:
-                        figures["dashboard_stream"] = dashboard_opens(
-                            browser, base, samples, running
+                    pooled = pooled_kernels(True)
+                    for key, page in (("open", "chat"), ("dashboard", "dashboard")):
+                        figures[key] = timed_opens(
+                            browser, proc, base, page=page, samples=samples, pooled=pooled
                         )
+                    stream, running = start_stream(browser, proc, base)
+                    try:
+                        for key, page in (
+                            ("open_stream", "chat"),
+                            ("dashboard_stream", "dashboard"),
+                        ):
+                            figures[key] = timed_opens(
+                                browser,
+                                proc,
+                                base,
+                                page=page,
+                                samples=samples,
+                                pooled=pooled,
+                                busy=1,
+                                still=running,
+                            )
                     finally:
                         close_tab(stream, base)
             finally:

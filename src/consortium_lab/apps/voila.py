@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consortium_lab.apps.voila_config import (
+    DASHBOARD,
+    DASHBOARD_POOL_SIZE,
     LANDING,
     config_file_options,
     trust_notebooks,
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATE = "consortium"
 PROXY_EXTENSION = "@jupyterhub/jupyter-server-proxy"
-DASHBOARD = "dashboard.ipynb"
 
 
 def notebooks_dir() -> Path:
@@ -77,6 +78,7 @@ def voila_command(
     root: Path | None = None,
     preheat: bool = True,
     pool_size: int = 1,
+    dashboard_pool_size: int = DASHBOARD_POOL_SIZE,
     theme: str = "light",
     base_url: str = "/",
     cull_idle_timeout: int = CULL_IDLE_TIMEOUT,
@@ -97,7 +99,10 @@ def voila_command(
     Kernels idle for ``cull_idle_timeout`` seconds with no page connected are shut down
     (checked every ``cull_interval`` seconds; 0 turns culling off): a page closed without an
     unload event (a killed tab, a sleeping laptop, a lost network) would otherwise keep its
-    kernel forever. Voila never culls its preheated pool, only kernels a page has taken."""
+    kernel forever. Voila never culls its preheated pool, only kernels a page has taken.
+
+    With ``preheat``, ``pool_size`` chat kernels and ``dashboard_pool_size`` dashboard kernels
+    wait for their pages, each having run its notebook up to ``wait_for_page()``."""
     if cull_idle_timeout < 0 or cull_interval < 0:
         raise ValueError(
             f"cull_idle_timeout ({cull_idle_timeout}) and cull_interval ({cull_interval}) "
@@ -123,7 +128,7 @@ def voila_command(
         "--KernelManager.transport=ipc",
     ]
     if side_files:
-        settings = voila_settings(pool_size if preheat else 0)
+        settings = voila_settings(pool_size if preheat else 0, dashboard_pool_size)
         command += [*trust_notebooks(root or notebooks_dir()), *config_file_options(settings)]
     if cull_idle_timeout > 0:
         command += [
@@ -306,8 +311,12 @@ def warm_up() -> None:
             llm.plugins.pm.set_blocked("llm_consortium")
     from consortium_lab.config.catalog import list_models
     from consortium_lab.widget import chat as widget  # noqa: F401
+    from consortium_lab.widget.turns import chart_specs
 
     list_models()
+    # Every chat builds its live charts' specs first thing: altair's import and its schema
+    # (~1-3 s) would otherwise be paid after the page asked.
+    chart_specs()
     for name in FIRST_RUN_MODULES:
         with contextlib.suppress(ImportError):  # optional extras: a run falls back without them
             importlib.import_module(name)
@@ -318,6 +327,29 @@ def warm_up() -> None:
         close = getattr(resolve_run_log(None), "close", None)
         if close is not None:
             close()
+
+
+DASHBOARD_MODULES = (
+    "pandas",
+    "ipywidgets",
+    "consortium_lab.runs",
+    "consortium_lab.configs",
+    "consortium_lab.analysis.dashboard",
+    "consortium_lab.widget.vega",
+)
+
+
+def warm_up_dashboard() -> None:
+    """What :func:`dashboard` needs before its page asks: its imports (pandas, altair,
+    ipywidgets, the run log) and altair's Vega-Lite schema, loaded by building the chat's
+    chart specs once (the first validated spec loads it)."""
+    import importlib
+
+    from consortium_lab.widget.turns import chart_specs
+
+    for name in DASHBOARD_MODULES:
+        importlib.import_module(name)
+    chart_specs()
 
 
 def wait_for_page() -> None:
@@ -370,7 +402,7 @@ def dashboard(path: str | Path | None = None) -> Any:
 
     from consortium_lab import configs, runs
     from consortium_lab.analysis import dashboard as usage
-    from consortium_lab.widget.vega import VegaChart
+    from consortium_lab.widget.vega import VegaChartGrid
 
     rows = runs.list(path=path)
     frame = runs.to_pandas(path=path)
@@ -434,8 +466,8 @@ def dashboard(path: str | Path | None = None) -> Any:
     )
     parts = [header, summary]
     if len(frame):
-        # One chart per widget (not usage.usage_dashboard's single concatenated spec, whose
-        # side-by-side charts share one colour scale): they wrap on narrow screens.
+        # One chart per cell of the grid (not usage.usage_dashboard's single concatenated
+        # spec, whose side-by-side charts share one colour scale): they wrap on narrow screens.
         builders = (
             usage.runs_over_time_chart,
             usage.models_used_chart,
@@ -443,15 +475,7 @@ def dashboard(path: str | Path | None = None) -> Any:
             usage.latency_by_model_chart,
             usage.tokens_by_model_chart,
         )
-        parts.append(
-            widgets.GridBox(
-                [VegaChart(build(frame)) for build in builders],
-                layout=widgets.Layout(
-                    grid_template_columns="repeat(auto-fill, minmax(min(100%, 30rem), 1fr))",
-                    grid_gap="1.5rem",
-                ),
-            )
-        )
+        parts.append(VegaChartGrid([build(frame) for build in builders]))
     parts.append(tables)
     return widgets.VBox(parts)
 
