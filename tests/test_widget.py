@@ -511,6 +511,7 @@ def test_app_notebooks_and_voila_command():
     command = app.voila_command(8899)
     assert "--Voila.ip=127.0.0.1" in command and "--template=consortium" in command
     assert "--preheat_kernel=True" in command
+    assert f"--VoilaKernelManager.fill_delay={app.POOL_FILL_DELAY}" in command
     assert "--preheat_kernel=True" not in app.voila_command(8899, preheat=False)
     template = app.jupyter_data_dir() / "voila" / "templates" / "consortium" / "index.html.j2"
     assert "cdn.jsdelivr.net" not in template.read_text()

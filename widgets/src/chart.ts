@@ -2,7 +2,7 @@
 // bundled vega-embed. A grid draws its charts one after another, the first one first: the
 // page shows something as soon as one chart is ready instead of when all of them are.
 
-import "./styles.css";
+import "./base.css";
 import "./chart.css";
 import { renderStatic } from "./charts";
 

@@ -70,6 +70,10 @@ CULL_IDLE_TIMEOUT = 600
 """Seconds a page's kernel may stay idle with no page connected before Voila shuts it down."""
 CULL_INTERVAL = 60
 """Seconds between Voila's checks for idle kernels."""
+POOL_FILL_DELAY = 5.0
+"""Seconds Voila waits, after a page took a preheated kernel, before starting the kernel that
+refills the pool: Voila's default (1 s) starts it (a Python process importing the library)
+while that page is still loading, and on a small machine the two compete for the CPU."""
 
 
 def voila_command(
@@ -138,7 +142,11 @@ def voila_command(
             "--MappingKernelManager.cull_connected=False",
         ]
     if preheat and pool_size > 0:
-        command += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
+        command += [
+            "--preheat_kernel=True",
+            f"--pool_size={pool_size}",
+            f"--VoilaKernelManager.fill_delay={POOL_FILL_DELAY}",
+        ]
     return command
 
 
