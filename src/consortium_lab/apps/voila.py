@@ -37,6 +37,7 @@ from consortium_lab.apps.voila_config import (
     trust_notebooks,
     voila_settings,
 )
+from consortium_lab.widget.assets import SERVED_ENV
 
 if TYPE_CHECKING:
     from consortium_lab.widget.chat import ChatWidget
@@ -152,9 +153,13 @@ def voila_command(
 
 def voila_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for Voila: ``JUPYTER_PATH`` gains the consortium template, and its
-    kernels are marked as chat kernels (``CONSORTIUM_LAB_CHAT_KERNEL=1``: lighter imports)."""
+    kernels are marked as chat kernels (``CONSORTIUM_LAB_CHAT_KERNEL=1``: lighter imports)
+    whose widgets load their bundle from the template (``$CONSORTIUM_LAB_WIDGET_ASSETS``)."""
     out = dict(os.environ if env is None else env)
     out.setdefault("CONSORTIUM_LAB_CHAT_KERNEL", "1")
+    # Voila serves the consortium template's static files: the widgets import their bundle
+    # from there (see consortium_lab.widget.assets).
+    out.setdefault(SERVED_ENV, "voila-template")
     paths = [str(jupyter_data_dir())]
     if out.get("JUPYTER_PATH"):
         paths.append(out["JUPYTER_PATH"])

@@ -3,41 +3,21 @@ offline."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets as t
 
+from consortium_lab.widget.assets import STATIC, asset, bundle
+
 __all__ = ["STATIC", "VegaChart", "VegaChartGrid", "asset"]
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
-"""Where ``widgets/build.mjs`` writes the bundle (``pip install`` runs it)."""
-
-_MISSING_BUNDLE = """
-export default {
-  render({ el }) {
-    el.textContent = "consortium_lab: the widget's front end is not built. Run `npm ci && "
-      + "npm run build` in widgets/ (pip install does it through the build hook).";
-  },
-};
-"""
-
-
-def asset(name: str) -> Path | str:
-    """The built front-end file, or a stand-in that says the bundle is missing."""
-    path = STATIC / name
-    if path.is_file():
-        return path
-    return _MISSING_BUNDLE if name.endswith(".js") else ""
 
 
 class VegaChart(anywidget.AnyWidget):
     """An Altair chart (or a Vega-Lite dict) rendered by the bundled vega-embed: works offline,
     unlike renderers that load Vega from a CDN. ``VegaChart(chart)`` and display it."""
 
-    _esm = asset("chart.js")
-    _css = asset("chart.css")
+    _esm, _css = bundle("chart")
 
     spec = t.Dict().tag(sync=True)
 
@@ -52,8 +32,7 @@ class VegaChartGrid(anywidget.AnyWidget):
     of them (a ``VegaChart`` each would load it once each), and draws them in order, the first
     one first."""
 
-    _esm = asset("chart.js")
-    _css = asset("chart.css")
+    _esm, _css = bundle("chart")
 
     specs = t.List(t.Dict(), help="The charts' Vega-Lite specs, in the order shown.").tag(sync=True)
 
