@@ -38,6 +38,7 @@ export class LiveChart {
   private shown = new Set<string>();
   private pending: Record<string, any>[] | null = null;
   private disposed = false;
+  private mounted = false;
 
   constructor(
     readonly spec: Record<string, any>,
@@ -61,8 +62,11 @@ export class LiveChart {
     if (this.el.getAttribute("aria-label") !== label) this.el.setAttribute("aria-label", label);
   }
 
-  /** Embed the spec (once). Must be called after `el` is in the document. */
+  /** Embed the spec (once: later calls return the first one's promise). Must be called
+   * after `el` is in the document. */
   mount(): Promise<void> {
+    if (this.mounted) return this.ready;
+    this.mounted = true;
     this.ready = loadVega()
       .then(({ embed }) => embed(this.el, this.spec as any, {
       actions: false,

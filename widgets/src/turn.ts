@@ -117,6 +117,7 @@ export class TurnComponent {
     );
     this.working.addEventListener("toggle", () => {
       if (this.working.open !== this.autoOpen) this.workingToggled = true;
+      this.mountCharts();
     });
     // The reader's click counts at once: a render before the (queued) toggle event would
     // otherwise fold the working again.
@@ -332,9 +333,17 @@ export class TurnComponent {
         { name: "consensus", chart: new LiveChart(specs.consensus, "consensus", "replace", "Consensus of the latest answers") },
       ];
       this.chartsBox.replaceChildren(...this.charts.map((c) => c.chart.el));
-      for (const c of this.charts) void c.chart.mount();
     }
     for (const c of this.charts) void c.chart.update(v.charts[c.name] ?? []);
+    this.mountCharts();
+  }
+
+  /** Embed the charts once the working is open: a folded turn (every turn of a restored
+   * conversation) draws none, so opening a page loads no vega until a chart is looked at.
+   * Rows given before are kept and drawn then. */
+  private mountCharts(): void {
+    if (!this.working.open) return;
+    for (const c of this.charts) void c.chart.mount();
   }
 
   dispose(): void {
