@@ -47,8 +47,10 @@ from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
 from helpers import arbiter_reply  # noqa: E402
 
 MEMBERS = 4
-TOKENS = 4000
-TOKEN_DELAY = 0.05  # 200 s of streaming: long enough for every sample taken under it
+TOKENS = 10_000
+# 500 s of streaming: long enough for every sample taken under it, each of which first waits
+# for Voila to refill its pools (POOL_FILL_DELAY, then a kernel's start).
+TOKEN_DELAY = 0.05
 
 
 def seed_run_log(path: Path, runs: int = 6) -> None:
@@ -83,7 +85,12 @@ def start_stream(browser: Any, proc: Any, base: str) -> tuple[Any, Callable[[], 
     page.wait_for_selector(".cl-member[data-status='streaming']", timeout=90_000)
 
     def running() -> bool:
-        return page.locator(".cl-root").get_attribute("data-status") == "running"
+        status = page.locator(".cl-root").get_attribute("data-status")
+        if status != "running":
+            error = page.locator(".cl-root .cl-error").first.text_content(timeout=5000)
+            turn = page.locator(".cl-turn").last.get_attribute("data-status", timeout=5000)
+            print(f"the stream's page: {status}, turn {turn}; error: {error!r}", file=sys.stderr)
+        return status == "running"
 
     return stream, running
 
