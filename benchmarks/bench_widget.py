@@ -6,12 +6,10 @@ real ``notebooks/chat.ipynb``, Debian's Chromium through Playwright with the e2e
 and measures:
 
 1. page open to interactive, with a preheated kernel and without (``--no-preheat``): median
-   of N fresh browser contexts. Browser clock: ``performance.now()`` (milliseconds since the
-   navigation started) when a MutationObserver first sees ``.cl-root[data-ready='true']`` (the
-   kernel answered the page's ``ready`` message) with the prompt box enabled and the Send
-   button there (it is disabled until something is typed). Before each preheated sample the
-   pool kernel is warm (it holds Voila's ``wait_for_request`` websocket) and no other kernel
-   runs; before each cold sample no kernel runs.
+   of N fresh browser contexts, timed as ``page_open.py`` says (the widget answered ``ready``,
+   the prompt box enabled, Send there). Before each preheated sample the pool is warm (its
+   kernels hold Voila's ``wait_for_request`` websocket) and no other kernel runs; before each
+   cold sample no kernel runs.
 2. the stress test of ``tests/e2e`` (4 members streaming 4,000 tokens each, one iteration):
    time from the kernel's flush of an ``events`` message to its pixels. The kernel stamp is
    the ``date`` of the Jupyter message's header, which jupyter_client writes when the widget
@@ -43,61 +41,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import re
-import secrets
 import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import chromium  # noqa: E402
+from chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
-from e2e.conftest import LOCAL_PREFIXES, _env  # noqa: E402
+from e2e.conftest import _env  # noqa: E402
 from e2e.test_chat_e2e import ask, configure, last_turn  # noqa: E402
 
 from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
 from helpers import arbiter_reply  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from page_open import close_tab, new_tab, pooled_kernels, timed_opens, wait_kernels  # noqa: E402
+
 MEMBERS = 4
 TOKENS = 4000
 TOKEN_DELAY = 0.0005  # as in tests/e2e/test_chat_e2e.py::test_stress_four_members_4000_tokens
 TARGET_RATE = 20  # consortium_lab.widget.batching.MAX_MESSAGES_PER_SECOND
-
-# Page open: when the widget is interactive (browser clock, ms since navigation start).
-OPEN_SCRIPT = """
-(() => {
-  const O = (window.__open = { ready: null, interactive: null });
-  const interactive = () => {
-    const root = document.querySelector(".cl-root[data-ready='true']");
-    if (!root) return false;
-    const box = root.querySelector("textarea.cl-prompt-input");
-    const send = root.querySelector("button[data-action='send']");
-    // Send stays disabled while the prompt is empty (by design): the page is interactive
-    // once the prompt box takes text and Send is there.
-    return !!(box && !box.disabled && send);
-  };
-  const observer = new MutationObserver(() => {
-    const t = performance.now();
-    if (O.ready === null && document.querySelector(".cl-root[data-ready='true']")) O.ready = t;
-    if (O.ready !== null && interactive()) {
-      O.interactive = t;
-      observer.disconnect();
-    }
-  });
-  observer.observe(document, {
-    subtree: true, attributes: true, attributeFilter: ["data-ready", "disabled"],
-  });
-})();
-"""
 
 # Stream: kernel stamp (websocket), applied, text in DOM, painted; long tasks.
 STREAM_SCRIPT = r"""
@@ -222,142 +192,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def kernels(voila: Any) -> list[Any]:
-    """Voila's kernel processes (psutil), children of the Voila process."""
-    import psutil
-
-    try:
-        children = psutil.Process(voila.pid).children(recursive=True)
-    except psutil.Error:
-        return []
-    out = []
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            if any("ipykernel" in part for part in child.cmdline()):
-                out.append(child)
-    return out
-
-
-def waiting_for_page(kernel: Any, port: int) -> bool:
-    """A preheated kernel parked in ``wait_for_request`` holds a websocket to Voila's port."""
-    import psutil
-
-    try:
-        return any(
-            c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == port
-            for c in kernel.net_connections(kind="tcp")
-        )
-    except psutil.Error:
-        return False
-
-
-def wait_kernels(voila: Any, port: int, *, pooled: int, busy: int = 0, timeout: float = 60) -> None:
-    """Wait until exactly ``pooled`` kernels wait for a page (a warm pool) and ``busy`` other
-    kernels run (pages still open): no kernel of an earlier page is left, none is starting."""
-    deadline = time.monotonic() + timeout
-    while True:
-        procs = kernels(voila)
-        waiting = sum(waiting_for_page(k, port) for k in procs)
-        if waiting == pooled and len(procs) == pooled + busy:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"kernels: {len(procs)} running, {waiting} waiting for a page; "
-                f"wanted {pooled} waiting and {busy} more"
-            )
-        time.sleep(0.1)
-
-
-@dataclass
-class Tab:
-    """A page in its own browser context, with what it asked for from outside the machine,
-    its JavaScript errors and the URLs of its websockets."""
-
-    context: Any
-    page: Any
-    outside: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    sockets: list[str] = field(default_factory=list)
-
-
-def new_tab(browser: Any, script: str) -> Tab:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000}, service_workers="block")
-    context.add_init_script(script)
-    tab = Tab(context, context.new_page())
-    tab.page.on(
-        "request",
-        lambda r: None if r.url.startswith(LOCAL_PREFIXES) else tab.outside.append(r.url),
-    )
-    tab.page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
-    tab.page.on("websocket", lambda ws: tab.sockets.append(ws.url))
-    tab.page.set_default_timeout(60_000)
-    return tab
-
-
-def close_tab(tab: Tab, base: str) -> None:
-    """Shut the page's kernel down, then close the browser context.
-
-    Voila's page asks for that itself on unload, but its POST to ``voila/api/shutdown/<id>``
-    carries no XSRF token and is refused (403 in Voila's log), so the kernel would live on
-    until Voila stops. The benchmark makes the same request with a double-submit token (a
-    ``_xsrf`` cookie and the same ``X-XSRFToken`` header), so each sample starts with only the
-    kernels it expects.
-    """
-    try:
-        ids = {
-            m.group(1)
-            for url in tab.sockets
-            if (m := re.search(r"/api/kernels/([0-9a-f-]+)/channels", url))
-        }
-        if ids:
-            token = secrets.token_hex(16)
-            tab.context.add_cookies([{"name": "_xsrf", "value": token, "url": base}])
-            for kernel_id in ids:
-                tab.context.request.post(
-                    f"{base}voila/api/shutdown/{kernel_id}", headers={"X-XSRFToken": token}
-                )
-    finally:
-        tab.context.close()
-
-
-def timed_open(
-    browser: Any, base: str, url: str, script: str, stamp: str, timeout_ms: float
-) -> tuple[float, Tab]:
-    """Open ``url`` in a fresh tab with ``script`` injected and wait for ``stamp`` (a JS
-    expression the script sets to a page time in ms); the stamp in seconds, and the tab
-    (closed by then: its outside requests and errors stay readable)."""
-    tab = new_tab(browser, script)
-    try:
-        tab.page.goto(url)
-        tab.page.wait_for_function(f"() => {stamp} !== null", timeout=timeout_ms)
-        return tab.page.evaluate(f"() => {stamp}") / 1000, tab
-    finally:
-        close_tab(tab, base)
-
-
-def page_opens(browser: Any, proc: Any, base: str, *, pooled: int, samples: int) -> list[float]:
-    """``samples`` page opens, each in a fresh context once the kernels are as expected."""
-    from consortium_lab.apps import voila as app
-
-    port = int(base.rstrip("/").rsplit(":", 1)[1])
-    times = []
-    for _ in range(samples):
-        wait_kernels(proc, port, pooled=pooled)
-        seconds, tab = timed_open(
-            browser, base, app.chat_url(port), OPEN_SCRIPT, "window.__open.interactive", 90_000
-        )
-        times.append(seconds)
-        if tab.outside or tab.errors:
-            raise RuntimeError(f"page open: outside requests {tab.outside}, errors {tab.errors}")
-    return times
-
-
 def stress(browser: Any, proc: Any, base: str, texts: dict[str, str]) -> dict[str, Any]:
     """The e2e stress test on a page with a preheated kernel, instrumented: the raw figures."""
     from consortium_lab.apps import voila as app
 
     port = int(base.rstrip("/").rsplit(":", 1)[1])
-    wait_kernels(proc, port, pooled=1)
+    wait_kernels(proc, port, pooled=pooled_kernels(True))
     tab = new_tab(browser, STREAM_SCRIPT)
     page = tab.page
     try:
@@ -366,7 +206,7 @@ def stress(browser: Any, proc: Any, base: str, texts: dict[str, str]) -> dict[st
         configure(page, ", ".join(texts), "bench-judge", max_iterations=1)
         # The pool refills once a page took its kernel: let that finish first (it would share
         # the CPU with the stream), as it has by the time a person has typed a prompt.
-        wait_kernels(proc, port, pooled=1, busy=1)
+        wait_kernels(proc, port, pooled=pooled_kernels(True), busy=1)
         ask(page, "Stream a lot.")
         turn = last_turn(page)
         page.wait_for_selector(".cl-turn[data-status='completed']", timeout=90_000)
@@ -515,8 +355,8 @@ def report(
         ("final text equals the model's text", f"{s['exact']}/{MEMBERS} panes", ""),
     ]
     print(
-        f"# consortium_lab chat widget: real Voila chat page, headless {chromium.CHROMIUM}, "
-        f"loopback models ({'quick' if quick else 'full'} run, {took:.0f} s)"
+        f"# consortium_lab chat widget: real Voila chat page, headless {CHROMIUM}, loopback "
+        f"models ({'quick' if quick else 'full'} run, {took:.0f} s)"
     )
     print(
         f"# stress: {MEMBERS} members x {TOKENS:,} tokens, {TOKEN_DELAY * 1000:g} ms a token, "
@@ -533,34 +373,31 @@ def report(
         print(f"problem: {problem}")
 
 
-@contextlib.contextmanager
-def scratch(prefix: str, max_lifetime: float) -> Iterator[tuple[FakeOpenAI, Path]]:
-    """A throw-away home in a new temporary folder, the loopback model server wired into it,
-    and the path for Voila's log there. On a failure the log's tail is printed (the run's
-    folder is gone afterwards); the server and the folder go at the end."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix))
-    log = tmp / "voila.log"
-    server = FakeOpenAIServer(max_lifetime=max_lifetime).start()
-    try:
-        yield FakeOpenAI(server, IsolatedHome.make(tmp)), log
-    except Exception:
-        with contextlib.suppress(OSError):
-            print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
-        raise
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main(quick: bool) -> int:
+    from playwright.sync_api import sync_playwright
+
     from consortium_lab.apps import voila as app
 
-    if not chromium.CHROMIUM.exists():
-        print(chromium.MISSING, file=sys.stderr)
+    if not CHROMIUM.exists():
+        print(f"{CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
         return 2
     samples = 2 if quick else 5
     started = time.monotonic()
-    with scratch("consortium-bench-widget-", 600) as (models, log):
+    tmp = Path(tempfile.mkdtemp(prefix="consortium-bench-widget-"))
+    home = IsolatedHome(
+        root=tmp,
+        home=tmp / "home",
+        config=tmp / "home" / ".config",
+        data=tmp / "home" / ".local" / "share",
+        llm_user_path=tmp / "llm",
+        consortium_home=tmp / "consortium-lab",
+    )
+    for path in (home.home, home.config, home.data, home.llm_user_path, home.consortium_home):
+        path.mkdir(parents=True, exist_ok=True)
+    log = tmp / "voila.log"
+    server = FakeOpenAIServer(max_lifetime=600).start()
+    try:
+        models = FakeOpenAI(server, home)
         texts = {}
         for i, letter in enumerate("abcd"[:MEMBERS], start=1):
             model = f"bench-s{i}"
@@ -568,12 +405,33 @@ def main(quick: bool) -> int:
             models.add_model(model, ModelScript(reply=texts[model], token_delay=TOKEN_DELAY))
         models.add_model("bench-judge", ModelScript(reply=arbiter_reply("Done.", 0.95)))
         env = _env(models)
-        with chromium.launch() as browser, log.open("a") as out:
-            with app.running(env=env, preheat=True, log=out, timeout=120) as (proc, base):
-                warm = page_opens(browser, proc, base, pooled=1, samples=samples)
-                bench = stress(browser, proc, base, texts)
-            with app.running(env=env, preheat=False, log=out, timeout=120) as (proc, base):
-                cold = page_opens(browser, proc, base, pooled=0, samples=samples)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                with log.open("a") as out:
+                    with app.running(env=env, preheat=True, log=out, timeout=120) as (proc, base):
+                        warm = timed_opens(
+                            browser,
+                            proc,
+                            base,
+                            page="chat",
+                            samples=samples,
+                            pooled=pooled_kernels(True),
+                        )
+                        bench = stress(browser, proc, base, texts)
+                    with app.running(env=env, preheat=False, log=out, timeout=120) as (proc, base):
+                        cold = timed_opens(
+                            browser, proc, base, page="chat", samples=samples, pooled=0
+                        )
+            finally:
+                browser.close()
+    except Exception:
+        with contextlib.suppress(OSError):
+            print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     s = summarise(bench, texts)
     report(warm, cold, s, quick, time.monotonic() - started)

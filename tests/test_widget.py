@@ -32,7 +32,7 @@ from consortium_lab.sinks.runlog import RunStore
 from consortium_lab.widget.batching import MAX_MESSAGES_PER_SECOND, DeltaBatcher
 from consortium_lab.widget.chat import ChatWidget
 from consortium_lab.widget.messages import KERNEL_MESSAGE
-from consortium_lab.widget.vega import VegaChart
+from consortium_lab.widget.vega import VegaChart, VegaChartGrid
 from test_widget_messages import schema_validator
 
 from fake_openai import ModelScript
@@ -526,10 +526,43 @@ def test_app_notebooks_and_voila_command():
     command = app.voila_command(8899)
     assert "--Voila.ip=127.0.0.1" in command and "--template=consortium" in command
     assert "--preheat_kernel=True" in command
+    assert f"--VoilaKernelManager.fill_delay={app.POOL_FILL_DELAY}" in command
     assert "--preheat_kernel=True" not in app.voila_command(8899, preheat=False)
     template = app.jupyter_data_dir() / "voila" / "templates" / "consortium" / "index.html.j2"
     assert "cdn.jsdelivr.net" not in template.read_text()
     assert str(app.jupyter_data_dir()) in app.voila_env({})["JUPYTER_PATH"]
+
+
+def test_voila_preheats_the_chat_and_the_dashboard(isolated_home):
+    """The pools Voila reads from the voila.json its command names: the chat's pool_size, one
+    dashboard kernel (or as many as asked), the other notebooks none; no pools without
+    preheat."""
+    from consortium_lab.apps import voila as app
+
+    def pools(command: list[str]) -> dict:
+        folder = next(a.split("=", 1)[1] for a in command if "config_file_paths=" in a)
+        config = json.loads((Path(folder) / "voila.json").read_text())
+        return config.get("VoilaKernelManager", {}).get("kernel_pools_config", {})
+
+    assert pools(app.voila_command(8899, pool_size=2)) == {
+        "default": {"pool_size": 0},
+        "chat.ipynb": {"pool_size": 2},
+        "dashboard.ipynb": {"pool_size": 1},
+    }
+    assert pools(app.voila_command(8899, dashboard_pool_size=0))["dashboard.ipynb"] == {
+        "pool_size": 0
+    }
+    assert pools(app.voila_command(8899, preheat=False)) == {}
+
+
+def test_chart_specs_are_built_once_and_handed_out_as_copies():
+    from consortium_lab.widget.turns import chart_specs
+
+    first = chart_specs([0.8, 0.5])
+    assert set(first["confidence"]) == {"0.8", "0.5"}
+    first["confidence"]["0.8"]["changed"] = True
+    assert "changed" not in chart_specs()["confidence"]["0.8"]
+    assert chart_specs() == chart_specs((0.8,))
 
 
 def test_chat_widget_uses_demo_models_without_a_key(fake_openai, tmp_path):
@@ -553,8 +586,8 @@ async def test_dashboard_from_the_run_log(trio, tmp_path):
     board = app.dashboard(path=db)
     text = "".join(getattr(c, "value", "") for c in board.children)
     assert "mean final confidence" in text and "a, b → judge" in text
-    charts = next(c for c in board.children if hasattr(c, "children")).children
-    assert len(charts) == 5 and all(isinstance(c, VegaChart) for c in charts)
+    [grid] = [c for c in board.children if isinstance(c, VegaChartGrid)]
+    assert len(grid.specs) == 5 and all("$schema" in spec for spec in grid.specs)
 
 
 @pytest.mark.timeout(240)

@@ -227,11 +227,11 @@ async def test_a_new_retention_choice_purges_at_once(duo, monkeypatch, tmp_path)
     sql(db, "UPDATE runs SET started_at = ? WHERE id = ?", (started, old))
     assert holds(db, "mydata-marker-one")
     widget.handle_message({"type": "set_retention", "days": 60, "req": "keep"})
-    said = await _notice(capture, "keep")
+    said = await capture.answer("notice", "keep")
     assert said["level"] == "info" and "Deleted" not in said["message"], said
     assert {r["id"] for r in runs.list(path=db)} == set(ids)
     widget.handle_message({"type": "set_retention", "days": 30, "req": "fewer"})
-    said = await _notice(capture, "fewer")
+    said = await capture.answer("notice", "fewer")
     assert said["level"] == "info", said
     assert said["message"].endswith("Deleted 1 older run now."), said
     assert [r["id"] for r in runs.list(path=db)] == [i for i in ids if i != old]

@@ -8,6 +8,11 @@ import path from "node:path";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.resolve(here, "../src/consortium_lab/static");
+// The same entries for pages Voila serves through the consortium template: loaded by URL
+// (consortium_lab/widget/assets.py), so the bundle is split and what a page does not use yet
+// (vega, until a chart is drawn) is a chunk fetched when it is. KaTeX's fonts are files
+// there, fetched only when a formula shows.
+const templateOutdir = path.resolve(here, "../src/consortium_lab/jupyter/voila/templates/consortium/static");
 const watch = process.argv.includes("--watch");
 
 // anywidget injects widget.css as text, so KaTeX's fonts cannot be separate files beside it:
@@ -39,9 +44,17 @@ const options = {
   plugins: [katexWoff2Only],
 };
 
+const served = {
+  ...options,
+  outdir: templateOutdir,
+  splitting: true,
+  chunkNames: "chunk-[hash]",
+  assetNames: "[name]-[hash]",
+  loader: { ".woff2": "file" },
+};
+
 if (watch) {
-  const ctx = await esbuild.context(options);
-  await ctx.watch();
+  for (const o of [options, served]) await (await esbuild.context(o)).watch();
 } else {
-  await esbuild.build(options);
+  await Promise.all([esbuild.build(options), esbuild.build(served)]);
 }

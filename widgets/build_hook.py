@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT.parent / "src" / "consortium_lab" / "static"
+SERVED = ROOT.parent / "src" / "consortium_lab" / "jupyter" / "voila" / "templates" / "consortium"
 TARGETS = ("widget.js", "widget.css", "chart.js", "chart.css")
 SOURCES = ("src", "package.json", "package-lock.json", "build.mjs")
 
@@ -31,7 +32,7 @@ def _newest(paths: list[Path]) -> float:
 
 
 def stale() -> bool:
-    targets = [OUT / t for t in TARGETS]
+    targets = [OUT / t for t in TARGETS] + [SERVED / "static" / t for t in TARGETS]
     if not all(t.exists() for t in targets):
         return True
     return _newest([ROOT / s for s in SOURCES]) > min(t.stat().st_mtime for t in targets)

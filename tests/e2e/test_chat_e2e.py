@@ -219,9 +219,11 @@ def test_chat_streams_iterates_stops_reloads_and_exports(voila, models, page):
     expect(turns.nth(0)).to_have_attribute("data-status", "completed")
     expect(turns.nth(1)).to_have_attribute("data-status", "cancelled")
     expect(turns.nth(0).locator(".cl-synthesis-text")).to_have_text("Blue light scatters most.")
-    expect(turns.nth(0).locator(".cl-chart[data-chart='confidence']")).to_have_attribute(
-        "data-points", "2"
-    )
+    # a restored turn's working is folded, its charts drawn when it is opened
+    chart = turns.nth(0).locator(".cl-chart[data-chart='confidence']")
+    expect(chart).not_to_have_attribute("data-embedded", "true")
+    open_working(turns.nth(0))
+    expect(chart).to_have_attribute("data-points", "2")
 
     # -- a run cut off by a reload shows as interrupted -----------------------------------
     configure(page, "e2e-slow", "e2e-judge")

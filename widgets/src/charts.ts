@@ -1,9 +1,23 @@
 // Live charts: a Vega-Lite spec built in Python (consortium_lab.analysis.charts) is embedded once per
 // chart; rows are then appended with view.change(name, changeset().insert(rows)), never by
-// re-embedding. vega, vega-lite and vega-embed are bundled: nothing is fetched at run time.
+// re-embedding. vega, vega-lite and vega-embed are bundled: nothing is fetched from outside.
+// They are imported when the first chart is drawn, not with the page: most page opens draw
+// none, and vega is most of the bundle (in Voila, a chunk of its own, fetched then).
 
-import embed, { type Result } from "vega-embed";
-import { changeset } from "vega";
+import type { Result } from "vega-embed";
+
+type Vega = { embed: typeof import("vega-embed").default; changeset: typeof import("vega").changeset };
+let vega: Promise<Vega> | null = null;
+let loaded: Vega | null = null;
+
+/** vega-embed and vega's changeset, loaded on first use. */
+export function loadVega(): Promise<Vega> {
+  vega ??= Promise.all([import("vega-embed"), import("vega")]).then(([e, v]) => {
+    loaded = { embed: e.default, changeset: v.changeset };
+    return loaded;
+  });
+  return vega;
+}
 
 export function isDarkTheme(el: Element): boolean {
   // the chat's theme switch (theme.ts) first, then the page's Jupyter theme, then the browser
@@ -24,6 +38,7 @@ export class LiveChart {
   private shown = new Set<string>();
   private pending: Record<string, any>[] | null = null;
   private disposed = false;
+  private mounted = false;
 
   constructor(
     readonly spec: Record<string, any>,
@@ -47,14 +62,18 @@ export class LiveChart {
     if (this.el.getAttribute("aria-label") !== label) this.el.setAttribute("aria-label", label);
   }
 
-  /** Embed the spec (once). Must be called after `el` is in the document. */
+  /** Embed the spec (once: later calls return the first one's promise). Must be called
+   * after `el` is in the document. */
   mount(): Promise<void> {
-    this.ready = embed(this.el, this.spec as any, {
+    if (this.mounted) return this.ready;
+    this.mounted = true;
+    this.ready = loadVega()
+      .then(({ embed }) => embed(this.el, this.spec as any, {
       actions: false,
       renderer: "svg",
       theme: isDarkTheme(this.el) ? "dark" : undefined,
       config: { background: "transparent", legend: { orient: "bottom", labelLimit: 0 } },
-    } as any)
+    } as any))
       .then((result) => {
         if (this.disposed) {
           result.finalize();
@@ -84,6 +103,7 @@ export class LiveChart {
       return;
     }
     const view = this.result.view;
+    const { changeset } = loaded!; // embedded, so loaded
     const keys = rows.map((r) => JSON.stringify(r));
     const wanted = new Set(keys);
     const gone = [...this.shown].some((k) => !wanted.has(k));
@@ -110,6 +130,7 @@ export class LiveChart {
 
 /** Render a complete Vega-Lite spec once (used by the dashboard's VegaChart widget). */
 export async function renderStatic(el: HTMLElement, spec: Record<string, any>): Promise<Result> {
+  const { embed } = await loadVega();
   return embed(el, spec as any, {
     actions: false,
     renderer: "svg",

@@ -69,3 +69,37 @@ export function changed(el: Element, sig: string): boolean {
   signatures.set(el, sig);
   return true;
 }
+
+/** Offer `content` as a file download named `filename`. */
+export function download(filename: string, mime: string, content: string): void {
+  const blob = new Blob([content], { type: mime });
+  const url = URL.createObjectURL(blob);
+  const a = h("a", { href: url, download: filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/** A call of `fn` that waits until nothing asked for it for `delay` ms (each call restarts
+ * the wait); `cancel` drops a call still waiting. */
+export interface Debounced {
+  (): void;
+  cancel(): void;
+}
+
+export function debounce(fn: () => void, delay: number): Debounced {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const call = (() => {
+    if (timer !== null) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, delay);
+  }) as Debounced;
+  call.cancel = () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+  };
+  return call;
+}

@@ -6,7 +6,7 @@
 // an error (or no summary) shows nothing. Typing is never blocked: requests are timers and
 // messages, nothing waits for an answer.
 
-import { h, setAttr, setText, uid } from "./dom";
+import { debounce, h, setAttr, setText, uid, type Debounced } from "./dom";
 import type { EstimateRequest } from "./messages.gen";
 
 export const ESTIMATE_DELAY_MS = 300;
@@ -24,7 +24,7 @@ export interface EstimateReply {
 
 export class EstimateBox {
   readonly el: HTMLElement;
-  private timer: ReturnType<typeof setTimeout> | null = null;
+  private debounced: Debounced;
   private seq = 0;
   private disposed = false;
 
@@ -34,6 +34,7 @@ export class EstimateBox {
     private prompt: () => string,
     readonly delay: number = ESTIMATE_DELAY_MS,
   ) {
+    this.debounced = debounce(() => this.request(), delay);
     this.el = h("span", {
       id: uid("cl-estimate"),
       class: "cl-estimate",
@@ -45,11 +46,7 @@ export class EstimateBox {
   /** The prompt or the config changed: ask again once nothing changed for `delay` ms. */
   schedule(): void {
     if (this.disposed) return;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.request();
-    }, this.delay);
+    this.debounced();
   }
 
   private request(): void {
@@ -94,7 +91,6 @@ export class EstimateBox {
 
   dispose(): void {
     this.disposed = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.debounced.cancel();
   }
 }

@@ -9,7 +9,7 @@
 // nothing. Nothing waits for an answer: typing and Send are never held up.
 
 import "./recommend.css";
-import { h, setAttr, setText } from "./dom";
+import { debounce, h, setAttr, setText, type Debounced } from "./dom";
 import type { RecommendReply, RecommendRequest } from "./messages.gen";
 
 export const RECOMMEND_DELAY_MS = 600;
@@ -19,7 +19,7 @@ export class RecommendBox {
   private text: HTMLElement;
   private useBtn: HTMLButtonElement;
   private members: string[] = [];
-  private timer: ReturnType<typeof setTimeout> | null = null;
+  private debounced: Debounced;
   private seq = 0;
   private disposed = false;
   private panel: HTMLDetailsElement | null = null;
@@ -32,6 +32,7 @@ export class RecommendBox {
     private apply: (models: Record<string, number>) => void,
     readonly delay: number = RECOMMEND_DELAY_MS,
   ) {
+    this.debounced = debounce(() => this.request(), delay);
     this.text = h("span", { class: "cl-recommend-text" });
     this.useBtn = h("button", {
       type: "button",
@@ -64,11 +65,7 @@ export class RecommendBox {
 
   schedule(): void {
     if (this.disposed) return;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.request();
-    }, this.delay);
+    this.debounced();
   }
 
   private request(): void {
@@ -111,7 +108,6 @@ export class RecommendBox {
 
   dispose(): void {
     this.disposed = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.debounced.cancel();
   }
 }

@@ -3,6 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { FrontendMessage } from "../src/messages.gen";
 import { buildTurn, StreamStore, type Json } from "../src/state";
+import { LiveChart } from "../src/charts";
 import { TurnComponent } from "../src/turn";
 import { check, fixture } from "./schema";
 
@@ -45,6 +46,33 @@ describe("TurnComponent", () => {
     expect(synthesis.hidden).toBe(false);
     expect(synthesis.querySelector(".cl-raw")!.textContent).toBe(last.synthesis.raw);
     expect(t.el.querySelector(".cl-turn-meta")!.textContent).toContain(`${data.iterations.length} iteration(s)`);
+  });
+
+  it("draws a folded turn's charts only when its working is opened", () => {
+    const mount = vi.spyOn(LiveChart.prototype, "mount").mockImplementation(() => Promise.resolve());
+    try {
+      const spec = { mark: "point" };
+      const specs = { confidence: { [data.ui.confidence_chart]: spec }, member_confidence: spec, consensus: spec };
+      const t = make(specs);
+      t.update(buildTurn(data, new StreamStore(), false)); // a finished turn: working folded
+      const working = t.el.querySelector<HTMLDetailsElement>(".cl-working")!;
+      expect(working.open).toBe(false);
+      expect(t.el.querySelectorAll(".cl-chart")).toHaveLength(3);
+      expect(mount).not.toHaveBeenCalled(); // no vega for a turn nobody unfolded
+      working.open = true;
+      working.dispatchEvent(new Event("toggle"));
+      expect(mount).toHaveBeenCalledTimes(3);
+      t.update(buildTurn(data, new StreamStore(), false));
+      expect(mount).toHaveBeenCalledTimes(6); // asked again: LiveChart embeds once (below)
+    } finally {
+      mount.mockRestore();
+    }
+    const chart = new LiveChart({ mark: "point" }, "confidence", "append", "a chart");
+    document.body.append(chart.el);
+    const first = chart.mount();
+    expect(chart.mount()).toBe(first);
+    chart.dispose();
+    chart.el.remove();
   });
 
   it("puts the answer first and folds the working once the answer is there", () => {

@@ -29,20 +29,54 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from consortium_lab.apps.preheat import (  # the notebooks call them as voila.<name>()
+    DASHBOARD_MODULES,
+    FIRST_RUN_MODULES,
+    wait_for_page,
+    warm_up,
+    warm_up_dashboard,
+)
 from consortium_lab.apps.voila_config import (
+    DASHBOARD,
+    DASHBOARD_POOL_SIZE,
     LANDING,
     config_file_options,
     trust_notebooks,
     voila_settings,
 )
+from consortium_lab.widget.assets import SERVED_ENV
 
 if TYPE_CHECKING:
     from consortium_lab.widget.chat import ChatWidget
 
+__all__ = [
+    "CULL_IDLE_TIMEOUT",
+    "CULL_INTERVAL",
+    "DASHBOARD_MODULES",
+    "FIRST_RUN_MODULES",
+    "POOL_FILL_DELAY",
+    "chat_url",
+    "chat_widget",
+    "dashboard",
+    "dashboard_url",
+    "free_port",
+    "jupyter_data_dir",
+    "notebooks_dir",
+    "provider_key_set",
+    "running",
+    "serve",
+    "stop",
+    "voila_command",
+    "voila_env",
+    "wait_for_page",
+    "wait_until_serving",
+    "warm_up",
+    "warm_up_dashboard",
+]
+
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATE = "consortium"
 PROXY_EXTENSION = "@jupyterhub/jupyter-server-proxy"
-DASHBOARD = "dashboard.ipynb"
 
 
 def notebooks_dir() -> Path:
@@ -69,6 +103,10 @@ CULL_IDLE_TIMEOUT = 600
 """Seconds a page's kernel may stay idle with no page connected before Voila shuts it down."""
 CULL_INTERVAL = 60
 """Seconds between Voila's checks for idle kernels."""
+POOL_FILL_DELAY = 5.0
+"""Seconds Voila waits, after a page took a preheated kernel, before starting the kernel that
+refills the pool: Voila's default (1 s) starts it (a Python process importing the library)
+while that page is still loading, and on a small machine the two compete for the CPU."""
 
 
 def voila_command(
@@ -77,6 +115,7 @@ def voila_command(
     root: Path | None = None,
     preheat: bool = True,
     pool_size: int = 1,
+    dashboard_pool_size: int = DASHBOARD_POOL_SIZE,
     theme: str = "light",
     base_url: str = "/",
     cull_idle_timeout: int = CULL_IDLE_TIMEOUT,
@@ -97,7 +136,10 @@ def voila_command(
     Kernels idle for ``cull_idle_timeout`` seconds with no page connected are shut down
     (checked every ``cull_interval`` seconds; 0 turns culling off): a page closed without an
     unload event (a killed tab, a sleeping laptop, a lost network) would otherwise keep its
-    kernel forever. Voila never culls its preheated pool, only kernels a page has taken."""
+    kernel forever. Voila never culls its preheated pool, only kernels a page has taken.
+
+    With ``preheat``, ``pool_size`` chat kernels and ``dashboard_pool_size`` dashboard kernels
+    wait for their pages, each having run its notebook up to ``wait_for_page()``."""
     if cull_idle_timeout < 0 or cull_interval < 0:
         raise ValueError(
             f"cull_idle_timeout ({cull_idle_timeout}) and cull_interval ({cull_interval}) "
@@ -123,7 +165,7 @@ def voila_command(
         "--KernelManager.transport=ipc",
     ]
     if side_files:
-        settings = voila_settings(pool_size if preheat else 0)
+        settings = voila_settings(pool_size if preheat else 0, dashboard_pool_size)
         command += [*trust_notebooks(root or notebooks_dir()), *config_file_options(settings)]
     if cull_idle_timeout > 0:
         command += [
@@ -133,15 +175,23 @@ def voila_command(
             "--MappingKernelManager.cull_connected=False",
         ]
     if preheat and pool_size > 0:
-        command += ["--preheat_kernel=True", f"--pool_size={pool_size}"]
+        command += [
+            "--preheat_kernel=True",
+            f"--pool_size={pool_size}",
+            f"--VoilaKernelManager.fill_delay={POOL_FILL_DELAY}",
+        ]
     return command
 
 
 def voila_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for Voila: ``JUPYTER_PATH`` gains the consortium template, and its
-    kernels are marked as chat kernels (``CONSORTIUM_LAB_CHAT_KERNEL=1``: lighter imports)."""
+    kernels are marked as chat kernels (``CONSORTIUM_LAB_CHAT_KERNEL=1``: lighter imports)
+    whose widgets load their bundle from the template (``$CONSORTIUM_LAB_WIDGET_ASSETS``)."""
     out = dict(os.environ if env is None else env)
     out.setdefault("CONSORTIUM_LAB_CHAT_KERNEL", "1")
+    # Voila serves the consortium template's static files: the widgets import their bundle
+    # from there (see consortium_lab.widget.assets).
+    out.setdefault(SERVED_ENV, "voila-template")
     paths = [str(jupyter_data_dir())]
     if out.get("JUPYTER_PATH"):
         paths.append(out["JUPYTER_PATH"])
@@ -275,62 +325,6 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
 # -- helpers for the notebooks --------------------------------------------------------------------
 
 
-# What a first run imports on its way to the first token (the retry library, metrics, the
-# answer cache, the lean transport, the llm log writer): imported by warm_up() instead.
-FIRST_RUN_MODULES = (
-    "tenacity",
-    "diskcache",
-    "aiohttp",
-    "orjson",
-    "consortium_lab.gateway.metrics",
-    "consortium_lab.gateway.lean",
-    "consortium_lab.gateway.lean_errors",
-    "consortium_lab.gateway.llm_log_writer",
-)
-
-
-def warm_up() -> None:
-    """Do before the page is asked for what the chat's first run would otherwise do on its way
-    to the first token: import the library and what a run imports lazily, load ``llm``'s model
-    plugins, and open the run log (its file and migrations).
-
-    A chat kernel never runs ``llm -m <saved consortium>``, so llm-consortium's plugin is not
-    loaded (it imports scikit-learn: ~85 MB in every kernel); its prompt templates are read as
-    files. Set ``CONSORTIUM_LAB_CHAT_PLUGINS=all`` to load every plugin anyway."""
-    import importlib
-
-    if os.environ.get("CONSORTIUM_LAB_CHAT_PLUGINS", "") != "all":
-        import llm.plugins
-
-        if not llm.plugins._loaded:  # pluggy skips a blocked name when it loads entry points
-            llm.plugins.pm.set_blocked("llm_consortium")
-    from consortium_lab.config.catalog import list_models
-    from consortium_lab.widget import chat as widget  # noqa: F401
-
-    list_models()
-    for name in FIRST_RUN_MODULES:
-        with contextlib.suppress(ImportError):  # optional extras: a run falls back without them
-            importlib.import_module(name)
-    from consortium_lab.engine.plugins import resolve_run_log
-
-    # The page opens its own; this one creates the file and applies the migrations first.
-    with contextlib.suppress(Exception):  # the page reports a run log it cannot open
-        close = getattr(resolve_run_log(None), "close", None)
-        if close is not None:
-            close()
-
-
-def wait_for_page() -> None:
-    """In a preheated Voila kernel, wait until a page asks for it (so what is shown next is
-    read when the page opens, not when the kernel was preheated); elsewhere do nothing."""
-    if os.environ.get("VOILA_PREHEAT", "False") == "False":
-        return
-    with contextlib.suppress(ImportError):
-        from voila.utils import wait_for_request
-
-        wait_for_request()
-
-
 def provider_key_set() -> bool:
     """True when some model other than the offline demo ones is usable (a key is set or the
     model needs none, as local models do)."""
@@ -370,7 +364,7 @@ def dashboard(path: str | Path | None = None) -> Any:
 
     from consortium_lab import configs, runs
     from consortium_lab.analysis import dashboard as usage
-    from consortium_lab.widget.vega import VegaChart
+    from consortium_lab.widget.vega import VegaChartGrid
 
     rows = runs.list(path=path)
     frame = runs.to_pandas(path=path)
@@ -434,8 +428,8 @@ def dashboard(path: str | Path | None = None) -> Any:
     )
     parts = [header, summary]
     if len(frame):
-        # One chart per widget (not usage.usage_dashboard's single concatenated spec, whose
-        # side-by-side charts share one colour scale): they wrap on narrow screens.
+        # One chart per cell of the grid (not usage.usage_dashboard's single concatenated
+        # spec, whose side-by-side charts share one colour scale): they wrap on narrow screens.
         builders = (
             usage.runs_over_time_chart,
             usage.models_used_chart,
@@ -443,15 +437,7 @@ def dashboard(path: str | Path | None = None) -> Any:
             usage.latency_by_model_chart,
             usage.tokens_by_model_chart,
         )
-        parts.append(
-            widgets.GridBox(
-                [VegaChart(build(frame)) for build in builders],
-                layout=widgets.Layout(
-                    grid_template_columns="repeat(auto-fill, minmax(min(100%, 30rem), 1fr))",
-                    grid_gap="1.5rem",
-                ),
-            )
-        )
+        parts.append(VegaChartGrid([build(frame) for build in builders]))
     parts.append(tables)
     return widgets.VBox(parts)
 

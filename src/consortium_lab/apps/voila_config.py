@@ -12,12 +12,19 @@ from typing import Any
 from consortium_lab.paths import data_dir
 
 LANDING = "chat.ipynb"
-"""The app's landing page, the only one preheated."""
+"""The app's landing page."""
+DASHBOARD = "dashboard.ipynb"
+"""The personal dashboard, linked from the chat."""
+DASHBOARD_POOL_SIZE = 1
+"""Preheated dashboard kernels whenever the chat is preheated: one page at a time opens it,
+and a kernel that has imported pandas and altair costs ~150 MB."""
 
 
-def voila_settings(pool_size: int) -> dict[str, dict[str, Any]]:
+def voila_settings(
+    pool_size: int, dashboard_pool_size: int = DASHBOARD_POOL_SIZE
+) -> dict[str, dict[str, Any]]:
     """Voila's settings that are dicts, by class: the tornado settings, and the kernel pools
-    when ``pool_size`` > 0."""
+    when ``pool_size`` > 0 (the chat's; the dashboard gets ``dashboard_pool_size``)."""
     tornado = {
         # Voila's page shuts its kernel down on unload with a beacon that cannot carry an XSRF
         # token, and no _xsrf cookie is ever set, so the request is refused (403) and every
@@ -30,8 +37,12 @@ def voila_settings(pool_size: int) -> dict[str, dict[str, Any]]:
     }
     config: dict[str, Any] = {"Voila": {"tornado_settings": tornado}}
     if pool_size > 0:
-        # Only the chat page is preheated: the quickstart would run a consortium up front.
-        pools = {"default": {"pool_size": 0}, LANDING: {"pool_size": pool_size}}
+        # The quickstart is not preheated: it would run a consortium up front.
+        pools = {
+            "default": {"pool_size": 0},
+            LANDING: {"pool_size": pool_size},
+            DASHBOARD: {"pool_size": max(0, dashboard_pool_size)},
+        }
         config["VoilaKernelManager"] = {"kernel_pools_config": pools}
     return config
 
@@ -51,7 +62,8 @@ def config_file_options(config: dict[str, dict[str, Any]]) -> list[str]:
     from jupyter_core.paths import jupyter_config_path
 
     pools = config.get("VoilaKernelManager", {}).get("kernel_pools_config", {})
-    folder = data_dir() / "voila-config" / f"pool-{pools.get(LANDING, {}).get('pool_size', 0)}"
+    sizes = [pools.get(name, {}).get("pool_size", 0) for name in (LANDING, DASHBOARD)]
+    folder = data_dir() / "voila-config" / ("pool-" + "-".join(map(str, sizes)))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "voila.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     paths = [str(folder), os.getcwd(), *jupyter_config_path()]

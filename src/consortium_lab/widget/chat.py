@@ -44,6 +44,7 @@ from consortium_lab.engine.result import RunResult
 from consortium_lab.gateway.calls import CacheMode
 from consortium_lab.gateway.pricing import Estimate
 from consortium_lab.widget import branching, history
+from consortium_lab.widget.assets import bundle
 from consortium_lab.widget.batching import DELTA_KINDS, DeltaBatcher, event_payload, snapshot
 from consortium_lab.widget.handlers import FrontendHandlers, friendly, log_failure
 from consortium_lab.widget.messages import Events, KernelReady, StreamEvent
@@ -53,7 +54,6 @@ from consortium_lab.widget.settings import (
     model_entry,
 )
 from consortium_lab.widget.turns import HighlightCache, chart_specs, threshold_key, turn_view
-from consortium_lab.widget.vega import asset
 
 __all__ = ["ChatWidget"]
 
@@ -76,8 +76,7 @@ class ChatWidget(anywidget.AnyWidget):
     the engine's :class:`Conversation` and ``widget.results`` its :class:`RunResult` list.
     """
 
-    _esm = asset("widget.js")
-    _css = asset("widget.css")
+    _esm, _css = bundle("widget")
 
     turns = t.List(t.Dict(), help="Finished turns: RunResult.to_dict() plus 'ui'.").tag(sync=True)
     live_turn = t.Dict(help="The turn being run ({} when idle).").tag(sync=True)

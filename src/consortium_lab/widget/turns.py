@@ -7,6 +7,8 @@ confidence chart its threshold needs.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,17 +53,30 @@ def threshold_key(threshold: Any) -> str:
 def chart_specs(thresholds: Any = (0.8,)) -> dict[str, Any]:
     """The live charts' Vega-Lite specs, built with :mod:`consortium_lab.analysis.charts`; they
     read the named datasets and carry no rows. ``confidence`` maps each threshold (see
-    :func:`threshold_key`) to its chart, since the threshold rule is part of the spec."""
+    :func:`threshold_key`) to its chart, since the threshold rule is part of the spec.
+
+    Each spec is built once per process (altair validates every spec against the Vega-Lite
+    schema: ~0.2 s) and copied out, so a preheated kernel that built them before its page
+    asked (:func:`consortium_lab.apps.voila.warm_up`) hands them over at once."""
+    keys = sorted({threshold_key(th) for th in thresholds})
+    return copy.deepcopy(
+        {"confidence": {key: _confidence_spec(key) for key in keys}, **_fixed_specs()}
+    )
+
+
+@functools.cache
+def _confidence_spec(key: str) -> dict[str, Any]:
     # Imported here: altair is slow to import and only the widget's first view needs it.
     from consortium_lab.analysis import charts
 
+    return charts.spec(charts.confidence_chart(float(key), width="container", height=160))
+
+
+@functools.cache
+def _fixed_specs() -> dict[str, Any]:
+    from consortium_lab.analysis import charts
+
     return {
-        "confidence": {
-            threshold_key(th): charts.spec(
-                charts.confidence_chart(float(th), width="container", height=160)
-            )
-            for th in thresholds
-        },
         "member_confidence": charts.spec(
             charts.member_confidence_chart(width="container", height=160)
         ),

@@ -1,0 +1,102 @@
+"""What a preheated Voila kernel does before its page asks for it, and the wait for that page.
+
+The app notebooks call these (through :mod:`consortium_lab.apps.voila`) before
+:func:`wait_for_page`: whatever they do is off the page's path, since Voila runs the notebook
+that far when it preheats the kernel, and the rest when a page asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+__all__ = [
+    "DASHBOARD_MODULES",
+    "FIRST_RUN_MODULES",
+    "wait_for_page",
+    "warm_up",
+    "warm_up_dashboard",
+]
+
+
+# What a first run imports on its way to the first token (the retry library, metrics, the
+# answer cache, the lean transport, the llm log writer): imported by warm_up() instead.
+FIRST_RUN_MODULES = (
+    "tenacity",
+    "diskcache",
+    "aiohttp",
+    "orjson",
+    "consortium_lab.gateway.metrics",
+    "consortium_lab.gateway.lean",
+    "consortium_lab.gateway.lean_errors",
+    "consortium_lab.gateway.llm_log_writer",
+)
+
+
+def warm_up() -> None:
+    """Do before the page is asked for what the chat's first run would otherwise do on its way
+    to the first token: import the library and what a run imports lazily, load ``llm``'s model
+    plugins, and open the run log (its file and migrations).
+
+    A chat kernel never runs ``llm -m <saved consortium>``, so llm-consortium's plugin is not
+    loaded (it imports scikit-learn: ~85 MB in every kernel); its prompt templates are read as
+    files. Set ``CONSORTIUM_LAB_CHAT_PLUGINS=all`` to load every plugin anyway."""
+    import importlib
+
+    if os.environ.get("CONSORTIUM_LAB_CHAT_PLUGINS", "") != "all":
+        import llm.plugins
+
+        if not llm.plugins._loaded:  # pluggy skips a blocked name when it loads entry points
+            llm.plugins.pm.set_blocked("llm_consortium")
+    from consortium_lab.config.catalog import list_models
+    from consortium_lab.widget import chat as widget  # noqa: F401
+    from consortium_lab.widget.turns import chart_specs
+
+    list_models()
+    # Every chat builds its live charts' specs first thing: altair's import and its schema
+    # (~1-3 s) would otherwise be paid after the page asked.
+    chart_specs()
+    for name in FIRST_RUN_MODULES:
+        with contextlib.suppress(ImportError):  # optional extras: a run falls back without them
+            importlib.import_module(name)
+    from consortium_lab.engine.plugins import resolve_run_log
+
+    # The page opens its own; this one creates the file and applies the migrations first.
+    with contextlib.suppress(Exception):  # the page reports a run log it cannot open
+        close = getattr(resolve_run_log(None), "close", None)
+        if close is not None:
+            close()
+
+
+DASHBOARD_MODULES = (
+    "pandas",
+    "ipywidgets",
+    "consortium_lab.runs",
+    "consortium_lab.configs",
+    "consortium_lab.analysis.dashboard",
+    "consortium_lab.widget.vega",
+)
+
+
+def warm_up_dashboard() -> None:
+    """What :func:`dashboard` needs before its page asks: its imports (pandas, altair,
+    ipywidgets, the run log) and altair's Vega-Lite schema, loaded by building the chat's
+    chart specs once (the first validated spec loads it)."""
+    import importlib
+
+    from consortium_lab.widget.turns import chart_specs
+
+    for name in DASHBOARD_MODULES:
+        importlib.import_module(name)
+    chart_specs()
+
+
+def wait_for_page() -> None:
+    """In a preheated Voila kernel, wait until a page asks for it (so what is shown next is
+    read when the page opens, not when the kernel was preheated); elsewhere do nothing."""
+    if os.environ.get("VOILA_PREHEAT", "False") == "False":
+        return
+    with contextlib.suppress(ImportError):
+        from voila.utils import wait_for_request
+
+        wait_for_request()
