@@ -40,16 +40,18 @@ def test_chat_kernel_skips_llm_consortium_and_reads_templates_as_files(fake_open
 
 
 WARM = """
+import gc
 import sys
 from consortium_lab.apps import voila
 from consortium_lab.paths import runs_db_path
-assert not runs_db_path().exists()
+assert not runs_db_path().exists() and gc.get_freeze_count() == 0
 voila.warm_up()
 print(runs_db_path().exists(), all(m in sys.modules for m in voila.FIRST_RUN_MODULES))
+print(gc.get_freeze_count() > 100_000)  # the start-up heap, out of full collections
 """
 
 
-def test_warm_up_opens_the_run_log_and_imports_what_a_first_run_needs(fake_openai):
+def test_warm_up_opens_the_run_log_imports_what_a_first_run_needs_and_freezes(fake_openai):
     done = subprocess.run(
         [sys.executable, "-c", WARM],
         env=fake_openai.env(),
@@ -58,7 +60,7 @@ def test_warm_up_opens_the_run_log_and_imports_what_a_first_run_needs(fake_opena
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True True"
+    assert done.stdout.split() == ["True", "True", "True"]
 
 
 def gateway_maps(env: dict[str, str], config: Path) -> str:

@@ -25,13 +25,14 @@ FIRST_REQUEST_IMPORTS: tuple[str, ...] = (
 """Modules the first chat request would otherwise import on its own path."""
 
 
-def preheat() -> int:
-    """Import what the first request needs, collect once, then freeze the heap.
+def preheat(modules: tuple[str, ...] = FIRST_REQUEST_IMPORTS) -> int:
+    """Import ``modules`` (those not installed are skipped), collect once, then freeze the heap.
 
-    Call once, after the service is set up and before it takes requests. Objects made later
-    are collected as usual. Returns how many objects were frozen.
+    Call once, after the process is set up and before it takes requests (the service before it
+    listens; a chat kernel in ``warm_up()``). Objects made later are collected as usual.
+    Returns how many objects were frozen.
     """
-    for name in FIRST_REQUEST_IMPORTS:
+    for name in modules:
         try:
             importlib.import_module(name)
         except ImportError:  # an optional extra not installed: its path never runs
