@@ -117,33 +117,27 @@ def classify(exc: BaseException) -> str:
     return "error"
 
 
-def _refused(exc: BaseException) -> bool:
-    """Whether ``exc`` was caused by a connection the OS refused or reset."""
+def _caused_by(exc: BaseException, kind: type[OSError]) -> bool:
+    """Whether ``exc`` or one of its causes is (or wraps, as aiohttp's ``os_error``) ``kind``."""
     cause: BaseException | None = exc
     for _ in range(8):
         if cause is None:
             return False
-        if isinstance(cause, ConnectionError) or isinstance(
-            getattr(cause, "os_error", None), ConnectionError
-        ):
+        if isinstance(cause, kind) or isinstance(getattr(cause, "os_error", None), kind):
             return True
         cause = cause.__cause__
     return False
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a connection the OS refused or reset."""
+    return _caused_by(exc, ConnectionError)
 
 
 def never_connected(exc: BaseException) -> bool:
     """Whether ``exc`` comes from a connection the server refused: the request never reached
     it, so sending it again cannot do anything twice."""
-    cause: BaseException | None = exc
-    for _ in range(8):
-        if cause is None:
-            return False
-        if isinstance(cause, ConnectionRefusedError) or isinstance(
-            getattr(cause, "os_error", None), ConnectionRefusedError
-        ):
-            return True
-        cause = cause.__cause__
-    return False
+    return _caused_by(exc, ConnectionRefusedError)
 
 
 def error_message(exc: BaseException) -> str:
