@@ -65,3 +65,23 @@ async def test_a_gateway_killed_mid_stream_fails_only_the_cut_member(gateways, f
     assert retries is not None and retries >= 1
     assert len(fake_openai.requests_for("judge")) == 1
     assert len(fake_openai.requests_for("slow")) == 1
+
+
+def _wrapped(inner: BaseException) -> BaseException:
+    """``inner`` as the gateway sees it: the SDK's error raised from it."""
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise RuntimeError("Connection error.") from exc
+    except RuntimeError as outer:
+        return outer
+
+
+def test_refused_or_reset_before_an_answer_may_be_sent_again_a_cut_stream_not():
+    from consortium_lab.gateway.failures import never_connected
+
+    assert never_connected(_wrapped(ConnectionRefusedError(111, "refused")))
+    assert never_connected(_wrapped(ConnectionResetError(104, "reset by peer")))
+    assert not never_connected(_wrapped(TimeoutError("read timed out")))
+    assert not never_connected(_wrapped(ValueError("Not enough data to satisfy transfer length")))

@@ -135,9 +135,14 @@ def _refused(exc: BaseException) -> bool:
 
 
 def never_connected(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from a connection the server refused: the request never reached
-    it, so sending it again cannot do anything twice."""
-    return _caused_by(exc, ConnectionRefusedError)
+    """Whether ``exc`` comes from a connection the server refused, or reset before answering.
+
+    Refused: the request never reached it, so sending it again cannot do anything twice. Reset
+    before any answer: what a gateway being killed or restarting does to a request that reached
+    its socket (seen in the hub test as ``ECONNRESET`` on the arbiter's call); a dying process
+    does nothing with it, so the caller, which only asks when nothing was streamed, may send it
+    again too."""
+    return _caused_by(exc, ConnectionRefusedError) or _caused_by(exc, ConnectionResetError)
 
 
 def error_message(exc: BaseException) -> str:
