@@ -36,7 +36,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+import chromium  # noqa: E402
+from chromium import CHROMIUM  # noqa: E402
 from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
 from e2e.conftest import _env  # noqa: E402
 from e2e.test_chat_e2e import ask, configure  # noqa: E402
@@ -97,12 +98,10 @@ def start_stream(browser: Any, proc: Any, base: str) -> tuple[Any, Callable[[], 
 
 
 def main(quick: bool) -> int:
-    from playwright.sync_api import sync_playwright
-
     from consortium_lab.apps import voila as app
 
     if not CHROMIUM.exists():
-        print(f"{CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
+        print(chromium.MISSING, file=sys.stderr)
         return 2
     samples = 2 if quick else 5
     tmp = Path(tempfile.mkdtemp(prefix="consortium-bench-page-"))
@@ -117,41 +116,37 @@ def main(quick: bool) -> int:
             text = " ".join(f"w{i}x{n}" for n in range(TOKENS))
             models.add_model(f"bench-p{i}", ModelScript(reply=text, token_delay=TOKEN_DELAY))
         models.add_model("bench-judge", ModelScript(reply=arbiter_reply("Done.", 0.95)))
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with (
+            chromium.launch() as browser,
+            log.open("a") as out,
+            app.running(env=_env(models), preheat=True, log=out, timeout=120) as (
+                proc,
+                base,
+            ),
+        ):
+            pooled = pooled_kernels(True)
+            for key, page in (("open", "chat"), ("dashboard", "dashboard")):
+                figures[key] = timed_opens(
+                    browser, proc, base, page=page, samples=samples, pooled=pooled
+                )
+            stream, running = start_stream(browser, proc, base)
             try:
-                with (
-                    log.open("a") as out,
-                    app.running(env=_env(models), preheat=True, log=out, timeout=120) as (
+                for key, page in (
+                    ("open_stream", "chat"),
+                    ("dashboard_stream", "dashboard"),
+                ):
+                    figures[key] = timed_opens(
+                        browser,
                         proc,
                         base,
-                    ),
-                ):
-                    pooled = pooled_kernels(True)
-                    for key, page in (("open", "chat"), ("dashboard", "dashboard")):
-                        figures[key] = timed_opens(
-                            browser, proc, base, page=page, samples=samples, pooled=pooled
-                        )
-                    stream, running = start_stream(browser, proc, base)
-                    try:
-                        for key, page in (
-                            ("open_stream", "chat"),
-                            ("dashboard_stream", "dashboard"),
-                        ):
-                            figures[key] = timed_opens(
-                                browser,
-                                proc,
-                                base,
-                                page=page,
-                                samples=samples,
-                                pooled=pooled,
-                                busy=1,
-                                still=running,
-                            )
-                    finally:
-                        close_tab(stream, base)
+                        page=page,
+                        samples=samples,
+                        pooled=pooled,
+                        busy=1,
+                        still=running,
+                    )
             finally:
-                browser.close()
+                close_tab(stream, base)
     except Exception:
         with contextlib.suppress(OSError):
             print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)

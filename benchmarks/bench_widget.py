@@ -53,7 +53,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+import chromium  # noqa: E402
+from chromium import CHROMIUM  # noqa: E402
 from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
 from e2e.conftest import _env  # noqa: E402
 from e2e.test_chat_e2e import ask, configure, last_turn  # noqa: E402
@@ -374,12 +375,10 @@ def report(
 
 
 def main(quick: bool) -> int:
-    from playwright.sync_api import sync_playwright
-
     from consortium_lab.apps import voila as app
 
     if not CHROMIUM.exists():
-        print(f"{CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
+        print(chromium.MISSING, file=sys.stderr)
         return 2
     samples = 2 if quick else 5
     started = time.monotonic()
@@ -405,26 +404,19 @@ def main(quick: bool) -> int:
             models.add_model(model, ModelScript(reply=texts[model], token_delay=TOKEN_DELAY))
         models.add_model("bench-judge", ModelScript(reply=arbiter_reply("Done.", 0.95)))
         env = _env(models)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                with log.open("a") as out:
-                    with app.running(env=env, preheat=True, log=out, timeout=120) as (proc, base):
-                        warm = timed_opens(
-                            browser,
-                            proc,
-                            base,
-                            page="chat",
-                            samples=samples,
-                            pooled=pooled_kernels(True),
-                        )
-                        bench = stress(browser, proc, base, texts)
-                    with app.running(env=env, preheat=False, log=out, timeout=120) as (proc, base):
-                        cold = timed_opens(
-                            browser, proc, base, page="chat", samples=samples, pooled=0
-                        )
-            finally:
-                browser.close()
+        with chromium.launch() as browser, log.open("a") as out:
+            with app.running(env=env, preheat=True, log=out, timeout=120) as (proc, base):
+                warm = timed_opens(
+                    browser,
+                    proc,
+                    base,
+                    page="chat",
+                    samples=samples,
+                    pooled=pooled_kernels(True),
+                )
+                bench = stress(browser, proc, base, texts)
+            with app.running(env=env, preheat=False, log=out, timeout=120) as (proc, base):
+                cold = timed_opens(browser, proc, base, page="chat", samples=samples, pooled=0)
     except Exception:
         with contextlib.suppress(OSError):
             print("voila log (tail):\n" + log.read_text()[-3000:], file=sys.stderr)
