@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from consortium_lab.apps.ports import free_port
+
 from helpers import stop_process
 
 _CANDIDATES = ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
@@ -26,12 +28,6 @@ def find_redis_server() -> str | None:
     if found:
         return found
     return next((c for c in _CANDIDATES if os.access(c, os.X_OK)), None)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ping(port: int, password: str | None = None, tls_ca: Path | None = None) -> bool:
@@ -116,7 +112,7 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         log = self.folder / "redis.log"
         for _ in range(3):  # another process may take the free port first: try another
-            chosen = port or _free_port()
+            chosen = port or free_port()
             process = subprocess.Popen(
                 [
                     self.binary,

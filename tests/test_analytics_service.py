@@ -68,7 +68,7 @@ async def test_every_answer_forbids_framing(monkeypatch: pytest.MonkeyPatch):
     from tornado.httpclient import AsyncHTTPClient
 
     from consortium_lab.apps.analytics import NO_FRAMING, make_app
-    from consortium_lab.apps.hub import free_port
+    from consortium_lab.apps.ports import free_port
 
     # The hub is never reached: no page here gets past its login redirect.
     env = analytics_env({}, hub_api_url="http://127.0.0.1:9/hub/api", api_token="t")

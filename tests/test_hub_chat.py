@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 from consortium_lab.apps import voila
-from consortium_lab.apps.hub import free_port
 from consortium_lab.apps.hub_chat import GatewayChatWidget, quota_text
+from consortium_lab.apps.ports import free_port
 from test_service import ADMIN, ALICE
 
 from fake_openai import ModelScript

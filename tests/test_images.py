@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -30,6 +29,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from consortium_lab.apps.ports import free_port
 
 from fake_openai import FakeOpenAIServer, ModelScript
 
@@ -164,12 +165,6 @@ def gateway_image(podman: Podman) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def singleuser_image(podman: Podman) -> Iterator[str]:
     yield from built(podman, "singleuser")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:

@@ -5,7 +5,6 @@ conversations give the same text, usage, ``response_json``, request, ``logs.db``
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import llm
 import pytest
 
 from consortium_lab import Gateway
+from consortium_lab.apps.ports import free_port
 from consortium_lab.config.consortium import Limits
 from consortium_lab.gateway.calls import CallRequest
 from consortium_lab.gateway.failures import CallFailed
@@ -160,12 +160,6 @@ async def test_what_it_does_not_handle_goes_through_llm(fake_openai):
     assert await model.prompt("Q").text() == "plain answer"
     assert gw.clients.lean.streams == 1
     await gw.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 FAULTS = {

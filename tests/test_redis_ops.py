@@ -86,9 +86,9 @@ def test_rediss_tls_url_works(gateways, redis_binary, tmp_path):
 
 
 def test_unreachable_redis_at_start_is_one_line_naming_host_and_port(gateways, redis_binary):
-    from redis_server import _free_port
+    from consortium_lab.apps.ports import free_port
 
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     stderr = run_gateway_expecting_failure(
         gateways, "down", redis=f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     )

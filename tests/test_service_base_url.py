@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consortium_lab.apps.hub import free_port
+from consortium_lab.apps.ports import free_port
 from consortium_lab.service.app import GatewayService
 from consortium_lab.service.settings import ServiceSettings, SettingsError
 

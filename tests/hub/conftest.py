@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from chromium import launch_or_skip
-from consortium_lab.apps.hub import free_port, stop_left_proxy
+from consortium_lab.apps.hub import stop_left_proxy
 from consortium_lab.apps.hub_gateway import (
     gateway_account,
     gateway_command,
@@ -37,6 +37,7 @@ from consortium_lab.apps.hub_gateway import (
     hub_gateway_settings,
     write_gateway_folder,
 )
+from consortium_lab.apps.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = ROOT / "hub"
@@ -81,9 +82,7 @@ def wait_for(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"{proc.args} exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            )
+            raise RuntimeError(f"{proc.args} exited ({proc.returncode}):\n{log_without_proxy(log)}")
         try:
             with OPENER.open(url, timeout=2):
                 return
@@ -93,7 +92,7 @@ def wait_for(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 
         except OSError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"{url} did not answer in {timeout} s:\n{log_without_proxy(log)}")
 
 
 def stop(proc: subprocess.Popen[Any] | None, timeout: float = 30) -> None:
@@ -235,7 +234,7 @@ class Hub:
             return [row[0] for row in db.execute("select name from users order by name")]
 
     def log_tail(self, n: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-n:]
+        return log_without_proxy(self.log, n)
 
 
 def hub_env(root: Path, port: int, oidc_port: int, **overrides: str) -> dict[str, str]:
@@ -336,6 +335,20 @@ def start_hub(
     )
 
 
+def log_without_proxy(log: Path, n: int = 4000) -> str:
+    """The end of the hub's log without the proxy's lines: while the hub is down, the proxy
+    logs a 404 and a refused connection five times a second and buries why the hub stopped."""
+    kept: list[str] = []
+    in_proxy_entry = False
+    for line in log.read_text(errors="replace").splitlines():
+        if "[ConfigProxy]" in line:
+            in_proxy_entry = True
+        elif not (in_proxy_entry and line.startswith((" ", "}"))):
+            in_proxy_entry = False
+            kept.append(line)
+    return "\n".join(kept)[-n:]
+
+
 def launch_hub(command: list[str], env: dict[str, str], root: Path, log: Path) -> Any:
     """Start JupyterHub and wait until the proxy routes to its login page."""
     with log.open("a") as out:
@@ -349,8 +362,10 @@ def launch_hub(command: list[str], env: dict[str, str], root: Path, log: Path) -
         # (once over 60 s, with a load average of 30).
         deadline = time.monotonic() + 180
         while get(url)[0] != 200:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the hub exited ({proc.returncode}):\n{log_without_proxy(log)}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the hub's route never came up:\n{log.read_text()[-3000:]}")
+                raise TimeoutError(f"the hub's route never came up:\n{log_without_proxy(log)}")
             time.sleep(0.2)
     except BaseException:
         stop(proc)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from consortium_lab.apps.analytics import analytics_env
-from consortium_lab.apps.hub import free_port
+from consortium_lab.apps.ports import free_port
 from consortium_lab.gateway.userhash import user_hash
 
 from .conftest import GATEWAY_ADMIN, OPENER, Hub, start_hub, stop, stop_hub, submit_login, wait_for

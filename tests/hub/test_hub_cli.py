@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from consortium_lab.apps.hub import free_port
+from consortium_lab.apps.ports import free_port
 
 from .conftest import get, needs_node
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from consortium_lab.apps.hub import free_port
 from consortium_lab.apps.hub_gateway import GATEWAY_UNIX_USER
+from consortium_lab.apps.ports import free_port
 
 from .conftest import (
     ROOT,

@@ -66,7 +66,7 @@ async def test_a_guest_login_is_logged_as_a_guest(gateways):
 
 
 async def test_an_unreachable_gateway_does_not_stop_the_login(caplog):
-    from consortium_lab.apps.hub import free_port
+    from consortium_lab.apps.ports import free_port
 
     hook = LoginAudit(f"http://127.0.0.1:{free_port()}/admin/audit", svc.ADMIN, timeout=30)
     assert await hook(GenericOAuthenticator(), SimpleNamespace(), {"name": "dave"}) == {

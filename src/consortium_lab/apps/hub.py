@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ from consortium_lab.apps.hub_gateway import (
     require_reachable_python,
     write_gateway_folder,
 )
+from consortium_lab.apps.ports import free_port, port_is_free
 from consortium_lab.apps.voila import voila_command
 from consortium_lab.service.settings import ADMIN_TOKENS_ENV
 
@@ -111,21 +111,6 @@ def hub_dir() -> Path:
             f"no hub folder at {path} (run from a source checkout, or set {HUB_DIR_ENV})"
         )
     return path
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ensure_node(hub: Path) -> None:

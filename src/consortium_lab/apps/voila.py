@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from consortium_lab.apps.ports import free_port
 from consortium_lab.apps.preheat import (  # the notebooks call them as voila.<name>()
     DASHBOARD_MODULES,
     FIRST_RUN_MODULES,
@@ -91,12 +91,6 @@ def notebooks_dir() -> Path:
 def jupyter_data_dir() -> Path:
     """The folder added to ``JUPYTER_PATH`` so Voila finds the ``consortium`` template."""
     return HERE / "jupyter"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 CULL_IDLE_TIMEOUT = 600
