@@ -555,16 +555,6 @@ def test_voila_preheats_the_chat_and_the_dashboard(isolated_home):
     assert pools(app.voila_command(8899, preheat=False)) == {}
 
 
-def test_chart_specs_are_built_once_and_handed_out_as_copies():
-    from consortium_lab.widget.turns import chart_specs
-
-    first = chart_specs([0.8, 0.5])
-    assert set(first["confidence"]) == {"0.8", "0.5"}
-    first["confidence"]["0.8"]["changed"] = True
-    assert "changed" not in chart_specs()["confidence"]["0.8"]
-    assert chart_specs() == chart_specs((0.8,))
-
-
 def test_chat_widget_uses_demo_models_without_a_key(fake_openai, tmp_path):
     from consortium_lab.apps import voila as app
 

@@ -50,7 +50,7 @@ def warm_up() -> None:
             llm.plugins.pm.set_blocked("llm_consortium")
     from consortium_lab.config.catalog import list_models
     from consortium_lab.widget import chat as widget  # noqa: F401
-    from consortium_lab.widget.turns import chart_specs
+    from consortium_lab.widget.chart_specs import chart_specs
 
     list_models()
     # Every chat builds its live charts' specs first thing: altair's import and its schema
@@ -85,11 +85,11 @@ def warm_up_dashboard() -> None:
     chart specs once (the first validated spec loads it)."""
     import importlib
 
-    from consortium_lab.widget.turns import chart_specs
+    from consortium_lab.widget.chart_specs import build_specs
 
     for name in DASHBOARD_MODULES:
         importlib.import_module(name)
-    chart_specs()
+    build_specs(["0.8"])
 
 
 def wait_for_page() -> None:

@@ -46,6 +46,7 @@ from consortium_lab.gateway.pricing import Estimate
 from consortium_lab.widget import branching, history
 from consortium_lab.widget.assets import bundle
 from consortium_lab.widget.batching import DELTA_KINDS, DeltaBatcher, event_payload, snapshot
+from consortium_lab.widget.chart_specs import chart_specs, threshold_key
 from consortium_lab.widget.handlers import FrontendHandlers, friendly, log_failure
 from consortium_lab.widget.messages import Events, KernelReady, StreamEvent
 from consortium_lab.widget.mydata import data_owner
@@ -53,7 +54,7 @@ from consortium_lab.widget.settings import (
     check_llm_options,
     model_entry,
 )
-from consortium_lab.widget.turns import HighlightCache, chart_specs, threshold_key, turn_view
+from consortium_lab.widget.turns import HighlightCache, turn_view
 
 __all__ = ["ChatWidget"]
 

@@ -7,20 +7,17 @@ confidence chart its threshold needs.
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 from consortium_lab.analysis import agreement as analysis
 from consortium_lab.engine.result import IterationResult, RunResult
+from consortium_lab.widget.chart_specs import threshold_key
 
 __all__ = [
     "WORD_CLOUD_TOP",
     "HighlightCache",
-    "chart_specs",
     "member_slots",
-    "threshold_key",
     "turn_view",
 ]
 
@@ -43,47 +40,6 @@ def _js_spans(text: str, spans: list[analysis.Span]) -> list[dict[str, Any]]:
             data["start"], data["end"] = _utf16(text, span.start), _utf16(text, span.end)
         out.append(data)
     return out
-
-
-def threshold_key(threshold: Any) -> str:
-    """How a confidence threshold names its confidence chart in ``chart_specs``."""
-    return f"{float(threshold or 0):.4g}"
-
-
-def chart_specs(thresholds: Any = (0.8,)) -> dict[str, Any]:
-    """The live charts' Vega-Lite specs, built with :mod:`consortium_lab.analysis.charts`; they
-    read the named datasets and carry no rows. ``confidence`` maps each threshold (see
-    :func:`threshold_key`) to its chart, since the threshold rule is part of the spec.
-
-    Each spec is built once per process (altair validates every spec against the Vega-Lite
-    schema: ~0.2 s) and copied out, so a preheated kernel that built them before its page
-    asked (:func:`consortium_lab.apps.voila.warm_up`) hands them over at once."""
-    keys = sorted({threshold_key(th) for th in thresholds})
-    return copy.deepcopy(
-        {"confidence": {key: _confidence_spec(key) for key in keys}, **_fixed_specs()}
-    )
-
-
-@functools.cache
-def _confidence_spec(key: str) -> dict[str, Any]:
-    # Imported here: altair is slow to import and only the widget's first view needs it.
-    from consortium_lab.analysis import charts
-
-    return charts.spec(charts.confidence_chart(float(key), width="container", height=160))
-
-
-@functools.cache
-def _fixed_specs() -> dict[str, Any]:
-    from consortium_lab.analysis import charts
-
-    return {
-        "member_confidence": charts.spec(
-            charts.member_confidence_chart(width="container", height=160)
-        ),
-        "consensus": charts.spec(charts.consensus_meter(width="container", height=22)),
-        # One layout per embed: the front end gives each member's cloud its own rows.
-        charts.WORDS: charts.spec(charts.word_cloud()),
-    }
 
 
 def member_slots(config: Mapping[str, Any]) -> list[dict[str, Any]]:
