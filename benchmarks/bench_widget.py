@@ -28,8 +28,10 @@ and measures:
    the most in any 1 s window, in the browser and by the kernel's stamps), the longest
    main-thread task from the first message to the last one painted, and while tokens streamed
    (``PerformanceObserver`` ``longtask``, buffered; the browser reports only tasks of 50 ms or
-   more), and that each pane's final text equals the model's text (shown text,
-   ``data-stream-check="exact"``, ``data-streamed-chars`` and the deltas seen on the socket).
+   more), and that each pane's final text equals the model's text (the text the pane shows
+   once the reader unfolds the consortium's working, which folds itself when the answer is
+   there; ``data-stream-check="exact"``; ``data-streamed-chars``; and the deltas seen on the
+   socket). Each pane that differs is named with what differs.
 
 Run: ``.venv/bin/python benchmarks/bench_widget.py`` (``--quick`` for fewer samples). Loopback
 only; everything it starts (model server, Voila and its kernels, Chromium) is stopped at the
@@ -57,7 +59,7 @@ import chromium  # noqa: E402
 from chromium import CHROMIUM  # noqa: E402
 from conftest import FakeOpenAI, IsolatedHome  # noqa: E402
 from e2e.conftest import _env  # noqa: E402
-from e2e.test_chat_e2e import ask, configure, last_turn  # noqa: E402
+from e2e.test_chat_e2e import ask, configure, last_turn, open_working  # noqa: E402
 
 from fake_openai import FakeOpenAIServer, ModelScript  # noqa: E402
 from helpers import arbiter_reply  # noqa: E402
@@ -211,6 +213,17 @@ def stress(browser: Any, proc: Any, base: str, texts: dict[str, str]) -> dict[st
         ask(page, "Stream a lot.")
         turn = last_turn(page)
         page.wait_for_selector(".cl-turn[data-status='completed']", timeout=90_000)
+        # every applied message has had its second frame
+        page.wait_for_function(
+            "() => window.__bench.msgs.every((m) => m.painted !== null || m.applied === null)",
+            timeout=10_000,
+        )
+        bench: dict[str, Any] = page.evaluate("() => window.__bench")
+        bench["messages_attr"] = int(page.locator(".cl-root").get_attribute("data-messages") or 0)
+        # The member panes sit in the consortium's working, which folds itself once the
+        # answer is there: a folded pane shows nothing (``inner_text`` is empty). Unfold it,
+        # as a reader would, after the figures above are taken (it embeds the charts).
+        open_working(turn)
         panes = {}
         for model in texts:
             pane = turn.locator(f".cl-member[data-key='{model}#1']")
@@ -219,13 +232,6 @@ def stress(browser: Any, proc: Any, base: str, texts: dict[str, str]) -> dict[st
                 "check": pane.get_attribute("data-stream-check"),
                 "streamed": int(pane.get_attribute("data-streamed-chars") or -1),
             }
-        # every applied message has had its second frame
-        page.wait_for_function(
-            "() => window.__bench.msgs.every((m) => m.painted !== null || m.applied === null)",
-            timeout=10_000,
-        )
-        bench: dict[str, Any] = page.evaluate("() => window.__bench")
-        bench["messages_attr"] = int(page.locator(".cl-root").get_attribute("data-messages") or 0)
     finally:
         close_tab(tab, base)
     bench.update(panes=panes, outside=tab.outside, page_errors=tab.errors)
@@ -233,6 +239,33 @@ def stress(browser: Any, proc: Any, base: str, texts: dict[str, str]) -> dict[st
 
 
 # -- main ------------------------------------------------------------------------------------------
+
+
+def differ(got: str | None, want: str) -> str:
+    """Where ``got`` first departs from ``want``, briefly."""
+    if got is None:
+        return "nothing"
+    at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
+    if at is None:
+        at = min(len(got), len(want))
+    where = f"first difference at {at:,}: {got[at : at + 24]!r}"
+    return f"{len(got):,} chars against {len(want):,}, {where}"
+
+
+def pane_mismatches(pane: dict[str, Any], socket_text: str | None, text: str) -> list[str]:
+    """What differs between the model's text and each thing the run shows of it: the pane's
+    text on screen, the widget's own check of its streamed text against the final one, the
+    streamed length, and the deltas seen on the kernel's websocket."""
+    wrong = []
+    if pane["shown"] != text:
+        wrong.append("text shown: " + differ(pane["shown"], text))
+    if pane["check"] != "exact":
+        wrong.append(f"data-stream-check is {pane['check']!r}, not 'exact'")
+    if pane["streamed"] != len(text):
+        wrong.append(f"data-streamed-chars {pane['streamed']:,}, not {len(text):,}")
+    if socket_text != text:
+        wrong.append("deltas on the websocket: " + differ(socket_text, text))
+    return wrong
 
 
 def summarise(bench: dict[str, Any], texts: dict[str, str]) -> dict[str, Any]:
@@ -268,14 +301,12 @@ def summarise(bench: dict[str, Any], texts: dict[str, str]) -> dict[str, Any]:
         for d, t in tasks
         if measured and t + d >= measured[0]["applied"] and t <= measured[-1]["painted"]
     ]
-    exact = sum(
-        bench["panes"][model]["shown"] == text
-        and bench["panes"][model]["check"] == "exact"
-        and bench["panes"][model]["streamed"] == len(text)
-        and bench["text"].get(f"{model}#1") == text
-        for model, text in texts.items()
-    )
     problems = list(bench["errors"])
+    exact = 0
+    for model, text in texts.items():
+        wrong = pane_mismatches(bench["panes"][model], bench["text"].get(f"{model}#1"), text)
+        exact += not wrong
+        problems += [f"{model}: {w}" for w in wrong]
     if bench["messages_attr"] != len(msgs):
         problems.append(f"the widget applied {bench['messages_attr']}, {len(msgs)} seen")
     if bench["outside"]:

@@ -63,6 +63,30 @@ def test_warm_up_opens_the_run_log_imports_what_a_first_run_needs_and_freezes(fa
     assert done.stdout.split() == ["True", "True", "True"]
 
 
+DASHBOARD = """
+import gc
+import sys
+from consortium_lab.apps import voila
+later = ("ipywidgets", "consortium_lab.analysis.dashboard", "consortium_lab.widget.vega")
+assert not any(m in sys.modules for m in later)  # voila's own import leaves them to warm-up
+voila.warm_up_dashboard()
+print(all(m in sys.modules for m in voila.DASHBOARD_MODULES), "altair" in sys.modules)
+print(gc.get_freeze_count())  # the dashboard kernel streams nothing: its heap stays unfrozen
+"""
+
+
+def test_warm_up_dashboard_imports_what_the_dashboard_needs_and_does_not_freeze(fake_openai):
+    done = subprocess.run(
+        [sys.executable, "-c", DASHBOARD],
+        env=fake_openai.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "0"]
+
+
 def gateway_maps(env: dict[str, str], config: Path) -> str:
     """The shared objects a running ``consortium-lab gateway`` process has loaded."""
     proc = subprocess.Popen(

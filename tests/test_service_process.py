@@ -110,6 +110,34 @@ def test_preheat_imports_the_first_request_s_modules_and_freezes_the_heap():
         gc.unfreeze()
 
 
+def test_preheat_skips_a_missing_module_only_when_told_and_freezes_only_when_told(
+    tmp_path, monkeypatch
+):
+    """The one import path of the service, the chat kernel and the dashboard kernel: a module
+    that is not installed is skipped with ``missing_ok`` and named without it; an installed
+    module that fails on its own import always raises; ``freeze=False`` freezes nothing."""
+    import pytest
+
+    (tmp_path / "cl_preheat_ok.py").write_text("VALUE = 1\n")
+    (tmp_path / "cl_preheat_broken.py").write_text("import cl_preheat_absent_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("cl_preheat_ok", "cl_preheat_broken"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert gc.get_freeze_count() == 0
+    try:
+        assert preheat(["cl_preheat_missing", "cl_preheat_ok"], freeze=False) == 0
+        assert "cl_preheat_ok" in sys.modules and "cl_preheat_missing" not in sys.modules
+        with pytest.raises(ModuleNotFoundError) as missing:
+            preheat(["cl_preheat_missing.sub"], freeze=False, missing_ok=False)
+        assert missing.value.name == "cl_preheat_missing"
+        with pytest.raises(ModuleNotFoundError) as broken:
+            preheat(["cl_preheat_broken"], freeze=False, missing_ok=True)
+        assert broken.value.name == "cl_preheat_absent_dependency"
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
 # The console script's argv: ``consortium-lab gateway ...`` (the package is imported first).
 AS_CLI = """
 import sys

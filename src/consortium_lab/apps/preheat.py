@@ -66,7 +66,7 @@ def warm_up() -> None:
     # Last: the imports a run would make lazily, then the kernel's start-up heap set aside from
     # the garbage collector, as the gateway service does (a full collection otherwise walks
     # llm, the openai SDK, pydantic and altair, ~0.2 s with the page's stream waiting).
-    preheat(FIRST_RUN_MODULES)
+    preheat(FIRST_RUN_MODULES, freeze=True, missing_ok=True)
 
 
 DASHBOARD_MODULES = (
@@ -82,14 +82,16 @@ DASHBOARD_MODULES = (
 def warm_up_dashboard() -> None:
     """What :func:`dashboard` needs before its page asks: its imports (pandas, altair,
     ipywidgets, the run log) and altair's Vega-Lite schema, loaded by building the chat's
-    chart specs once (the first validated spec loads it)."""
-    import importlib
+    chart specs once (the first validated spec loads it).
 
+    Every module here is one the dashboard cannot draw without, so a missing one raises
+    now rather than being skipped. The heap is not frozen: the dashboard draws once and
+    streams nothing that a full collection could stall."""
+    from consortium_lab.service.preheat import preheat
     from consortium_lab.widget.chart_specs import build_specs
 
-    for name in DASHBOARD_MODULES:
-        importlib.import_module(name)
-    build_specs(["0.8"])
+    preheat(DASHBOARD_MODULES, freeze=False, missing_ok=False)
+    build_specs(["0.8"])  # in this process: it loads altair's Vega-Lite schema
 
 
 def wait_for_page() -> None:
