@@ -35,11 +35,12 @@ BENCHES = {
     "first_run": ["bench_first_run.py"],
     "kernel": ["bench_kernel.py"],
     "page": ["bench_page.py"],
+    "bundle": ["bench_bundle.py"],
 }
 # Benchmarks of the pages need each side's notebooks and widget bundle (git-ignored: built).
-PAGES = {"bench_page.py"}
+PAGES = {"bench_page.py", "bench_bundle.py"}
 # Run when none is named; first_run (45 fresh processes), kernel (an ipykernel) and page
-# (Voila and Chromium) on request.
+# (Voila and Chromium) and bundle (Chromium) on request.
 DEFAULT = ("engine", "gateway", "service", "transport")
 
 

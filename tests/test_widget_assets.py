@@ -3,6 +3,7 @@ bundle by URL in a kernel of a page Voila serves through the consortium template
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -63,3 +64,41 @@ def test_the_widget_classes_choose_at_import_from_the_kernel_environment(fake_op
     sizes, first = run(app.voila_env(plain))
     assert all(int(n) < 2000 for n in sizes.split())
     assert first.startswith("// consortium_lab: the widget bundle, served by Voila")
+
+
+def _static_imports(folder, name: str, seen: set[str]) -> set[str]:
+    """``name`` and the chunks it imports statically, transitively (not its ``import()``s)."""
+    seen.add(name)
+    text = (folder / name).read_text(encoding="utf-8")
+    for chunk in re.findall(r'(?:from|import)\s*"\./(chunk-[\w-]+\.js)"', text):
+        if chunk not in seen:
+            _static_imports(folder, chunk, seen)
+    return seen
+
+
+def test_the_served_widget_loads_katex_and_highlightjs_when_first_needed():
+    if not built():
+        pytest.skip("front-end bundle not built (npm run build in widgets/)")
+    served = assets.SERVED
+    first = _static_imports(served, "widget.js", set())
+    first_text = "".join((served / name).read_text(encoding="utf-8") for name in first)
+    # What a page runs at once holds neither KaTeX nor highlight.js...
+    assert "KaTeX parse error" not in first_text
+    assert "registerLanguage" not in first_text
+    assert "KaTeX_" not in (served / "widget.css").read_text(encoding="utf-8")
+    # ...which are chunks it imports when text needs them; KaTeX's CSS is a file of its own,
+    # which the KaTeX chunk names, with its fonts beside it.
+    lazy = set(re.findall(r'import\("\./(chunk-[\w-]+\.js)"\)', first_text))
+    lazy_text = {name: (served / name).read_text(encoding="utf-8") for name in lazy}
+    katex = [name for name, text in lazy_text.items() if "KaTeX parse error" in text]
+    assert len(katex) == 1
+    assert any("registerLanguage" in text for text in lazy_text.values())
+    css_names = re.findall(r"katex-[\w-]+\.css", lazy_text[katex[0]])
+    assert css_names and (served / css_names[0]).is_file()
+    katex_css = (served / css_names[0]).read_text(encoding="utf-8")
+    fonts = re.findall(r"url\(\"?\.?/?(KaTeX_Main-Regular-[\w-]+\.woff2)\"?\)", katex_css)
+    assert fonts and (served / fonts[0]).is_file()
+    # The one-file bundle (anywidget injects its widget.css) keeps KaTeX's CSS, fonts inlined.
+    one_file_css = assets.STATIC / "widget.css"
+    assert "KaTeX_Main" in one_file_css.read_text(encoding="utf-8")
+    assert 'import("' not in (assets.STATIC / "widget.js").read_text(encoding="utf-8")

@@ -30,6 +30,35 @@ const katexWoff2Only = {
   },
 };
 
+// KaTeX and highlight.js load when model text first needs them (math.ts and code.ts import()
+// typeset.ts and syntax.ts). marked-katex-extension imports KaTeX for a renderer math.ts
+// replaces, so that import gets a stand-in: KaTeX stays in its lazily loaded module.
+const katexOnlyWhenTypesetting = {
+  name: "katex-only-when-typesetting",
+  setup(build) {
+    build.onResolve({ filter: /^katex$/ }, (args) =>
+      /marked-katex-extension/.test(args.importer) ? { path: "katex", namespace: "unused-katex" } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: "unused-katex" }, () => ({
+      contents: 'export default { renderToString() { throw new Error("KaTeX renders in typeset.ts"); } };',
+      loader: "js",
+    }));
+  },
+};
+
+// In the split bundle KaTeX's CSS is katex-HASH.css of its own, linked by typeset.ts when it
+// first runs (widget.css, which every page loads first, stays without it): typeset.ts's
+// import of it is dropped there, and __KATEX_CSS__ names the file.
+const katexCssLinked = {
+  name: "katex-css-linked",
+  setup(build) {
+    build.onResolve({ filter: /katex\.min\.css$/ }, (args) =>
+      /typeset\.ts$/.test(args.importer) ? { path: "katex.css", namespace: "linked-katex-css" } : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: "linked-katex-css" }, () => ({ contents: "", loader: "js" }));
+  },
+};
+
 const options = {
   entryPoints: { widget: path.join(here, "src/index.ts"), chart: path.join(here, "src/chart.ts") },
   bundle: true,
@@ -41,8 +70,25 @@ const options = {
   logLevel: "info",
   define: { "process.env.NODE_ENV": '"production"' },
   loader: { ".woff2": "dataurl" },
-  plugins: [katexWoff2Only],
+  plugins: [katexWoff2Only, katexOnlyWhenTypesetting],
 };
+
+const servedKatexCss = {
+  entryPoints: { katex: path.join(here, "node_modules/katex/dist/katex.min.css") },
+  bundle: true,
+  minify: !watch,
+  outdir: templateOutdir,
+  entryNames: "[name]-[hash]",
+  assetNames: "[name]-[hash]",
+  legalComments: "none",
+  logLevel: "info",
+  loader: { ".woff2": "file" },
+  plugins: [katexWoff2Only],
+  metafile: true,
+};
+const katexCss = await esbuild.build(servedKatexCss);
+const katexCssFile = Object.keys(katexCss.metafile.outputs).find((f) => /katex-[^/]*\.css$/.test(f));
+if (!katexCssFile) throw new Error("build.mjs: esbuild wrote no katex-HASH.css");
 
 const served = {
   ...options,
@@ -51,6 +97,8 @@ const served = {
   chunkNames: "chunk-[hash]",
   assetNames: "[name]-[hash]",
   loader: { ".woff2": "file" },
+  define: { ...options.define, __KATEX_CSS__: JSON.stringify(path.basename(katexCssFile)) },
+  plugins: [katexOnlyWhenTypesetting, katexCssLinked],
 };
 
 if (watch) {

@@ -1,61 +1,14 @@
-// Code blocks in model text: syntax highlighting (highlight.js core with common languages,
-// bundled) and a copy button that copies the code's own text.
-//
-// Highlighting runs on the sanitised DOM: the code's text is taken from it and highlight.js
-// escapes it while wrapping tokens in <span class="hljs-…">; that markup goes through its own
-// DOMPurify instance that keeps only spans and hljs- class names.
+// Code blocks in model text: a header with the block's language and a copy button that copies
+// the code's own text, and syntax highlighting by highlight.js (syntax.ts), which is loaded the
+// first time a block shows. Until it has loaded, a block is shown as its plain (sanitised)
+// text, with its header and copy button; sanitize.ts renders the text again once it is there.
 
-import DOMPurify, { type Config } from "dompurify";
-import hljs from "highlight.js/lib/core";
-import bash from "highlight.js/lib/languages/bash";
-import c from "highlight.js/lib/languages/c";
-import cpp from "highlight.js/lib/languages/cpp";
-import csharp from "highlight.js/lib/languages/csharp";
-import css from "highlight.js/lib/languages/css";
-import diff from "highlight.js/lib/languages/diff";
-import go from "highlight.js/lib/languages/go";
-import java from "highlight.js/lib/languages/java";
-import javascript from "highlight.js/lib/languages/javascript";
-import json from "highlight.js/lib/languages/json";
-import markdown from "highlight.js/lib/languages/markdown";
-import python from "highlight.js/lib/languages/python";
-import r from "highlight.js/lib/languages/r";
-import ruby from "highlight.js/lib/languages/ruby";
-import rust from "highlight.js/lib/languages/rust";
-import shell from "highlight.js/lib/languages/shell";
-import sql from "highlight.js/lib/languages/sql";
-import typescript from "highlight.js/lib/languages/typescript";
-import xml from "highlight.js/lib/languages/xml";
-import yaml from "highlight.js/lib/languages/yaml";
 import { copyButton } from "./actions";
 import { h } from "./dom";
+import { LazyModule } from "./lazy";
 
-const LANGUAGES = {
-  bash, c, cpp, csharp, css, diff, go, java, javascript, json, markdown, python, r, ruby, rust,
-  shell, sql, typescript, xml, yaml,
-};
-for (const [name, lang] of Object.entries(LANGUAGES)) hljs.registerLanguage(name, lang);
-
-/** The languages highlighted (aliases such as js, py, sh, html, yml work too). */
-export const HIGHLIGHTED_LANGUAGES = Object.keys(LANGUAGES);
-
-const purifier = DOMPurify();
-purifier.addHook("uponSanitizeAttribute", (_node, data) => {
-  if (data.attrName === "class") {
-    data.attrValue = data.attrValue
-      .split(/\s+/)
-      .filter((cls) => /^hljs-[a-z0-9_-]+$/i.test(cls) || /^(language_|function_|class_)$/.test(cls))
-      .join(" ");
-    data.keepAttr = data.attrValue !== "";
-  } else {
-    data.keepAttr = false;
-  }
-});
-const CODE_CONFIG: Config & { RETURN_DOM_FRAGMENT: true } = {
-  ALLOWED_TAGS: ["span"],
-  ALLOWED_ATTR: ["class"],
-  RETURN_DOM_FRAGMENT: true,
-};
+/** highlight.js with its languages, loaded on first use. */
+export const syntax = new LazyModule("syntax highlighting", () => import("./syntax"));
 
 /** The language a fenced block names (```py), from the class marked gives its <code>. */
 export function codeLanguage(code: Element): string | null {
@@ -63,27 +16,28 @@ export function codeLanguage(code: Element): string | null {
   return m ? m[1].toLowerCase() : null;
 }
 
-/** Highlighted, sanitised markup for `text` (a fragment of spans and text). */
-export function highlightCode(text: string, language: string | null): { fragment: DocumentFragment; language: string | null } {
-  const known = language && hljs.getLanguage(language) ? language : null;
-  const result = known
-    ? hljs.highlight(text, { language: known, ignoreIllegals: true })
-    : hljs.highlightAuto(text, HIGHLIGHTED_LANGUAGES);
-  const fragment = purifier.sanitize(result.value, CODE_CONFIG) as unknown as DocumentFragment;
-  return { fragment, language: known ?? (result.relevance >= 5 ? result.language ?? null : null) };
-}
-
-/** Highlight every code block under `root` and give it a header with its language and a
- * copy button. Returns how many blocks were done. */
-export function enhanceCode(root: ParentNode): number {
-  let count = 0;
-  for (const code of Array.from(root.querySelectorAll("pre > code"))) {
+/** Give every code block under `root` a header with its language and a copy button, and
+ * highlight it if highlight.js has loaded (else its loading starts). Returns how many blocks
+ * were done and how many of them wait for highlight.js. */
+export function enhanceCode(root: ParentNode): { blocks: number; plain: number } {
+  const done = { blocks: 0, plain: 0 };
+  const blocks = Array.from(root.querySelectorAll("pre > code")).filter(
+    (code) => !code.parentElement!.parentElement?.classList.contains("cl-code"),
+  );
+  if (!blocks.length) return done;
+  const highlighter = syntax.current();
+  for (const code of blocks) {
     const pre = code.parentElement as HTMLPreElement;
-    if (pre.parentElement?.classList.contains("cl-code")) continue;
     const text = code.textContent ?? "";
-    const { fragment, language } = highlightCode(text, codeLanguage(code));
-    code.replaceChildren(fragment);
-    code.className = "hljs";
+    let language = codeLanguage(code);
+    if (highlighter) {
+      const result = highlighter.highlightCode(text, language);
+      code.replaceChildren(result.fragment);
+      code.className = "hljs";
+      language = result.language;
+    } else {
+      done.plain += 1;
+    }
     const box = h(
       "div",
       { class: "cl-code" },
@@ -96,7 +50,7 @@ export function enhanceCode(root: ParentNode): number {
     );
     pre.replaceWith(box);
     box.append(pre);
-    count += 1;
+    done.blocks += 1;
   }
-  return count;
+  return done;
 }

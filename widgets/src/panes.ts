@@ -17,18 +17,23 @@ export class Markdown {
     this.el = h("div", { class: `cl-md ${cls}` });
   }
 
-  set(text: string, spans: any[] | null = null, raw: string | null = null): void {
+  /** Show `text`, its `spans` (offsets into `raw`) marked. Returns what renderMarkdownInto
+   * does: null when done, else a promise that settles once code or math, shown plain for now,
+   * has been rendered again (and marked again). */
+  set(text: string, spans: any[] | null = null, raw: string | null = null): Promise<boolean> | null {
     const spansKey = spans ? `${spans.length}:${spans[0]?.start}:${spans[spans.length - 1]?.end}` : "";
-    if (text === this.text && spansKey === this.spansKey) return;
+    if (text === this.text && spansKey === this.spansKey) return null;
     this.text = text;
     this.spansKey = spansKey;
-    renderMarkdownInto(this.el, text);
-    if (spans && spans.length) {
-      const marked = highlightSpans(this.el, raw ?? text, spans);
-      this.el.dataset.highlighted = String(marked);
-    } else {
-      delete this.el.dataset.highlighted;
-    }
+    // Marked again when the text is rendered again (highlight.js or KaTeX has loaded).
+    return renderMarkdownInto(this.el, text, () => {
+      if (spans && spans.length) {
+        const marked = highlightSpans(this.el, raw ?? text, spans);
+        this.el.dataset.highlighted = String(marked);
+      } else {
+        delete this.el.dataset.highlighted;
+      }
+    });
   }
 }
 

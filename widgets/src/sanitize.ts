@@ -16,12 +16,14 @@
 //   language ("language-py", as marked writes it), for highlighting.
 //
 // After this policy, code blocks are highlighted (code.ts) and formulas rendered (math.ts),
-// each through its own narrower DOMPurify profile.
+// each through its own narrower DOMPurify profile. highlight.js and KaTeX load the first time
+// a text needs them: until then code shows as plain text and a formula as its TeX source, and
+// the text is rendered again when they arrive.
 
 import DOMPurify from "dompurify";
 import { Marked } from "marked";
-import { enhanceCode } from "./code";
-import { beginMath, mathExtension, renderMathIn } from "./math";
+import { enhanceCode, syntax } from "./code";
+import { beginMath, katex, mathExtension, renderMathIn } from "./math";
 
 const FORBID_TAGS = [
   "style", "script", "svg", "math", "iframe", "frame", "frameset", "form", "input", "button",
@@ -125,16 +127,44 @@ const PURIFY_CONFIG = {
   WHOLE_DOCUMENT: false,
 };
 
-/** Markdown -> sanitised HTML string (see the policy at the top of this file). */
+/** Markdown -> sanitised HTML string (see the policy at the top of this file), with code and
+ * math as plain text if highlight.js or KaTeX has not loaded yet. */
 export function renderMarkdown(text: string): string {
   const box = document.createElement("div");
   renderMarkdownInto(box, text);
   return box.innerHTML;
 }
 
+/** Which render of each element is the latest: an older one is not redone. */
+const renders = new WeakMap<HTMLElement, number>();
+let serial = 0;
+
 /** Render markdown into `el` (replacing its content) without re-parsing a string: sanitised,
- * then code highlighted and math rendered. */
-export function renderMarkdownInto(el: HTMLElement, text: string): void {
+ * then code highlighted and math rendered; `after` runs after each render (to mark it up
+ * further). Returns null when the render is complete; else (code or math shown plain while
+ * highlight.js or KaTeX loads) a promise that renders the text again once they have loaded,
+ * unless `el` has been rendered anew since, and resolves with whether it did. */
+export function renderMarkdownInto(el: HTMLElement, text: string, after?: () => void): Promise<boolean> | null {
+  const id = ++serial;
+  renders.set(el, id);
+  const waiting = renderOnce(el, text);
+  after?.();
+  if (!waiting.length) return null;
+  return Promise.all(waiting).then(
+    () => {
+      if (renders.get(el) !== id) return false;
+      void renderMarkdownInto(el, text, after);
+      return true;
+    },
+    (err: unknown) => {
+      console.error(err);
+      return false;
+    },
+  );
+}
+
+/** One render; returns the modules it waits for. */
+function renderOnce(el: HTMLElement, text: string): Promise<unknown>[] {
   installHooks();
   beginMath();
   const html = marked.parse(text ?? "", { async: false }) as string;
@@ -149,7 +179,9 @@ export function renderMarkdownInto(el: HTMLElement, text: string): void {
     note.textContent = `[image${img.getAttribute("alt") ? `: ${img.getAttribute("alt")}` : ""}]`;
     img.replaceWith(note);
   }
-  renderMathIn(fragment);
-  enhanceCode(fragment);
+  const waiting: Promise<unknown>[] = [];
+  if (renderMathIn(fragment).plain) waiting.push(katex.ready());
+  if (enhanceCode(fragment).plain) waiting.push(syntax.ready());
   el.replaceChildren(fragment);
+  return waiting;
 }

@@ -1,9 +1,10 @@
 // The usual chat controls (actions.ts), code highlighting (code.ts) and math (math.ts), and
 // that formulas and code stay inside the sanitiser's policy.
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { answerMarkdown, copyText } from "../src/actions";
-import { codeLanguage, enhanceCode } from "../src/code";
-import { cleanStyle } from "../src/math";
+import { codeLanguage, enhanceCode, syntax } from "../src/code";
+import { katex } from "../src/math";
+import { cleanStyle } from "../src/typeset";
 import type { FrontendMessage } from "../src/messages.gen";
 import { renderMarkdownInto } from "../src/sanitize";
 import { buildTurn, StreamStore, type Json } from "../src/state";
@@ -23,6 +24,12 @@ function setClipboard(writeText: (t: string) => Promise<void>): void {
 afterEach(() => {
   vi.restoreAllMocks();
   Reflect.deleteProperty(navigator, "clipboard");
+});
+
+// What follows shows highlighted code and typeset math: both load first (lazy.test.ts covers
+// the text shown before they have).
+beforeAll(async () => {
+  await Promise.all([syntax.ready(), katex.ready()]);
 });
 
 describe("code blocks", () => {
@@ -61,7 +68,7 @@ describe("code blocks", () => {
     const box = render("```\nfunction add(a, b) { return a + b; }\nconst x = add(1, 2);\n```");
     expect(box.querySelectorAll(".hljs-keyword").length).toBeGreaterThan(0);
     const html = box.innerHTML;
-    expect(enhanceCode(box)).toBe(0);
+    expect(enhanceCode(box)).toEqual({ blocks: 0, plain: 0 });
     expect(box.innerHTML).toBe(html);
   });
 });
