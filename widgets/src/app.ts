@@ -198,6 +198,10 @@ export class ChatApp {
       this.streams.snapshot(msg.run_id, msg.streams ?? []);
       this.schedule();
     } else if (msg.type === "ready") {
+      // The kernel answers after it has set what it restored (traits come before this
+      // message), but that render waits for the next frame: draw it now, so a page that is
+      // "ready" already shows its conversation (what a reader, or a test counting turns, sees).
+      this.render();
       this.root.dataset.ready = "true";
     } else if (msg.type === "download") {
       download(msg.filename, msg.mime, msg.content);

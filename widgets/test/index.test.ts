@@ -121,6 +121,17 @@ describe("ChatWidget front end (index.ts)", () => {
     expect(qa("article.cl-turn")).toHaveLength(0);
   });
 
+  it("shows the restored turns by the time it says ready", () => {
+    mount();
+    model.set("turns", [fixture<Record<string, unknown>>("turn.json")]); // the kernel's restore, before its answer
+    expect(qa("article.cl-turn")).toHaveLength(0); // drawn on the next frame...
+    model.receive({ type: "ready" });
+    expect(q(".cl-root").dataset.ready).toBe("true");
+    expect(qa("article.cl-turn")).toHaveLength(1); // ...unless the page says ready first
+    flush();
+    expect(qa("article.cl-turn")).toHaveLength(1);
+  });
+
   it("marks a turn that completed with warnings on the turn itself", () => {
     const turn = structuredClone(fixture("turn.json"));
     turn.ui.status = "completed_with_warnings";
