@@ -16,12 +16,9 @@ Loopback only; the server and Chromium stop at the end.
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import statistics
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -31,6 +28,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import chromium  # noqa: E402
 import figures  # noqa: E402
 from consortium_lab.widget import assets  # noqa: E402
+from static_site import BLANK_PAGE, serve_folder  # noqa: E402
 
 LOAD = """async () => {
   const t0 = performance.now();
@@ -60,29 +58,6 @@ def first_load_bytes(folder: Path) -> int:
     return sum((folder / n).stat().st_size for n in seen) + (folder / "widget.css").stat().st_size
 
 
-BLANK = b"<!doctype html><title>bundle</title>"
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    """The bundle's folder, and a blank page at ``/blank.html``; nothing cached."""
-
-    def do_GET(self) -> None:
-        if self.path != "/blank.html":
-            return super().do_GET()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(BLANK)))
-        self.end_headers()
-        self.wfile.write(BLANK)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="7 samples, not 21")
@@ -90,21 +65,14 @@ def main() -> None:
     folder = assets.SERVED
     if not (folder / "widget.js").is_file():
         sys.exit(f"bench_bundle: {folder} holds no widget.js (npm run build in widgets/)")
-    handler = functools.partial(_Handler, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/"
     samples: list[float] = []
-    try:
-        with chromium.launch() as browser:
-            for _ in range(7 if args.quick else 21):
-                context = browser.new_context()
-                page = context.new_page()
-                page.goto(base + "blank.html")
-                samples.append(page.evaluate(LOAD))
-                context.close()
-    finally:
-        server.shutdown()
+    with serve_folder(folder) as base, chromium.launch() as browser:
+        for _ in range(7 if args.quick else 21):
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(base + BLANK_PAGE)
+            samples.append(page.evaluate(LOAD))
+            context.close()
     size = first_load_bytes(folder)
     median = statistics.median(samples)
     print(f"served from {folder}")

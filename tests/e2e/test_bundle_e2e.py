@@ -6,23 +6,20 @@ them), and KaTeX's CSS with its fonts arrives in ``widget.css``, which anywidget
 from __future__ import annotations
 
 import copy
-import functools
 import json
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from consortium_lab.widget import assets
+from static_site import BLANK_PAGE, serve_folder
 
 from .test_chat_e2e import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = "def area(r):\n    return 3.14159 * r ** 2"
 ANSWER = f"The area is $A = \\pi r^2$:\n\n$$\n\\frac{{a}}{{b}}\n$$\n\n```python\n{CODE}\n```\n"
-BLANK = b"<!doctype html><title>one-file bundle</title>"
 
 # As anywidget does: widget.css as a <style>, widget.js imported as a module, render({model, el}).
 MOUNT = """async ({ turn }) => {
@@ -53,33 +50,12 @@ MOUNT = """async ({ turn }) => {
 }"""
 
 
-class _Handler(SimpleHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path != "/":
-            return super().do_GET()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(BLANK)))
-        self.end_headers()
-        self.wfile.write(BLANK)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def one_file_bundle() -> Iterator[str]:
     if not (assets.STATIC / "widget.js").is_file():
         pytest.skip("front-end bundle not built (npm run build in widgets/)")
-    handler = functools.partial(_Handler, directory=str(assets.STATIC))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_folder(assets.STATIC) as base:
+        yield base + BLANK_PAGE
 
 
 def test_one_file_bundle_typesets_math_and_highlights_code(one_file_bundle, page):
