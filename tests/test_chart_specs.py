@@ -84,8 +84,10 @@ def test_the_fingerprint_follows_the_source_and_altair(monkeypatch):
     assert module.fingerprint() == first
 
 
-def test_a_failing_child_process_builds_them_here(fresh, children, monkeypatch, caplog):
-    monkeypatch.setattr(module.sys, "executable", "/bin/false")
+@pytest.mark.parametrize("executable", ["/bin/false", "/nonexistent/python", "/bin/true"])
+def test_a_failing_child_process_builds_them_here(fresh, children, monkeypatch, caplog, executable):
+    """A child that fails, cannot start or prints no JSON: the specs are built here."""
+    monkeypatch.setattr(module.sys, "executable", executable)
     assert chart_specs() == build_specs(["0.8"])
     assert len(children) == 1
     assert "building them here" in caplog.text
@@ -123,3 +125,11 @@ def test_a_fresh_process_gets_its_specs_without_importing_altair(tmp_path):
 
 def test_the_child_s_command_line_asks_for_keys():
     assert module.main([]) == 2
+
+
+def test_a_damaged_cache_costs_only_the_cache(fresh, caplog):
+    folder = fresh / "home" / "chart-specs"
+    folder.mkdir(parents=True)
+    (folder / "cache.db").write_bytes(b"not a database" * 100)
+    assert chart_specs() == build_specs(["0.8"])
+    assert "cache" in caplog.text

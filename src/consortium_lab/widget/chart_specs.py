@@ -96,22 +96,24 @@ def _built_elsewhere(keys: list[str]) -> dict[str, Any]:
     """The specs for ``keys``, from a child process when altair is not imported here."""
     if _altair_loaded():
         return build_specs(keys)
-    done = subprocess.run(
-        [sys.executable, "-m", __name__, *keys],
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, *keys],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=True,
+        )
+        specs: dict[str, Any] = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
         # The charts matter more than the memory: build them here after all.
+        stderr = getattr(exc, "stderr", None) or ""
         log.warning(
-            "building the chart specs in a child process failed (exit %s), building them here: %s",
-            done.returncode,
-            done.stderr[-2000:],
+            "building the chart specs in a child process failed (%s), building them here: %s",
+            exc,
+            stderr[-2000:],
         )
         return build_specs(keys)
-    specs: dict[str, Any] = json.loads(done.stdout)
     return specs
 
 
@@ -142,11 +144,14 @@ def _fill(missing: list[str], keys: list[str]) -> None:
         cache = None
     prefix = fingerprint()
     if cache is not None:
-        with cache:
-            for name in missing:
-                found = cache.get(f"{prefix}/{name}")
-                if found is not None:
-                    _memo[name] = json.loads(found)
+        try:
+            with cache:
+                for name in missing:
+                    found = cache.get(f"{prefix}/{name}")
+                    if found is not None:
+                        _memo[name] = json.loads(found)
+        except Exception as exc:  # a damaged cache is rebuilt, never a reason to fail
+            log.warning("chart specs could not be read from the cache: %s", exc)
     still = [name for name in missing if name not in _memo]
     if not still:
         return
