@@ -37,6 +37,21 @@ export class Markdown {
   }
 }
 
+/** Where an answer came from, when not straight from its model: the cache, a fallback. */
+function originBadges(v: { model: string; cached?: boolean; servedBy?: string | null }): HTMLElement[] {
+  const out: HTMLElement[] = [];
+  if (v.cached) out.push(h("span", { class: "cl-badge cl-cached", text: "cached" }));
+  if (v.servedBy && v.servedBy !== v.model) {
+    out.push(h("span", { class: "cl-badge cl-fallback", text: `served by ${v.servedBy}` }));
+  }
+  return out;
+}
+
+/** Put `badges` in `el` unless it shows the same texts already (no DOM churn per frame). */
+function replaceBadges(el: HTMLElement, badges: HTMLElement[]): void {
+  if (changed(el, badges.map((b) => b.textContent).join("|"))) el.replaceChildren(...badges);
+}
+
 export class MemberPane {
   readonly el: HTMLElement;
   private title: HTMLElement;
@@ -107,14 +122,8 @@ export class MemberPane {
     if (v.truncated) {
       badges.push(h("span", { class: "cl-badge cl-truncated", title: v.error ?? "", text: "truncated" }));
     }
-    if (v.cached) badges.push(h("span", { class: "cl-badge cl-cached", text: "cached" }));
-    if (v.servedBy && v.servedBy !== v.model) {
-      badges.push(h("span", { class: "cl-badge cl-fallback", text: `served by ${v.servedBy}` }));
-    }
-    const sig = badges.map((b) => b.textContent).join("|");
-    if (changed(this.badges, sig)) {
-      this.badges.replaceChildren(...badges);
-    }
+    badges.push(...originBadges(v));
+    replaceBadges(this.badges, badges);
     this.thought.hidden = !v.thought;
     this.thoughtBody.set(v.thought);
     this.copySource = v.status === "failed" ? v.text : v.answer;
@@ -179,14 +188,8 @@ export class SynthesisPane {
       h("span", { class: "cl-badge cl-confidence", text: `confidence ${pct(s.confidence)}` }),
     ];
     if (s.needsIteration) head.push(h("span", { class: "cl-badge", text: "asks for another iteration" }));
-    if (s.cached) head.push(h("span", { class: "cl-badge cl-cached", text: "cached" }));
-    if (s.servedBy && s.servedBy !== s.model) {
-      head.push(h("span", { class: "cl-badge cl-fallback", text: `served by ${s.servedBy}` }));
-    }
-    const sig = head.map((x) => x.textContent).join("|");
-    if (changed(this.head, sig)) {
-      this.head.replaceChildren(...head);
-    }
+    head.push(...originBadges(s));
+    replaceBadges(this.head, head);
     setAttr(this.el, "data-parse-ok", String(s.parseOk));
     this.warning.hidden = s.parseOk;
     if (!s.parseOk) {

@@ -32,6 +32,28 @@ describe("TurnComponent", () => {
   const data: Json = fixture("turn.json");
   const last = data.iterations[data.iterations.length - 1];
 
+  it("marks a cached answer and one served by a fallback, on members and synthesis", () => {
+    const plain = structuredClone(data);
+    const p = plain.iterations[plain.iterations.length - 1];
+    for (const x of [...p.members, p.synthesis]) Object.assign(x, { cached: false, served_by: x.model });
+    const d = structuredClone(plain);
+    const it = d.iterations[d.iterations.length - 1];
+    it.members[0].cached = true;
+    it.members[1].served_by = "backup-model";
+    it.synthesis.cached = true;
+    it.synthesis.served_by = "backup-judge";
+    const t = make();
+    t.update(buildTurn(d, new StreamStore(), false));
+    const members = [...t.el.querySelectorAll<HTMLElement>(".cl-member")];
+    const badges = (el: Element) => [...el.querySelectorAll(".cl-cached, .cl-fallback")].map((b) => b.textContent);
+    expect(badges(members[0])).toEqual(["cached"]);
+    expect(badges(members[1])).toEqual(["served by backup-model"]);
+    expect(badges(members[2])).toEqual([]); // served by its own model: no badge
+    expect(badges(t.el.querySelector(".cl-synthesis")!)).toEqual(["cached", "served by backup-judge"]);
+    t.update(buildTurn(plain, new StreamStore(), false)); // the same turn, plain: badges go
+    expect(t.el.querySelectorAll(".cl-cached, .cl-fallback")).toHaveLength(0);
+  });
+
   it("shows the prompt, the latest iteration's members and its synthesis", () => {
     const t = make();
     t.update(buildTurn(data, new StreamStore(), false));
